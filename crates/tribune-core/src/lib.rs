@@ -1,0 +1,20 @@
+//! Tribune's domain, free of I/O: typed ids, the room lifecycle, signed tokens and tickets, and
+//! the fan-out ring that every listener connection reads the program track from.
+
+pub mod ids;
+pub mod ring;
+pub mod room;
+pub mod token;
+
+pub use ids::{ListenerId, ParticipantId, Role, RoomId, Seq};
+pub use ring::{Frame, Ring, RingRead};
+pub use room::{RoomError, RoomInfo, RoomState};
+pub use token::{Claims, Keyring, TokenError, TokenKind};
+
+/// Microseconds since the Unix epoch: the clock that capture timestamps use.
+pub fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,399 @@
+//! Per-speaker jitter buffer: reorders frames by sequence number and plays them out one per
+//! 20 ms tick, asking for concealment when a frame is missing.
+//!
+//! Sans-IO: the caller pushes frames as they arrive and calls [`JitterBuffer::pop`] on its own
+//! clock. Playback starts once `target_frames` frames are queued, which is the latency traded
+//! for robustness against network jitter.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+/// Tuning of a [`JitterBuffer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JitterConfig {
+    /// Frames to queue before (re)starting playback.
+    pub target_frames: usize,
+    /// Most frames held; older ones are dropped beyond this.
+    pub max_frames: usize,
+    /// Most consecutive concealed frames before skipping ahead or re-buffering.
+    pub max_conceal: usize,
+}
+
+impl Default for JitterConfig {
+    fn default() -> Self {
+        JitterConfig {
+            target_frames: 3,
+            max_frames: 50,
+            max_conceal: 5,
+        }
+    }
+}
+
+/// What happened to a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Queued for playout.
+    Accepted,
+    /// Already queued; ignored.
+    Duplicate,
+    /// Its slot was already played or concealed; ignored.
+    Late,
+    /// Queued, but the buffer was full so the oldest frames were dropped.
+    Overflow,
+}
+
+/// What to play for one tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Playout {
+    /// A received frame.
+    Frame {
+        /// Its sequence number.
+        seq: u64,
+        /// Its capture time, microseconds.
+        capture_us: u64,
+        /// The Opus packet.
+        payload: Bytes,
+    },
+    /// Frame `seq` is missing: synthesise it.
+    Conceal {
+        /// The missing sequence number.
+        seq: u64,
+    },
+    /// Nothing to play (buffering or idle speaker).
+    Idle,
+}
+
+/// Counters describing a buffer's history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JitterStats {
+    /// Frames played out.
+    pub played: u64,
+    /// Concealed frames returned.
+    pub concealed: u64,
+    /// Frames refused because their slot had passed.
+    pub late: u64,
+    /// Frames refused because they were already queued.
+    pub duplicates: u64,
+    /// Queued frames dropped to stay within `max_frames`.
+    pub overflow_dropped: u64,
+    /// Times playback stopped for lack of frames and went back to buffering.
+    pub underruns: u64,
+}
+
+/// Reorders one speaker's frames and paces them out.
+#[derive(Debug, Clone)]
+pub struct JitterBuffer {
+    cfg: JitterConfig,
+    frames: BTreeMap<u64, (u64, Bytes)>,
+    /// Next sequence number to play; also the watermark below which pushes are late. It is
+    /// kept across underruns so stale frames cannot be replayed after re-buffering.
+    next_seq: Option<u64>,
+    playing: bool,
+    conceal_run: usize,
+    stats: JitterStats,
+}
+
+impl JitterBuffer {
+    /// Creates an empty buffer; `target_frames` and `max_frames` are raised to at least 1.
+    pub fn new(cfg: JitterConfig) -> Self {
+        let max_frames = cfg.max_frames.max(1);
+        let cfg = JitterConfig {
+            max_frames,
+            target_frames: cfg.target_frames.clamp(1, max_frames),
+            max_conceal: cfg.max_conceal,
+        };
+        JitterBuffer {
+            cfg,
+            frames: BTreeMap::new(),
+            next_seq: None,
+            playing: false,
+            conceal_run: 0,
+            stats: JitterStats::default(),
+        }
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> JitterConfig {
+        self.cfg
+    }
+
+    /// Queues a received frame.
+    pub fn push(&mut self, seq: u64, capture_us: u64, payload: Bytes) -> PushOutcome {
+        if self.next_seq.is_some_and(|next| seq < next) {
+            self.stats.late += 1;
+            return PushOutcome::Late;
+        }
+        if self.frames.contains_key(&seq) {
+            self.stats.duplicates += 1;
+            return PushOutcome::Duplicate;
+        }
+        self.frames.insert(seq, (capture_us, payload));
+        let mut dropped = 0;
+        while self.frames.len() > self.cfg.max_frames {
+            self.frames.pop_first();
+            dropped += 1;
+        }
+        if dropped == 0 {
+            return PushOutcome::Accepted;
+        }
+        self.stats.overflow_dropped += dropped;
+        // Skip the dropped slots rather than concealing each of them later.
+        if let (Some(next), Some((&first, _))) = (self.next_seq, self.frames.first_key_value()) {
+            self.next_seq = Some(next.max(first));
+        }
+        PushOutcome::Overflow
+    }
+
+    /// Takes what to play for this tick; call exactly once per 20 ms.
+    pub fn pop(&mut self) -> Playout {
+        if !self.playing {
+            if self.frames.len() < self.cfg.target_frames {
+                return Playout::Idle;
+            }
+            self.playing = true;
+            self.conceal_run = 0;
+            self.next_seq = self.frames.first_key_value().map(|(&seq, _)| seq);
+        }
+        let Some(next) = self.next_seq else {
+            // Sequence space exhausted (u64::MAX was played): start over from what arrives next.
+            self.playing = false;
+            return Playout::Idle;
+        };
+        if let Some((capture_us, payload)) = self.frames.remove(&next) {
+            return self.play(next, capture_us, payload);
+        }
+        if self.conceal_run < self.cfg.max_conceal {
+            self.conceal_run += 1;
+            self.stats.concealed += 1;
+            self.next_seq = next.checked_add(1);
+            return Playout::Conceal { seq: next };
+        }
+        // Concealed long enough: jump to the next frame we have, or wait for more.
+        match self.frames.pop_first() {
+            Some((seq, (capture_us, payload))) => self.play(seq, capture_us, payload),
+            None => {
+                self.playing = false;
+                self.conceal_run = 0;
+                self.stats.underruns += 1;
+                Playout::Idle
+            }
+        }
+    }
+
+    fn play(&mut self, seq: u64, capture_us: u64, payload: Bytes) -> Playout {
+        self.conceal_run = 0;
+        self.stats.played += 1;
+        self.next_seq = seq.checked_add(1);
+        Playout::Frame {
+            seq,
+            capture_us,
+            payload,
+        }
+    }
+
+    /// Frames currently queued.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether no frame is queued.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Whether playout is running (as opposed to buffering).
+    pub fn is_playing(&self) -> bool {
+        self.playing
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> JitterStats {
+        self.stats
+    }
+
+    /// Forgets all frames and the sequence watermark (e.g. when a speaker restarts its stream);
+    /// counters are kept.
+    pub fn reset(&mut self) {
+        self.frames.clear();
+        self.next_seq = None;
+        self.playing = false;
+        self.conceal_run = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(seq: u64) -> Bytes {
+        Bytes::from(seq.to_be_bytes().to_vec())
+    }
+
+    fn push(jb: &mut JitterBuffer, seq: u64) -> PushOutcome {
+        jb.push(seq, seq.wrapping_mul(20_000), payload(seq))
+    }
+
+    /// Compact view of a playout: `Some(seq)` for frames, `Some(1000 + seq)` for concealment.
+    fn kind(p: &Playout) -> Option<u64> {
+        match p {
+            Playout::Frame {
+                seq,
+                capture_us,
+                payload: data,
+            } => {
+                assert_eq!(*capture_us, seq.wrapping_mul(20_000));
+                assert_eq!(data, &payload(*seq));
+                Some(*seq)
+            }
+            Playout::Conceal { seq } => Some(1000 + seq),
+            Playout::Idle => None,
+        }
+    }
+
+    #[test]
+    fn buffers_until_target_then_plays_in_order() {
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        assert_eq!(jb.pop(), Playout::Idle);
+        for seq in [3, 1] {
+            assert_eq!(push(&mut jb, seq), PushOutcome::Accepted);
+            assert_eq!(jb.pop(), Playout::Idle);
+        }
+        for seq in [2, 5, 4] {
+            assert_eq!(push(&mut jb, seq), PushOutcome::Accepted);
+        }
+        let order: Vec<_> = (0..5).map(|_| kind(&jb.pop())).collect();
+        assert_eq!(order, [Some(1), Some(2), Some(3), Some(4), Some(5)]);
+        assert_eq!(jb.stats().played, 5);
+        assert!(jb.is_empty());
+    }
+
+    #[test]
+    fn conceals_a_gap() {
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        for seq in [1, 2, 4, 5] {
+            push(&mut jb, seq);
+        }
+        let order: Vec<_> = (0..5).map(|_| kind(&jb.pop())).collect();
+        assert_eq!(order, [Some(1), Some(2), Some(1003), Some(4), Some(5)]);
+        assert_eq!(jb.stats().concealed, 1);
+        // The concealed slot is gone: its frame arriving now is late.
+        assert_eq!(push(&mut jb, 3), PushOutcome::Late);
+    }
+
+    #[test]
+    fn counts_duplicates_and_late_frames() {
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        for seq in 10..13 {
+            push(&mut jb, seq);
+        }
+        assert_eq!(push(&mut jb, 11), PushOutcome::Duplicate);
+        assert_eq!(kind(&jb.pop()), Some(10));
+        assert_eq!(push(&mut jb, 10), PushOutcome::Late);
+        assert_eq!(push(&mut jb, 3), PushOutcome::Late);
+        let s = jb.stats();
+        assert_eq!((s.duplicates, s.late, s.played), (1, 2, 1));
+    }
+
+    #[test]
+    fn stays_bounded_under_overflow() {
+        let cfg = JitterConfig::default();
+        let mut jb = JitterBuffer::new(cfg);
+        let mut overflows = 0;
+        for seq in 0..1000 {
+            if push(&mut jb, seq) == PushOutcome::Overflow {
+                overflows += 1;
+            }
+            assert!(jb.len() <= cfg.max_frames);
+        }
+        assert_eq!(jb.len(), cfg.max_frames);
+        assert_eq!(overflows, 1000 - cfg.max_frames);
+        assert_eq!(jb.stats().overflow_dropped, (1000 - cfg.max_frames) as u64);
+        // Playback resumes at the oldest surviving frame without concealing dropped ones.
+        assert_eq!(kind(&jb.pop()), Some(950));
+        assert_eq!(push(&mut jb, 1000), PushOutcome::Accepted);
+        // Overflow while playing also skips ahead instead of concealing the dropped range.
+        let mut jb = JitterBuffer::new(JitterConfig {
+            target_frames: 1,
+            max_frames: 3,
+            max_conceal: 5,
+        });
+        push(&mut jb, 0);
+        assert_eq!(kind(&jb.pop()), Some(0));
+        for seq in 1..=5 {
+            push(&mut jb, seq);
+        }
+        assert_eq!(kind(&jb.pop()), Some(3));
+    }
+
+    #[test]
+    fn underrun_conceals_then_rebuffers() {
+        let cfg = JitterConfig::default();
+        let mut jb = JitterBuffer::new(cfg);
+        for seq in 0..3 {
+            push(&mut jb, seq);
+        }
+        for seq in 0..3 {
+            assert_eq!(kind(&jb.pop()), Some(seq));
+        }
+        for seq in 3..3 + cfg.max_conceal as u64 {
+            assert_eq!(jb.pop(), Playout::Conceal { seq });
+        }
+        assert_eq!(jb.pop(), Playout::Idle);
+        assert!(!jb.is_playing());
+        assert_eq!(jb.stats().underruns, 1);
+        // Re-buffering needs the target again; the concealed slots stay late.
+        assert_eq!(push(&mut jb, 4), PushOutcome::Late);
+        push(&mut jb, 20);
+        push(&mut jb, 21);
+        assert_eq!(jb.pop(), Playout::Idle);
+        push(&mut jb, 22);
+        assert_eq!(kind(&jb.pop()), Some(20));
+    }
+
+    #[test]
+    fn long_gap_skips_ahead_after_max_conceal() {
+        let cfg = JitterConfig::default();
+        let mut jb = JitterBuffer::new(cfg);
+        for seq in [0, 1, 2, 100] {
+            push(&mut jb, seq);
+        }
+        for seq in 0..3 {
+            assert_eq!(kind(&jb.pop()), Some(seq));
+        }
+        for seq in 3..3 + cfg.max_conceal as u64 {
+            assert_eq!(jb.pop(), Playout::Conceal { seq });
+        }
+        assert_eq!(kind(&jb.pop()), Some(100));
+    }
+
+    #[test]
+    fn reset_forgets_frames_and_watermark() {
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        for seq in 50..53 {
+            push(&mut jb, seq);
+        }
+        assert_eq!(kind(&jb.pop()), Some(50));
+        jb.reset();
+        assert!(jb.is_empty());
+        assert_eq!(push(&mut jb, 0), PushOutcome::Accepted);
+        assert_eq!(jb.stats().played, 1);
+    }
+
+    #[test]
+    fn degenerate_config_is_usable() {
+        let mut jb = JitterBuffer::new(JitterConfig {
+            target_frames: 0,
+            max_frames: 0,
+            max_conceal: 0,
+        });
+        assert_eq!(jb.config().max_frames, 1);
+        assert_eq!(jb.pop(), Playout::Idle);
+        push(&mut jb, u64::MAX);
+        assert_eq!(kind(&jb.pop()).map(|s| s == u64::MAX), Some(true));
+        // After u64::MAX there is no next slot; the buffer must not panic.
+        assert_eq!(jb.pop(), Playout::Idle);
+        assert_eq!(push(&mut jb, 7), PushOutcome::Accepted);
+        assert_eq!(kind(&jb.pop()), Some(7));
+    }
+}

@@ -1,0 +1,251 @@
+//! HTTP handlers of the room API (`/api/rooms…`), health and metrics.
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tribune_core::{
+    unix_micros, Claims, ListenerId, ParticipantId, Role, RoomInfo, RoomState, TokenKind,
+};
+
+use crate::error::ApiError;
+use crate::live_room::LiveRoom;
+use crate::state::AppState;
+
+fn now_s() -> u64 {
+    unix_micros() / 1_000_000
+}
+
+/// `Authorization: Bearer …`, if present.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// The public description of a room.
+fn room_json(room: &LiveRoom) -> Value {
+    let info = room.info();
+    json!({
+        "id": info.id,
+        "title": info.title,
+        "state": info.state,
+        "created_at": info.created_at,
+        "scheduled_for": info.scheduled_for,
+        "started_at": info.started_at,
+        "ended_at": info.ended_at,
+        "listeners": room.listener_count(),
+        "speakers": room.speaker_count(),
+        "seq": room.head().0,
+    })
+}
+
+/// Body of `POST /api/rooms`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoom {
+    title: String,
+    #[serde(default)]
+    scheduled_for: Option<u64>,
+}
+
+/// `POST /api/rooms`: creates a room; answers its id and the host's token.
+pub async fn create_room(
+    State(app): State<AppState>,
+    body: Result<Json<CreateRoom>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(req) = body?;
+    let title = req.title.trim().to_owned();
+    if title.is_empty() || title.chars().count() > tribune_core::room::MAX_TITLE_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "title must be 1 to {} characters",
+            tribune_core::room::MAX_TITLE_CHARS
+        )));
+    }
+    let id = tribune_core::RoomId::random();
+    let info = RoomInfo::new(id.clone(), title, now_s(), req.scheduled_for);
+    let room = app.create_room(info);
+    let host_token = stage_token(&app, &room, Role::Host, ParticipantId::random());
+    tracing::info!(room = %id, "room created");
+    let mut body = room_json(&room);
+    body["host_token"] = json!(host_token);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+fn stage_token(app: &AppState, room: &LiveRoom, role: Role, who: ParticipantId) -> String {
+    app.keys().sign(&Claims {
+        kid: String::new(),
+        kind: TokenKind::Stage,
+        room: room.id.clone(),
+        role,
+        sub: who.0,
+        exp: now_s() + app.config().stage_token_ttl.as_secs(),
+    })
+}
+
+/// `GET /api/rooms`: live and scheduled rooms (the lobby).
+pub async fn list_rooms(State(app): State<AppState>) -> Json<Value> {
+    let rooms: Vec<Value> = app
+        .rooms()
+        .iter()
+        .filter(|r| r.info().state != RoomState::Ended)
+        .map(|r| room_json(r))
+        .collect();
+    Json(json!({ "rooms": rooms }))
+}
+
+/// `GET /api/rooms/{id}`.
+pub async fn get_room(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let room = app.room(&id)?;
+    Ok(Json(room_json(&room)))
+}
+
+/// `POST /api/rooms/{id}/end`: a host or co-host ends the room.
+pub async fn end_room(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let room = app.room(&id)?;
+    app.verify_stage(bearer(&headers), &room.id, Role::can_moderate)?;
+    room.end().await;
+    Ok(Json(room_json(&room)))
+}
+
+/// Body of `POST /api/rooms/{id}/speakers`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AddSpeaker {
+    #[serde(default)]
+    role: Option<Role>,
+}
+
+/// `POST /api/rooms/{id}/speakers`: a host or co-host mints a stage token for a new speaker.
+pub async fn add_speaker(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let room = app.room(&id)?;
+    let by = app.verify_stage(bearer(&headers), &room.id, Role::can_moderate)?;
+    let req: AddSpeaker = optional_json(&body)?;
+    let role = req.role.unwrap_or(Role::Speaker);
+    let allowed = match role {
+        Role::Speaker => true,
+        Role::CoHost => by.role == Role::Host,
+        Role::Host | Role::Listener => false,
+    };
+    if !allowed {
+        return Err(ApiError::Forbidden(format!(
+            "a {:?} may not grant {:?}",
+            by.role, role
+        )));
+    }
+    if room.info().state == RoomState::Ended {
+        return Err(ApiError::RoomEnded);
+    }
+    let who = ParticipantId::random();
+    let token = stage_token(&app, &room, role, who);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"participant_id": who.0, "role": role, "token": token})),
+    ))
+}
+
+/// Parses an optional JSON body: empty means defaults; anything else must be valid JSON.
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
+}
+
+/// Body of `POST /api/rooms/{id}/join` (all optional).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Join {}
+
+/// `POST /api/rooms/{id}/join`: admits a listener with a signed ticket.
+pub async fn join(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let result = join_inner(&app, &id, &headers, &body);
+    match &result {
+        Ok(_) => app.metrics().joins_admitted.inc(),
+        Err(_) => app.metrics().joins_refused.inc(),
+    }
+    result
+}
+
+fn join_inner(
+    app: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Json<Value>, ApiError> {
+    if *app.shutdown().borrow() {
+        return Err(ApiError::Unavailable);
+    }
+    let room = app.room(id)?;
+    let _: Join = optional_json(body)?;
+    if room.info().state == RoomState::Ended {
+        return Err(ApiError::RoomEnded);
+    }
+    let listener = ListenerId::random();
+    let exp = now_s() + app.config().ticket_ttl.as_secs();
+    let ticket = app.keys().sign(&Claims {
+        kid: String::new(),
+        kind: TokenKind::Listen,
+        room: room.id.clone(),
+        role: Role::Listener,
+        sub: listener.0,
+        exp,
+    });
+    let path = format!("/api/rooms/{}/listen?ticket={}", room.id, ticket);
+    let listen_url = match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) => format!("ws://{host}{path}"),
+        None => path,
+    };
+    Ok(Json(json!({
+        "ticket": ticket,
+        "listener_id": listener.0,
+        "listen_url": listen_url,
+        "expires_at": exp,
+        "seq": room.head().0,
+    })))
+}
+
+/// `GET /healthz`.
+pub async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
+    if *app.shutdown().borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    }
+    (StatusCode::OK, "ok\n")
+}
+
+/// `GET /metrics` (Prometheus text format).
+pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics().render(),
+    )
+}
+
+/// Any other path.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}

@@ -1,0 +1,67 @@
+//! Settings of one Tribune node.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tribune_core::Keyring;
+
+/// How a node runs; every field has a sensible default.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Keys that sign and verify tokens and tickets.
+    pub keys: Keyring,
+    /// How often a listener connection is woken to write new frames. Server cost is set by
+    /// writes per second, so this is the main dial between latency and listeners per core.
+    pub batch_interval: Duration,
+    /// How much program audio the fan-out ring keeps for resuming and lagging readers.
+    pub ring_duration: Duration,
+    /// Program bitrate (Opus), bits per second.
+    pub program_bitrate: u32,
+    /// Largest accepted HTTP request body.
+    pub max_body_bytes: usize,
+    /// Largest accepted WebSocket message from a client.
+    pub max_ws_message_bytes: usize,
+    /// Read buffer of each WebSocket connection (memory per idle listener).
+    pub ws_read_buffer_bytes: usize,
+    /// A listener whose socket accepts no data for this long is disconnected (told to resume).
+    pub send_timeout: Duration,
+    /// How long listen tickets stay valid (the window to resume in).
+    pub ticket_ttl: Duration,
+    /// How long stage (host and speaker) tokens stay valid.
+    pub stage_token_ttl: Duration,
+    /// How long shutdown waits for connections to close after telling them to.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            keys: Keyring::random(),
+            batch_interval: Duration::from_millis(20),
+            ring_duration: Duration::from_secs(30),
+            program_bitrate: 32_000,
+            max_body_bytes: 16 * 1024,
+            max_ws_message_bytes: 64 * 1024,
+            ws_read_buffer_bytes: 4 * 1024,
+            send_timeout: Duration::from_secs(10),
+            ticket_ttl: Duration::from_secs(6 * 3600),
+            stage_token_ttl: Duration::from_secs(24 * 3600),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Program frames per listener write (at least one).
+    pub fn batch_frames(&self) -> u64 {
+        (self.batch_interval.as_millis() as u64 / tribune_media::FRAME_MS as u64).max(1)
+    }
+
+    /// Frames the ring holds.
+    pub fn ring_frames(&self) -> usize {
+        (self.ring_duration.as_millis() as usize / tribune_media::FRAME_MS as usize).max(1)
+    }
+}

@@ -1,0 +1,151 @@
+//! Tribune's I/O layer: the HTTP API, WebSocket listen and speak, the per-room mixer tasks,
+//! metrics, and graceful shutdown. Protocol logic lives in `tribune-core` and `tribune-media`.
+
+pub mod api;
+pub mod close;
+pub mod config;
+pub mod connections;
+pub mod error;
+pub mod listen;
+pub mod live_room;
+pub mod metrics;
+pub mod speak;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::ServerConfig;
+pub use state::AppState;
+
+/// The HTTP routes of one node.
+pub fn router(app: AppState) -> Router {
+    let body_limit = app.config().max_body_bytes;
+    Router::new()
+        .route("/api/rooms", post(api::create_room).get(api::list_rooms))
+        .route("/api/rooms/{id}", get(api::get_room))
+        .route("/api/rooms/{id}/end", post(api::end_room))
+        .route("/api/rooms/{id}/join", post(api::join))
+        .route("/api/rooms/{id}/speakers", post(api::add_speaker))
+        .route("/api/rooms/{id}/listen", get(listen::listen))
+        .route("/api/rooms/{id}/speak", get(speak::speak))
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
+        .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(app)
+}
+
+/// A bound, not yet running node.
+pub struct Server {
+    listener: TcpListener,
+    app: AppState,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Server {
+    /// Binds the listening socket.
+    pub async fn bind(config: ServerConfig) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let app = AppState::new(config, shutdown_rx);
+        Ok(Server {
+            listener,
+            app,
+            shutdown_tx,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The node's shared state (rooms, metrics).
+    pub fn state(&self) -> AppState {
+        self.app.clone()
+    }
+
+    /// Serves until `signal` resolves, then tells every WebSocket client to reconnect, waits for
+    /// them to close (at most the configured grace period) and returns.
+    pub async fn run(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Server {
+            listener,
+            app,
+            shutdown_tx,
+        } = self;
+        let grace = app.config().shutdown_grace;
+        let connections = app.connections().clone();
+        let tx = shutdown_tx.clone();
+        let stop = async move {
+            signal.await;
+            tracing::info!("shutting down: closing connections");
+            let _ = tx.send(true);
+        };
+        axum::serve(
+            listener,
+            router(app).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await?;
+        // Upgraded WebSockets are not tracked by the HTTP server; wait for them here.
+        if tokio::time::timeout(grace, connections.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(open = connections.count(), "shutdown grace expired");
+        }
+        drop(shutdown_tx);
+        Ok(())
+    }
+
+    /// Runs the node on a background task; the handle stops it.
+    pub fn spawn(self) -> RunningServer {
+        let addr = self.local_addr().expect("bound socket has an address");
+        let state = self.state();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.run(async move {
+            let _ = stop_rx.await;
+        }));
+        RunningServer {
+            addr,
+            state,
+            stop: Some(stop_tx),
+            task,
+        }
+    }
+}
+
+/// A node running on a background task.
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its shared state.
+    pub state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Shuts down gracefully and waits for it.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap_or(Ok(()))
+    }
+}

@@ -1,0 +1,221 @@
+//! The listener WebSocket: `GET /api/rooms/{id}/listen?ticket=…`.
+//!
+//! A connection holds only a cursor. When the room publishes a batch, a listener at the batch's
+//! start sends the shared batch bytes as they are (one write); a listener elsewhere (a resume, a
+//! lagging socket) is served from the ring, skipping to the live edge if it fell out of it.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket};
+use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::response::Response;
+use serde::Deserialize;
+use tribune_core::{unix_micros, RoomState, Seq, TokenKind};
+
+use crate::close;
+use crate::error::ApiError;
+use crate::live_room::{Batch, LiveRoom};
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// Most frames sent in one catch-up message, so one write stays small.
+const MAX_CATCH_UP_FRAMES: u64 = 250;
+
+/// Query of the listen endpoint.
+#[derive(Deserialize)]
+pub struct ListenQuery {
+    ticket: Option<String>,
+    /// Resume from this sequence number (the client's next wanted frame).
+    from: Option<u64>,
+}
+
+/// Verifies the ticket, then upgrades to the listener WebSocket.
+pub async fn listen(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ListenQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    if *app.shutdown().borrow() {
+        return Err(ApiError::Unavailable);
+    }
+    let room = app.room(&id)?;
+    let ticket = q
+        .ticket
+        .as_deref()
+        .ok_or(ApiError::Unauthenticated("ticket"))?;
+    app.keys().verify_for(
+        ticket,
+        TokenKind::Listen,
+        &room.id,
+        unix_micros() / 1_000_000,
+    )?;
+    let cfg = app.config();
+    let ws = ws
+        .read_buffer_size(cfg.ws_read_buffer_bytes)
+        .write_buffer_size(0)
+        .max_message_size(cfg.max_ws_message_bytes)
+        .max_frame_size(cfg.max_ws_message_bytes);
+    Ok(ws.on_upgrade(move |socket| run(socket, app, room, q.from.map(Seq))))
+}
+
+async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, from: Option<Seq>) {
+    let _conn = app.connections().track();
+    let metrics = app.metrics().clone();
+    let _presence = room.listener_guard(metrics.clone());
+    let mut batches = room.subscribe_batches();
+    let mut snapshots = room.subscribe_snapshots();
+    let mut shutdown = app.shutdown();
+    let send_timeout = app.config().send_timeout;
+    // Start with the latest batch (a short prefill for the client's jitter buffer), or where a
+    // resuming client left off.
+    let latest = batches.borrow_and_update().clone();
+    let mut cursor = from.unwrap_or(latest.start);
+    let hello = snapshots.borrow_and_update().clone();
+    let mut out = Outbox {
+        socket: &mut socket,
+        send_timeout,
+    };
+    if out.send(Message::Text(hello.text)).await.is_err() {
+        return;
+    }
+    if let Err(reason) = out.catch_up(&room, &metrics, &mut cursor, latest.end).await {
+        out.close(reason).await;
+        return;
+    }
+    if hello.state == RoomState::Ended {
+        out.close((close::NORMAL, "room ended")).await;
+        return;
+    }
+    loop {
+        let step = tokio::select! {
+            biased;
+            _ = shutdown.changed() => Err((close::RESTART, "server restarting; reconnect")),
+            changed = batches.changed() => match changed {
+                Ok(()) => {
+                    let batch = batches.borrow_and_update().clone();
+                    out.deliver(&batch, &room, &metrics, &mut cursor).await
+                }
+                Err(_) => Err((close::NORMAL, "room closed")),
+            },
+            changed = snapshots.changed() => match changed {
+                Ok(()) => {
+                    let snap = snapshots.borrow_and_update().clone();
+                    match out.send(Message::Text(snap.text)).await {
+                        Ok(()) if snap.state == RoomState::Ended => {
+                            // Send whatever the room produced last, then say goodbye.
+                            let batch = batches.borrow_and_update().clone();
+                            let _ = out.deliver(&batch, &room, &metrics, &mut cursor).await;
+                            Err((close::NORMAL, "room ended"))
+                        }
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(_) => Err((close::NORMAL, "room closed")),
+            },
+            msg = out.socket.recv() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(Message::Binary(_))) => {
+                    metrics.bad_input_closes.inc();
+                    Err((close::UNSUPPORTED, "listeners do not send binary messages"))
+                }
+                Some(Ok(Message::Text(t))) => {
+                    if serde_json::from_str::<serde_json::Value>(&t).is_ok() {
+                        Ok(())
+                    } else {
+                        metrics.bad_input_closes.inc();
+                        Err((close::INVALID, "malformed JSON message"))
+                    }
+                }
+                Some(Ok(_)) => Ok(()),
+            },
+        };
+        if let Err(reason) = step {
+            out.close(reason).await;
+            return;
+        }
+    }
+}
+
+type CloseReason = (u16, &'static str);
+
+struct Outbox<'a> {
+    socket: &'a mut WebSocket,
+    send_timeout: std::time::Duration,
+}
+
+impl Outbox<'_> {
+    async fn send(&mut self, msg: Message) -> Result<(), CloseReason> {
+        match tokio::time::timeout(self.send_timeout, self.socket.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err((close::NORMAL, "connection lost")),
+            Err(_) => Err((close::RESUME, "too slow; resume")),
+        }
+    }
+
+    /// Sends a published batch: as is when the cursor is at its start, otherwise from the ring.
+    async fn deliver(
+        &mut self,
+        batch: &Batch,
+        room: &LiveRoom,
+        metrics: &Metrics,
+        cursor: &mut Seq,
+    ) -> Result<(), CloseReason> {
+        if batch.start == *cursor && batch.end > batch.start {
+            self.send(Message::Binary(batch.bytes.clone())).await?;
+            metrics.batches_sent.inc();
+            metrics.frames_sent.add(batch.end.0 - batch.start.0);
+            *cursor = batch.end;
+            return Ok(());
+        }
+        self.catch_up(room, metrics, cursor, batch.end).await
+    }
+
+    /// Sends everything from `cursor` up to `edge` (the end of the latest published batch) out
+    /// of the ring. Stopping at the published edge, not the ring's head, leaves the cursor where
+    /// the next shared batch starts, so the listener is back on the zero-copy path.
+    async fn catch_up(
+        &mut self,
+        room: &LiveRoom,
+        metrics: &Metrics,
+        cursor: &mut Seq,
+        edge: Seq,
+    ) -> Result<(), CloseReason> {
+        if *cursor > edge {
+            // A resume position from the future: wait at the live edge.
+            *cursor = edge;
+        }
+        while *cursor < edge {
+            let (read, msg) = {
+                let ring = room.ring();
+                let read = ring.read(*cursor, (edge.0 - cursor.0).min(MAX_CATCH_UP_FRAMES));
+                let msg = ring.message(read.from, read.to);
+                (read, msg)
+            };
+            if read.skipped > 0 {
+                metrics.skips.inc();
+                metrics.skipped_frames.add(edge.0 - cursor.0);
+                *cursor = edge;
+                return Ok(());
+            }
+            let Some(msg) = msg else {
+                *cursor = edge;
+                return Ok(());
+            };
+            *cursor = read.to;
+            self.send(Message::Binary(msg)).await?;
+            metrics.batches_sent.inc();
+            metrics.frames_sent.add(read.len());
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self, (code, reason): CloseReason) {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            self.socket.send(close::message(code, reason)),
+        )
+        .await;
+    }
+}

@@ -1,0 +1,394 @@
+//! A room at run time: its mixer task, its fan-out ring, and the two watches listeners follow
+//! (audio batches and room state).
+//!
+//! One task per room owns the mixer. Every 20 ms it takes the speakers' frames that arrived,
+//! mixes one program frame, appends it to the ring and, once per batch interval, publishes one
+//! shared batch message. Listener connections hold a cursor and a clone of the watch receivers;
+//! there is no per-listener queue and no per-listener copy of audio.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio::time::MissedTickBehavior;
+use tribune_core::{unix_micros, Ring, RoomId, RoomInfo, RoomState, Seq};
+use tribune_media::{Mixer, MixerConfig};
+
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+
+/// Frames queued from speakers to the mixer task before new ones are dropped.
+const INGRESS_QUEUE: usize = 1024;
+/// How often the room-state event is refreshed (listener counts change constantly; this bounds
+/// the event rate whatever the audience does).
+const SNAPSHOT_EVERY_TICKS: u64 = 50;
+
+/// The latest audio batch: frames `start..end` as one wire message shared by all listeners.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// First sequence number in the message.
+    pub start: Seq,
+    /// One past the last.
+    pub end: Seq,
+    /// The wire message (empty when `start == end`).
+    pub bytes: Bytes,
+}
+
+/// The latest room-state event.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Lifecycle state.
+    pub state: RoomState,
+    /// The JSON event, serialized once for everyone.
+    pub text: Utf8Bytes,
+}
+
+/// What speaker connections tell the mixer task.
+#[derive(Debug)]
+pub enum Ingress {
+    /// A speaker connection opened (its mixer slot).
+    Join(u64),
+    /// A speaker connection closed.
+    Leave(u64),
+    /// A speaker muted or unmuted.
+    Mute(u64, bool),
+    /// One Opus frame from a speaker.
+    Frame {
+        /// Mixer slot.
+        slot: u64,
+        /// Speaker's sequence number.
+        seq: u64,
+        /// Capture time, µs since the Unix epoch.
+        capture_us: u64,
+        /// The Opus packet.
+        payload: Bytes,
+    },
+    /// The room ends.
+    End,
+}
+
+/// A room on this node.
+#[derive(Debug)]
+pub struct LiveRoom {
+    /// Its id.
+    pub id: RoomId,
+    info: Mutex<RoomInfo>,
+    ring: RwLock<Ring>,
+    batch: watch::Sender<Batch>,
+    snapshot: watch::Sender<Snapshot>,
+    ingress: mpsc::Sender<Ingress>,
+    listeners: AtomicU64,
+    speakers: AtomicU64,
+}
+
+impl LiveRoom {
+    /// Creates the room and starts its mixer task.
+    pub fn spawn(info: RoomInfo, config: &ServerConfig, metrics: Arc<Metrics>) -> Arc<LiveRoom> {
+        let (ingress, rx) = mpsc::channel(INGRESS_QUEUE);
+        let empty = Batch {
+            start: Seq(0),
+            end: Seq(0),
+            bytes: Bytes::new(),
+        };
+        let state = info.state;
+        let room = Arc::new(LiveRoom {
+            id: info.id.clone(),
+            info: Mutex::new(info),
+            ring: RwLock::new(Ring::new(config.ring_frames(), Seq(0))),
+            batch: watch::Sender::new(empty),
+            snapshot: watch::Sender::new(Snapshot {
+                state,
+                text: Utf8Bytes::from_static("{}"),
+            }),
+            ingress,
+            listeners: AtomicU64::new(0),
+            speakers: AtomicU64::new(0),
+        });
+        room.publish_snapshot(&[]);
+        if state == RoomState::Live {
+            metrics.rooms_live.inc();
+        }
+        let mixer_cfg = MixerConfig {
+            bitrate_bps: config.program_bitrate,
+            ..MixerConfig::default()
+        };
+        let task = MixTask {
+            room: room.clone(),
+            rx,
+            metrics,
+            batch_frames: config.batch_frames(),
+            mixer_cfg,
+        };
+        tokio::spawn(task.run());
+        room
+    }
+
+    /// The room's descriptive state.
+    pub fn info(&self) -> RoomInfo {
+        self.info.lock().clone()
+    }
+
+    /// Open listener connections.
+    pub fn listener_count(&self) -> u64 {
+        self.listeners.load(Ordering::Relaxed)
+    }
+
+    /// Open speaker connections.
+    pub fn speaker_count(&self) -> u64 {
+        self.speakers.load(Ordering::Relaxed)
+    }
+
+    /// Sequence number of the next program frame.
+    pub fn head(&self) -> Seq {
+        self.ring.read().head()
+    }
+
+    /// The ring, for readers that are not at the live edge.
+    pub fn ring(&self) -> parking_lot::RwLockReadGuard<'_, Ring> {
+        self.ring.read()
+    }
+
+    /// Follows the published batches.
+    pub fn subscribe_batches(&self) -> watch::Receiver<Batch> {
+        self.batch.subscribe()
+    }
+
+    /// Follows the room-state events.
+    pub fn subscribe_snapshots(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.subscribe()
+    }
+
+    /// Counts a listener in; the guard counts it out when dropped.
+    pub fn listener_guard(self: &Arc<Self>, metrics: Arc<Metrics>) -> PresenceGuard {
+        self.listeners.fetch_add(1, Ordering::Relaxed);
+        metrics.listeners.inc();
+        PresenceGuard {
+            room: self.clone(),
+            metrics,
+            speaker: None,
+        }
+    }
+
+    /// Registers a speaker slot with the mixer; the guard removes it when dropped.
+    pub async fn speaker_guard(
+        self: &Arc<Self>,
+        slot: u64,
+        metrics: Arc<Metrics>,
+    ) -> Option<PresenceGuard> {
+        self.ingress.send(Ingress::Join(slot)).await.ok()?;
+        self.speakers.fetch_add(1, Ordering::Relaxed);
+        metrics.speakers.inc();
+        Some(PresenceGuard {
+            room: self.clone(),
+            metrics,
+            speaker: Some(slot),
+        })
+    }
+
+    /// Queues a speaker frame for the mixer; false if the queue is full (the frame is dropped,
+    /// as a late packet would be, rather than delaying the room).
+    pub fn offer(&self, ingress: Ingress) -> bool {
+        self.ingress.try_send(ingress).is_ok()
+    }
+
+    /// Makes a scheduled room live. Returns whether it changed.
+    pub fn go_live(&self) -> bool {
+        let changed = self
+            .info
+            .lock()
+            .go_live(unix_micros() / 1_000_000)
+            .unwrap_or(false);
+        if changed {
+            let speakers: Vec<(u64, f32)> = Vec::new();
+            self.publish_snapshot(&speakers);
+        }
+        changed
+    }
+
+    /// Ends the room: the mixer stops, listeners are told and closed.
+    pub async fn end(&self) -> bool {
+        let changed = self.info.lock().end(unix_micros() / 1_000_000);
+        if changed {
+            // If the task is gone the room is already over; nothing else to do.
+            let _ = self.ingress.send(Ingress::End).await;
+        }
+        changed
+    }
+
+    fn publish_snapshot(&self, levels: &[(u64, f32)]) {
+        let info = self.info.lock().clone();
+        let speakers: Vec<_> = levels
+            .iter()
+            .map(|(id, level)| json!({"id": id, "level": (level * 1000.0).round() / 1000.0}))
+            .collect();
+        let text = json!({
+            "type": "room",
+            "id": info.id,
+            "title": info.title,
+            "state": info.state,
+            "listeners": self.listener_count(),
+            "speakers": speakers,
+        })
+        .to_string();
+        self.snapshot.send_replace(Snapshot {
+            state: info.state,
+            text: Utf8Bytes::from(text),
+        });
+    }
+}
+
+/// Keeps a listener or speaker counted while it is connected.
+#[derive(Debug)]
+pub struct PresenceGuard {
+    room: Arc<LiveRoom>,
+    metrics: Arc<Metrics>,
+    speaker: Option<u64>,
+}
+
+impl PresenceGuard {
+    /// The room this presence is in.
+    pub fn room(&self) -> &Arc<LiveRoom> {
+        &self.room
+    }
+}
+
+impl Drop for PresenceGuard {
+    fn drop(&mut self) {
+        match self.speaker {
+            None => {
+                self.room.listeners.fetch_sub(1, Ordering::Relaxed);
+                self.metrics.listeners.dec();
+            }
+            Some(slot) => {
+                self.room.speakers.fetch_sub(1, Ordering::Relaxed);
+                self.metrics.speakers.dec();
+                if self.room.ingress.try_send(Ingress::Leave(slot)).is_err() {
+                    // Queue full: leave from a task so the slot is never leaked.
+                    let room = self.room.clone();
+                    tokio::spawn(async move {
+                        let _ = room.ingress.send(Ingress::Leave(slot)).await;
+                    });
+                }
+            }
+        }
+    }
+}
+
+struct MixTask {
+    room: Arc<LiveRoom>,
+    rx: mpsc::Receiver<Ingress>,
+    metrics: Arc<Metrics>,
+    batch_frames: u64,
+    mixer_cfg: MixerConfig,
+}
+
+impl MixTask {
+    async fn run(mut self) {
+        let mut mixer = match Mixer::new(self.mixer_cfg.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(room = %self.room.id, "cannot create mixer: {e}");
+                return;
+            }
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(tribune_media::FRAME_MS as u64));
+        // A late task catches up with a burst of ticks so the timeline stays at real-time rate.
+        tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let mut published = self.room.head();
+        let mut ticks: u64 = 0;
+        let mut last_levels: Vec<(u64, f32)> = Vec::new();
+        let mut speakers_changed = false;
+        loop {
+            tick.tick().await;
+            ticks += 1;
+            // Take everything speakers sent since the last tick.
+            loop {
+                match self.rx.try_recv() {
+                    Ok(Ingress::Frame {
+                        slot,
+                        seq,
+                        capture_us,
+                        payload,
+                    }) => {
+                        // An unknown slot (a frame racing its speaker's leave) is dropped.
+                        let _ = mixer.push(slot, seq, capture_us, payload);
+                    }
+                    Ok(Ingress::Join(slot)) => {
+                        if let Err(e) = mixer.add_speaker(slot) {
+                            tracing::warn!(room = %self.room.id, "speaker slot refused: {e}");
+                        }
+                        if self.room.go_live() {
+                            self.metrics.rooms_live.inc();
+                        }
+                        speakers_changed = true;
+                    }
+                    Ok(Ingress::Leave(slot)) => {
+                        mixer.remove_speaker(slot);
+                        speakers_changed = true;
+                    }
+                    Ok(Ingress::Mute(slot, muted)) => mixer.set_muted(slot, muted),
+                    Ok(Ingress::End) | Err(mpsc::error::TryRecvError::Disconnected) => {
+                        self.finish(published);
+                        return;
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                }
+            }
+            if self.room.info.lock().state != RoomState::Live {
+                continue;
+            }
+            let started = Instant::now();
+            let frame = match mixer.tick(unix_micros()) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!(room = %self.room.id, "mixer tick failed: {e}");
+                    continue;
+                }
+            };
+            self.metrics.mixer_ticks.inc();
+            self.metrics
+                .mixer_busy_us
+                .add(started.elapsed().as_micros() as u64);
+            self.metrics.program_frames.inc();
+            let head = {
+                let mut ring = self.room.ring.write();
+                ring.push(frame.capture_us, &frame.payload);
+                ring.head()
+            };
+            if head.0 - published.0 >= self.batch_frames {
+                self.publish(published, head);
+                published = head;
+            }
+            if speakers_changed || ticks % SNAPSHOT_EVERY_TICKS == 0 {
+                last_levels.clear();
+                last_levels.extend_from_slice(&frame.levels);
+                self.room.publish_snapshot(&last_levels);
+                speakers_changed = false;
+            }
+        }
+    }
+
+    fn publish(&self, start: Seq, end: Seq) {
+        let Some(bytes) = self.room.ring.read().message(start, end) else {
+            return;
+        };
+        self.room.batch.send_replace(Batch { start, end, bytes });
+    }
+
+    fn finish(&self, published: Seq) {
+        let head = self.room.head();
+        if head > published {
+            self.publish(published, head);
+        }
+        if self.room.info.lock().started_at.is_some() {
+            self.metrics.rooms_live.dec();
+        }
+        self.room.publish_snapshot(&[]);
+        tracing::info!(room = %self.room.id, frames = head.0, "room ended");
+    }
+}

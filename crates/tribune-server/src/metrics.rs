@@ -1,0 +1,191 @@
+//! Counters and gauges of one server instance, rendered in the Prometheus text format.
+//!
+//! Plain atomics owned by the server (not a process-global recorder), so several servers in one
+//! test process keep separate figures and tests can assert on them.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A monotonically increasing count.
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Default, Debug)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Subtracts one.
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything `/metrics` reports.
+#[derive(Default, Debug)]
+pub struct Metrics {
+    /// Open listener WebSocket connections.
+    pub listeners: Gauge,
+    /// Open speaker connections.
+    pub speakers: Gauge,
+    /// Rooms that are live.
+    pub rooms_live: Gauge,
+    /// Rooms created since start.
+    pub rooms_created: Counter,
+    /// Join requests answered with a ticket.
+    pub joins_admitted: Counter,
+    /// Join requests refused (unknown room, ended room, bad body).
+    pub joins_refused: Counter,
+    /// Audio frames written to listeners (summed over listeners).
+    pub frames_sent: Counter,
+    /// WebSocket messages (writes) sent to listeners.
+    pub batches_sent: Counter,
+    /// Times a listener fell behind the ring and skipped to the live edge.
+    pub skips: Counter,
+    /// Frames listeners missed through skips.
+    pub skipped_frames: Counter,
+    /// Audio frames accepted from speakers.
+    pub speak_frames: Counter,
+    /// Connections closed because of malformed input.
+    pub bad_input_closes: Counter,
+    /// Speaker frames dropped because the room's ingress queue was full.
+    pub ingress_dropped: Counter,
+    /// Mixer ticks run.
+    pub mixer_ticks: Counter,
+    /// Total time spent in mixer ticks, microseconds.
+    pub mixer_busy_us: Counter,
+    /// Program frames produced.
+    pub program_frames: Counter,
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of all figures.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut put = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP tribune_{name} {help}");
+            let _ = writeln!(out, "# TYPE tribune_{name} {kind}");
+            let _ = writeln!(out, "tribune_{name} {v}");
+        };
+        put(
+            "listeners",
+            "gauge",
+            "Open listener connections.",
+            self.listeners.get(),
+        );
+        put(
+            "speakers",
+            "gauge",
+            "Open speaker connections.",
+            self.speakers.get(),
+        );
+        put(
+            "rooms_live",
+            "gauge",
+            "Rooms on air.",
+            self.rooms_live.get(),
+        );
+        put(
+            "rooms_created_total",
+            "counter",
+            "Rooms created.",
+            self.rooms_created.get(),
+        );
+        put(
+            "joins_admitted_total",
+            "counter",
+            "Joins answered with a ticket.",
+            self.joins_admitted.get(),
+        );
+        put(
+            "joins_refused_total",
+            "counter",
+            "Joins refused.",
+            self.joins_refused.get(),
+        );
+        put(
+            "frames_sent_total",
+            "counter",
+            "Audio frames sent to listeners.",
+            self.frames_sent.get(),
+        );
+        put(
+            "batches_sent_total",
+            "counter",
+            "Audio messages (writes) sent to listeners.",
+            self.batches_sent.get(),
+        );
+        put(
+            "skips_total",
+            "counter",
+            "Listener skips to the live edge.",
+            self.skips.get(),
+        );
+        put(
+            "skipped_frames_total",
+            "counter",
+            "Frames missed through skips.",
+            self.skipped_frames.get(),
+        );
+        put(
+            "speak_frames_total",
+            "counter",
+            "Speaker frames accepted.",
+            self.speak_frames.get(),
+        );
+        put(
+            "bad_input_closes_total",
+            "counter",
+            "Connections closed for malformed input.",
+            self.bad_input_closes.get(),
+        );
+        put(
+            "ingress_dropped_total",
+            "counter",
+            "Speaker frames dropped at a full room queue.",
+            self.ingress_dropped.get(),
+        );
+        put(
+            "mixer_ticks_total",
+            "counter",
+            "Mixer ticks.",
+            self.mixer_ticks.get(),
+        );
+        put(
+            "mixer_busy_microseconds_total",
+            "counter",
+            "Time spent mixing.",
+            self.mixer_busy_us.get(),
+        );
+        put(
+            "program_frames_total",
+            "counter",
+            "Program frames produced.",
+            self.program_frames.get(),
+        );
+        out
+    }
+}

@@ -1,0 +1,146 @@
+//! The speaker WebSocket: `GET /api/rooms/{id}/speak` with a stage token.
+//!
+//! The client sends binary messages in the same wire format listeners receive (records of
+//! sequence number, capture time and one 20 ms Opus packet), and JSON control messages
+//! (`{"type":"mute","muted":true}`). Anything malformed closes this connection with a reason;
+//! the room and everyone else carry on.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket};
+use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use tribune_core::{Claims, Role, RoomState};
+use tribune_media::wire;
+
+use crate::api::bearer;
+use crate::close;
+use crate::error::ApiError;
+use crate::live_room::{Ingress, LiveRoom};
+use crate::state::AppState;
+
+/// Query of the speak endpoint (for clients that cannot set headers, such as browsers).
+#[derive(Deserialize)]
+pub struct SpeakQuery {
+    token: Option<String>,
+}
+
+/// Verifies the stage token, then upgrades to the speaker WebSocket.
+pub async fn speak(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<SpeakQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    if *app.shutdown().borrow() {
+        return Err(ApiError::Unavailable);
+    }
+    let room = app.room(&id)?;
+    let token = bearer(&headers).or(q.token.as_deref());
+    let claims = app.verify_stage(token, &room.id, Role::can_speak)?;
+    if room.info().state == RoomState::Ended {
+        return Err(ApiError::RoomEnded);
+    }
+    let cfg = app.config();
+    let ws = ws
+        .read_buffer_size(cfg.ws_read_buffer_bytes)
+        .max_message_size(cfg.max_ws_message_bytes)
+        .max_frame_size(cfg.max_ws_message_bytes);
+    Ok(ws.on_upgrade(move |socket| run(socket, app, room, claims)))
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Control {
+    Mute { muted: bool },
+}
+
+async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, claims: Claims) {
+    let _conn = app.connections().track();
+    let metrics = app.metrics().clone();
+    let slot: u64 = rand_slot();
+    let Some(_presence) = room.speaker_guard(slot, metrics.clone()).await else {
+        let _ = socket
+            .send(close::message(close::NORMAL, "room ended"))
+            .await;
+        return;
+    };
+    let hello = json!({"type": "speaking", "room": room.id, "slot": slot, "role": claims.role});
+    if socket
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut shutdown = app.shutdown();
+    let mut snapshots = room.subscribe_snapshots();
+    let reason = loop {
+        let msg = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break (close::RESTART, "server restarting; reconnect".to_owned()),
+            changed = snapshots.changed() => {
+                if changed.is_err() || snapshots.borrow_and_update().state == RoomState::Ended {
+                    break (close::NORMAL, "room ended".to_owned());
+                }
+                continue;
+            }
+            msg = socket.recv() => msg,
+        };
+        match msg {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+            Some(Ok(Message::Binary(data))) => {
+                if let Err(reason) = ingest(&room, slot, &data) {
+                    metrics.bad_input_closes.inc();
+                    break (close::INVALID, reason);
+                }
+                metrics.speak_frames.inc();
+            }
+            Some(Ok(Message::Text(text))) => match serde_json::from_str::<Control>(&text) {
+                Ok(Control::Mute { muted }) => {
+                    room.offer(Ingress::Mute(slot, muted));
+                }
+                Err(e) => {
+                    metrics.bad_input_closes.inc();
+                    break (close::INVALID, format!("malformed control message: {e}"));
+                }
+            },
+            Some(Ok(_)) => {}
+        }
+    };
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        socket.send(close::message(reason.0, &reason.1)),
+    )
+    .await;
+}
+
+/// Checks a whole message before queueing any of it, so a bad record never half-enters the mix.
+fn ingest(room: &LiveRoom, slot: u64, data: &bytes::Bytes) -> Result<(), String> {
+    let records = wire::parse_message(data).map_err(|e| format!("bad audio message: {e}"))?;
+    for r in records.clone() {
+        tribune_media::validate_packet(r.payload)
+            .map_err(|e| format!("not a 20 ms Opus packet: {e}"))?;
+    }
+    for r in records {
+        let frame = Ingress::Frame {
+            slot,
+            seq: r.seq,
+            capture_us: r.capture_us,
+            payload: data.slice_ref(r.payload),
+        };
+        if !room.offer(frame) {
+            // The mixer is behind; dropping is what a jitter buffer would do with a late packet.
+            tracing::debug!(room = %room.id, "ingress full, frame dropped");
+        }
+    }
+    Ok(())
+}
+
+fn rand_slot() -> u64 {
+    tribune_core::ParticipantId::random().0
+}

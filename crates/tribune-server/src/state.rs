@@ -1,0 +1,120 @@
+//! The state shared by every handler of one node: its rooms, keys, settings and metrics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use tokio::sync::watch;
+use tribune_core::{Claims, Keyring, Role, RoomId, RoomInfo, TokenKind};
+
+use crate::config::ServerConfig;
+use crate::connections::ConnectionCounter;
+use crate::error::ApiError;
+use crate::live_room::LiveRoom;
+use crate::metrics::Metrics;
+
+/// Shared node state (cheap to clone).
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ServerConfig,
+    rooms: RwLock<HashMap<RoomId, Arc<LiveRoom>>>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    connections: ConnectionCounter,
+}
+
+impl AppState {
+    /// Fresh node state.
+    pub fn new(config: ServerConfig, shutdown: watch::Receiver<bool>) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                config,
+                rooms: RwLock::new(HashMap::new()),
+                metrics: Arc::new(Metrics::default()),
+                shutdown,
+                connections: Default::default(),
+            }),
+        }
+    }
+
+    /// The node's settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// The signing keys.
+    pub fn keys(&self) -> &Keyring {
+        &self.inner.config.keys
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Becomes true when the node starts shutting down.
+    pub fn shutdown(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.clone()
+    }
+
+    /// Counts open WebSocket connections so shutdown can wait for them.
+    pub fn connections(&self) -> &ConnectionCounter {
+        &self.inner.connections
+    }
+
+    /// Creates a room and starts it.
+    pub fn create_room(&self, info: RoomInfo) -> Arc<LiveRoom> {
+        let room = LiveRoom::spawn(info, &self.inner.config, self.inner.metrics.clone());
+        self.inner.metrics.rooms_created.inc();
+        self.inner
+            .rooms
+            .write()
+            .insert(room.id.clone(), room.clone());
+        room
+    }
+
+    /// The room with this id (as text from a path), or 404.
+    pub fn room(&self, id: &str) -> Result<Arc<LiveRoom>, ApiError> {
+        let id = RoomId::parse(id).ok_or(ApiError::RoomNotFound)?;
+        self.inner
+            .rooms
+            .read()
+            .get(&id)
+            .cloned()
+            .ok_or(ApiError::RoomNotFound)
+    }
+
+    /// All rooms, newest first.
+    pub fn rooms(&self) -> Vec<Arc<LiveRoom>> {
+        let mut v: Vec<_> = self.inner.rooms.read().values().cloned().collect();
+        v.sort_by_key(|r| std::cmp::Reverse(r.info().created_at));
+        v
+    }
+
+    /// Verifies a stage token for `room`, requiring `check` of its role.
+    pub fn verify_stage(
+        &self,
+        token: Option<&str>,
+        room: &RoomId,
+        check: fn(Role) -> bool,
+    ) -> Result<Claims, ApiError> {
+        let token = token.ok_or(ApiError::Unauthenticated("bearer token"))?;
+        let claims = self.keys().verify_for(
+            token,
+            TokenKind::Stage,
+            room,
+            tribune_core::unix_micros() / 1_000_000,
+        )?;
+        if !check(claims.role) {
+            return Err(ApiError::Forbidden(format!(
+                "a {:?} may not do this",
+                claims.role
+            )));
+        }
+        Ok(claims)
+    }
+}

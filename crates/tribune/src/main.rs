@@ -1,0 +1,275 @@
+//! The `tribune` command: run a node (`serve`, `demo`), manage rooms, speak and listen.
+
+mod demo;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use tribune_client::{Api, AudioSource, ListenOptions, SpeakOptions};
+use tribune_core::Keyring;
+use tribune_server::{Server, ServerConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "tribune",
+    version,
+    about = "Live audio rooms: a host and speakers on stage, an audience of any size."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node.
+    Serve(ServeArgs),
+    /// Run a node with a room in which a synthetic speaker talks, and print how to listen.
+    Demo(ServeArgs),
+    /// Manage rooms.
+    #[command(subcommand)]
+    Room(RoomCommand),
+    /// Publish audio into a room.
+    Speak(SpeakArgs),
+    /// Listen to a room and report what arrived.
+    Listen(ListenArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// How often each listener connection writes new audio, in milliseconds (latency vs. cost).
+    #[arg(long, default_value_t = 20)]
+    batch_ms: u64,
+    /// Secret that signs tokens and tickets (nodes sharing it accept each other's); random if unset.
+    #[arg(long, env = "TRIBUNE_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<ServerConfig> {
+        if !(20..=1000).contains(&self.batch_ms) {
+            bail!("--batch-ms must be between 20 and 1000");
+        }
+        let keys = match &self.secret {
+            Some(s) if s.len() < 16 => bail!("the secret must be at least 16 characters"),
+            Some(s) => Keyring::new("k1", s.as_bytes().to_vec()),
+            None => Keyring::random(),
+        };
+        Ok(ServerConfig {
+            listen: self.listen,
+            keys,
+            batch_interval: Duration::from_millis(self.batch_ms),
+            ..ServerConfig::default()
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum RoomCommand {
+    /// Create a room; prints its id and the host token.
+    Create {
+        /// Server URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct SpeakArgs {
+    /// Server URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Room id.
+    #[arg(long)]
+    room: String,
+    /// Stage token (host, co-host or speaker).
+    #[arg(long, env = "TRIBUNE_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Speak a WAV or Ogg Opus file.
+    #[arg(long, conflicts_with = "tone", required_unless_present = "tone")]
+    file: Option<PathBuf>,
+    /// Speak a sine tone of this frequency (Hz).
+    #[arg(long)]
+    tone: Option<f32>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Repeat the file until stopped.
+    #[arg(long = "loop")]
+    looped: bool,
+    /// Opus bitrate, bits per second.
+    #[arg(long, default_value_t = 48_000)]
+    bitrate: u32,
+}
+
+#[derive(Args)]
+struct ListenArgs {
+    /// Server URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Room id.
+    #[arg(long)]
+    room: String,
+    /// Listen this many seconds (or until the room ends).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Write what was heard to this WAV file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args.config()?).await,
+        Command::Demo(args) => demo::run(args.config()?).await,
+        Command::Room(RoomCommand::Create {
+            server,
+            title,
+            json,
+        }) => {
+            let room = Api::new(&server)?.create_room(&title).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": room.id, "host_token": room.host_token})
+                );
+            } else {
+                println!("room:       {}", room.id);
+                println!("host token: {}", room.host_token);
+            }
+            Ok(())
+        }
+        Command::Speak(args) => speak(args).await,
+        Command::Listen(args) => listen(args).await,
+    }
+}
+
+async fn serve(config: ServerConfig) -> Result<()> {
+    let server = Server::bind(config.clone())
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(addr = %server.local_addr()?, "tribune serving");
+    server.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+async fn speak(args: SpeakArgs) -> Result<()> {
+    let api = Api::new(&args.server)?;
+    let source = match (&args.file, args.tone) {
+        (Some(path), _) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            AudioSource::from_file_bytes(&bytes, args.looped)?
+        }
+        (None, Some(hz)) if hz > 0.0 && hz < 24_000.0 => AudioSource::Tone(hz),
+        (None, Some(hz)) => bail!("--tone {hz}: must be between 0 and 24000 Hz"),
+        (None, None) => bail!("give --file or --tone"),
+    };
+    let report = tribune_client::speak(
+        &api,
+        SpeakOptions {
+            room: args.room,
+            token: args.token,
+            source,
+            duration: args.seconds.map(Duration::from_secs_f64),
+            bitrate_bps: args.bitrate,
+        },
+    )
+    .await?;
+    eprintln!(
+        "spoke {} frames ({:.1} s)",
+        report.frames_sent,
+        report.frames_sent as f64 * 0.02
+    );
+    Ok(())
+}
+
+async fn listen(args: ListenArgs) -> Result<()> {
+    if !(args.seconds > 0.0 && args.seconds < 1e7) {
+        bail!("--seconds must be positive");
+    }
+    let api = Api::new(&args.server)?;
+    let report = tribune_client::listen(
+        &api,
+        ListenOptions {
+            room: args.room,
+            duration: Duration::from_secs_f64(args.seconds),
+            decode: args.out.is_some(),
+        },
+    )
+    .await?;
+    if let Some(out) = &args.out {
+        let bytes = tribune_media::wav_bytes(tribune_media::SAMPLE_RATE, 1, &report.pcm);
+        std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("frames received: {}", report.frames_received);
+        println!("frames lost:     {}", report.frames_lost);
+        println!(
+            "glass-to-ear:    p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            report.latency_ms.p50, report.latency_ms.p99, report.latency_ms.max
+        );
+        if report.reconnects > 0 {
+            println!("reconnects:      {}", report.reconnects);
+        }
+        if let Some(out) = &args.out {
+            println!("audio written to {}", out.display());
+        }
+    }
+    Ok(())
+}
