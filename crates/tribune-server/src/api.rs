@@ -1,7 +1,7 @@
 //! HTTP handlers of the room API (`/api/rooms…`), health and metrics.
 
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -135,8 +135,9 @@ pub async fn add_speaker(
     State(app): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let body = body?;
     let room = app.room(&id)?;
     let by = app.verify_stage(bearer(&headers), &room.id, Role::can_moderate)?;
     let req: AddSpeaker = optional_json(&body)?;
@@ -181,9 +182,12 @@ pub async fn join(
     State(app): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let result = join_inner(&app, &id, &headers, &body);
+    let result = match body {
+        Ok(body) => join_inner(&app, &id, &headers, &body),
+        Err(e) => Err(e.into()),
+    };
     match &result {
         Ok(_) => app.metrics().joins_admitted.inc(),
         Err(_) => app.metrics().joins_refused.inc(),

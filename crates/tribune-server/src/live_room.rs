@@ -289,7 +289,7 @@ struct MixTask {
 
 impl MixTask {
     async fn run(mut self) {
-        let mut mixer = match Mixer::new(self.mixer_cfg.clone()) {
+        let mut mixer = match Mixer::new(self.mixer_cfg) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(room = %self.room.id, "cannot create mixer: {e}");
@@ -364,7 +364,7 @@ impl MixTask {
                 self.publish(published, head);
                 published = head;
             }
-            if speakers_changed || ticks % SNAPSHOT_EVERY_TICKS == 0 {
+            if speakers_changed || ticks.is_multiple_of(SNAPSHOT_EVERY_TICKS) {
                 last_levels.clear();
                 last_levels.extend_from_slice(&frame.levels);
                 self.room.publish_snapshot(&last_levels);

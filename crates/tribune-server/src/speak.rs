@@ -94,11 +94,10 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, claims: 
         match msg {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
             Some(Ok(Message::Binary(data))) => {
-                if let Err(reason) = ingest(&room, slot, &data) {
+                if let Err(reason) = ingest(&room, slot, &data, &metrics) {
                     metrics.bad_input_closes.inc();
                     break (close::INVALID, reason);
                 }
-                metrics.speak_frames.inc();
             }
             Some(Ok(Message::Text(text))) => match serde_json::from_str::<Control>(&text) {
                 Ok(Control::Mute { muted }) => {
@@ -120,7 +119,12 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, claims: 
 }
 
 /// Checks a whole message before queueing any of it, so a bad record never half-enters the mix.
-fn ingest(room: &LiveRoom, slot: u64, data: &bytes::Bytes) -> Result<(), String> {
+fn ingest(
+    room: &LiveRoom,
+    slot: u64,
+    data: &bytes::Bytes,
+    metrics: &crate::metrics::Metrics,
+) -> Result<(), String> {
     let records = wire::parse_message(data).map_err(|e| format!("bad audio message: {e}"))?;
     for r in records.clone() {
         tribune_media::validate_packet(r.payload)
@@ -133,9 +137,10 @@ fn ingest(room: &LiveRoom, slot: u64, data: &bytes::Bytes) -> Result<(), String>
             capture_us: r.capture_us,
             payload: data.slice_ref(r.payload),
         };
+        metrics.speak_frames.inc();
         if !room.offer(frame) {
             // The mixer is behind; dropping is what a jitter buffer would do with a late packet.
-            tracing::debug!(room = %room.id, "ingress full, frame dropped");
+            metrics.ingress_dropped.inc();
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ const CLIP: &[u8] = include_bytes!("../../../assets/demo-speech.ogg");
 
 /// Runs the demo until Ctrl-C or SIGTERM.
 pub async fn run(config: ServerConfig) -> Result<()> {
+    crate::raise_fd_limit();
     let server = Server::bind(config.clone())
         .await
         .with_context(|| format!("binding {}", config.listen))?;

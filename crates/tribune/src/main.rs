@@ -175,7 +175,16 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Raises this process's open-file limit to its hard limit: every listener is a socket.
+pub fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
+}
+
 async fn serve(config: ServerConfig) -> Result<()> {
+    raise_fd_limit();
     let server = Server::bind(config.clone())
         .await
         .with_context(|| format!("binding {}", config.listen))?;

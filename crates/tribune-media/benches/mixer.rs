@@ -1,0 +1,234 @@
+//! Mixer cost per room: microseconds of one 20 ms `Mixer::tick` with 0, 1, 3 and 13 speakers.
+//!
+//! `cargo bench -p tribune-media --bench mixer [-- --ticks N --rounds R]`
+//!
+//! Each speaker gets a few seconds of its own tone, pre-encoded with `Encoder` (48 kb/s, the
+//! `tribune speak` default) so encoding the sources is not timed. Every tick pushes one frame per
+//! speaker (as the room task does with what arrived in the last 20 ms) and then runs
+//! `Mixer::tick`; only the tick is timed, with `std::time::Instant`. The configurations are run
+//! in interleaved rounds so that drift in machine speed hits them all alike; the table reports
+//! all ticks of all rounds. Plain `harness = false` bench: no criterion.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tribune_media::{Encoder, Mixer, MixerConfig, ToneGenerator, FRAME_MS};
+
+/// Seconds of audio pre-encoded per speaker (looped).
+const SOURCE_SECONDS: usize = 4;
+/// Bitrate of the speakers' frames (the `tribune speak` default).
+const SPEAKER_BITRATE: u32 = 48_000;
+/// Ticks run before timing so the jitter buffers are playing and the codecs are warm.
+const WARMUP_TICKS: usize = 200;
+/// The speaker counts measured; 13 is a full stage (host, co-hosts and speakers).
+const SPEAKER_COUNTS: [usize; 4] = [0, 1, 3, 13];
+/// Wall-clock budget of one configuration in one round: the bench always stops by itself.
+const ROUND_BUDGET: Duration = Duration::from_secs(60);
+
+struct Args {
+    ticks: usize,
+    rounds: usize,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        ticks: 2_000,
+        rounds: 3,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        // `cargo bench` passes `--bench`; anything unknown is ignored.
+        let mut value = |name: &str| -> usize {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} needs a positive number"))
+        };
+        match a.as_str() {
+            "--ticks" => args.ticks = value("--ticks").clamp(10, 1_000_000),
+            "--rounds" => args.rounds = value("--rounds").clamp(1, 100),
+            _ => {}
+        }
+    }
+    args
+}
+
+/// `frames` 20 ms Opus packets of a tone at `freq` Hz.
+fn encode_tone(freq: f32, frames: usize) -> Vec<Bytes> {
+    let mut enc = Encoder::new(SPEAKER_BITRATE).expect("encoder");
+    let mut tone = ToneGenerator::new(freq, 0.3);
+    (0..frames)
+        .map(|_| Bytes::from(enc.encode_vec(&tone.next_frame()).expect("encode")))
+        .collect()
+}
+
+/// One room: a mixer, its speakers' packets, and where each speaker is in its loop.
+struct Room {
+    mixer: Mixer,
+    sources: Vec<Vec<Bytes>>,
+    seq: u64,
+}
+
+impl Room {
+    fn new(speakers: usize) -> Room {
+        let mut mixer = Mixer::new(MixerConfig::default()).expect("mixer");
+        let frames = SOURCE_SECONDS * 1000 / FRAME_MS as usize;
+        let sources = (0..speakers)
+            .map(|i| {
+                mixer.add_speaker(i as u64 + 1).expect("speaker");
+                // Distinct tones, spread over the voice band.
+                encode_tone(180.0 + 97.0 * i as f32, frames)
+            })
+            .collect();
+        Room {
+            mixer,
+            sources,
+            seq: 0,
+        }
+    }
+
+    /// Pushes one frame per speaker, then times one tick; returns the tick's duration.
+    fn step(&mut self) -> Duration {
+        let now_us = self.seq * 20_000;
+        for (i, src) in self.sources.iter().enumerate() {
+            let payload = src[self.seq as usize % src.len()].clone();
+            self.mixer
+                .push(i as u64 + 1, self.seq, now_us, payload)
+                .expect("push");
+        }
+        self.seq += 1;
+        let start = Instant::now();
+        let frame = self.mixer.tick(black_box(now_us)).expect("tick");
+        let took = start.elapsed();
+        black_box(&frame);
+        took
+    }
+
+    /// Checks the room is in steady state: every speaker is heard in every tick.
+    fn check_steady(&mut self) {
+        let now_us = self.seq * 20_000;
+        for (i, src) in self.sources.iter().enumerate() {
+            let payload = src[self.seq as usize % src.len()].clone();
+            self.mixer
+                .push(i as u64 + 1, self.seq, now_us, payload)
+                .expect("push");
+        }
+        self.seq += 1;
+        let frame = self.mixer.tick(now_us).expect("tick");
+        assert_eq!(frame.levels.len(), self.sources.len(), "all speakers mixed");
+        assert!(!frame.payload.is_empty());
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+struct Summary {
+    speakers: usize,
+    ticks: usize,
+    mean: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+fn summarize(speakers: usize, mut us: Vec<f64>) -> Summary {
+    us.sort_by(f64::total_cmp);
+    Summary {
+        speakers,
+        ticks: us.len(),
+        mean: us.iter().sum::<f64>() / us.len() as f64,
+        p50: percentile(&us, 50.0),
+        p99: percentile(&us, 99.0),
+        max: us[us.len() - 1],
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    let tick_budget_us = f64::from(FRAME_MS) * 1000.0;
+    println!(
+        "mixer bench: {} timed ticks x {} rounds per configuration, {} warm-up ticks, \
+         speakers at {} b/s, program at {} b/s",
+        args.ticks,
+        args.rounds,
+        WARMUP_TICKS,
+        SPEAKER_BITRATE,
+        MixerConfig::default().bitrate_bps
+    );
+    let mut rooms: Vec<Room> = SPEAKER_COUNTS.iter().map(|&n| Room::new(n)).collect();
+    for room in rooms.iter_mut() {
+        for _ in 0..WARMUP_TICKS {
+            room.step();
+        }
+        room.check_steady();
+    }
+    let mut samples: Vec<Vec<f64>> =
+        vec![Vec::with_capacity(args.ticks * args.rounds); rooms.len()];
+    for round in 0..args.rounds {
+        for (room, out) in rooms.iter_mut().zip(samples.iter_mut()) {
+            let started = Instant::now();
+            for _ in 0..args.ticks {
+                out.push(room.step().as_secs_f64() * 1e6);
+                if started.elapsed() > ROUND_BUDGET {
+                    eprintln!("round {round}: time budget reached, stopping early");
+                    break;
+                }
+            }
+        }
+    }
+    for room in rooms.iter_mut() {
+        room.check_steady();
+    }
+    let summaries: Vec<Summary> = SPEAKER_COUNTS
+        .iter()
+        .zip(samples)
+        .map(|(&n, us)| summarize(n, us))
+        .collect();
+    println!();
+    println!("| speakers | ticks | mean µs | p50 µs | p99 µs | max µs | share of one core (mean / 20 000 µs) |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for s in &summaries {
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} % |",
+            s.speakers,
+            s.ticks,
+            s.mean,
+            s.p50,
+            s.p99,
+            s.max,
+            100.0 * s.mean / tick_budget_us
+        );
+    }
+    let by = |n: usize| {
+        summaries
+            .iter()
+            .find(|s| s.speakers == n)
+            .expect("measured")
+    };
+    let (one, three, full, none) = (by(1), by(3), by(13), by(0));
+    println!();
+    println!(
+        "ratio 13 speakers / 1 speaker: mean {:.2}x, p50 {:.2}x",
+        full.mean / one.mean,
+        full.p50 / one.p50
+    );
+    println!(
+        "ratio 3 speakers / 1 speaker:  mean {:.2}x, p50 {:.2}x",
+        three.mean / one.mean,
+        three.p50 / one.p50
+    );
+    println!(
+        "marginal cost of a speaker (13 vs 1, mean): {:.1} µs; fixed cost (0 speakers: \
+         silence encode): {:.1} µs",
+        (full.mean - one.mean) / 12.0,
+        none.mean
+    );
+    println!(
+        "rooms per core at 13 speakers (mixing only): {:.0}; at 1 speaker: {:.0}",
+        tick_budget_us / full.mean,
+        tick_budget_us / one.mean
+    );
+}

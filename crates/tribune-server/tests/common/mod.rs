@@ -1,0 +1,113 @@
+//! Helpers shared by the server's integration tests: a real node on a loopback port, real HTTP
+//! and WebSocket clients.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tribune_server::{RunningServer, Server, ServerConfig};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Starts a node on an ephemeral loopback port.
+pub async fn start() -> RunningServer {
+    start_with(ServerConfig::default()).await
+}
+
+/// Starts a node with these settings on an ephemeral loopback port.
+pub async fn start_with(mut config: ServerConfig) -> RunningServer {
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    Server::bind(config).await.expect("bind").spawn()
+}
+
+/// A room created over HTTP: (id, host token).
+pub async fn create_room(base: &str) -> (String, String) {
+    let v: Value = reqwest::Client::new()
+        .post(format!("{base}/api/rooms"))
+        .json(&serde_json::json!({"title": "test room"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        v["id"].as_str().unwrap().to_owned(),
+        v["host_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Joins and opens a listen WebSocket.
+pub async fn open_listener(server: &RunningServer, room: &str) -> Ws {
+    let v: Value = reqwest::Client::new()
+        .post(format!("{}/api/rooms/{room}/join", server.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = v["listen_url"].as_str().unwrap().to_owned();
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws
+}
+
+/// Opens a speak WebSocket with a stage token.
+pub async fn open_speaker(server: &RunningServer, room: &str, token: &str) -> Ws {
+    let url = format!("ws://{}/api/rooms/{room}/speak?token={token}", server.addr);
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws
+}
+
+/// Waits for the server's close frame, skipping other messages: (code, reason).
+pub async fn expect_close(ws: &mut Ws) -> (u16, String) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("server closes within 5 s");
+        match msg {
+            Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), f.reason.to_string()),
+            Some(Ok(Message::Close(None))) | None => return (0, String::new()),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return (0, e.to_string()),
+        }
+    }
+}
+
+/// Counts audio frames arriving on a listener during `window`, checking they are contiguous.
+pub async fn count_frames(ws: &mut Ws, window: Duration) -> (u64, u64) {
+    let deadline = tokio::time::Instant::now() + window;
+    let (mut received, mut gaps) = (0u64, 0u64);
+    let mut next: Option<u64> = None;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let Message::Binary(b) = msg {
+            for r in tribune_media::wire::parse_message(&b).expect("well-formed batch") {
+                if let Some(n) = next {
+                    gaps += r.seq.saturating_sub(n);
+                }
+                next = Some(r.seq + 1);
+                received += 1;
+            }
+        }
+    }
+    (received, gaps)
+}
+
+/// Reads one metric's value from `/metrics`.
+pub async fn metric(base: &str, name: &str) -> u64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("tribune_{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing"))
+}

@@ -1,0 +1,245 @@
+//! The `tribune` binary end to end, as an operator and a listener would use it: real processes
+//! talking over loopback.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tribune_media::analysis::{band_energy_ratio, dominant_frequency, peaks, rms};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tribune");
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn wait_listening(addr: SocketAddr) {
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kills the child on drop so a failing test never leaves a server behind.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tribune(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args).env("RUST_LOG", "warn");
+    c
+}
+
+fn run_json(args: &[&str]) -> Value {
+    let out = tribune(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn read_wav(path: &std::path::Path) -> Vec<i16> {
+    let w = tribune_media::read_wav(&std::fs::read(path).unwrap()).unwrap();
+    assert_eq!((w.sample_rate, w.channels), (48_000, 1));
+    w.samples
+}
+
+#[test]
+fn serve_room_speak_listen_and_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let url = format!("http://{addr}");
+    let mut server = Proc(
+        tribune(&["serve", "--listen", &addr.to_string()])
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(addr);
+
+    let room = run_json(&[
+        "room", "create", "--server", &url, "--title", "cli test", "--json",
+    ]);
+    let (id, token) = (
+        room["id"].as_str().unwrap(),
+        room["host_token"].as_str().unwrap(),
+    );
+
+    // One speaker reads a WAV file of a 440 Hz tone, the other speaks a 660 Hz tone.
+    let wav_path = dir.path().join("a440.wav");
+    let mut gen = tribune_media::ToneGenerator::new(440.0, 0.5);
+    let mut pcm = vec![0i16; 48_000 * 6];
+    gen.fill(&mut pcm);
+    std::fs::write(&wav_path, tribune_media::wav_bytes(48_000, 1, &pcm)).unwrap();
+    let speak = |extra: &[&str]| {
+        let mut args = vec![
+            "speak",
+            "--server",
+            &url,
+            "--room",
+            id,
+            "--token",
+            token,
+            "--seconds",
+            "5",
+        ];
+        args.extend_from_slice(extra);
+        Proc(tribune(&args).spawn().unwrap())
+    };
+    let _a = speak(&["--file", wav_path.to_str().unwrap()]);
+    let _b = speak(&["--tone", "660"]);
+    std::thread::sleep(Duration::from_millis(800));
+
+    let out = dir.path().join("heard.wav");
+    let report = run_json(&[
+        "listen",
+        "--server",
+        &url,
+        "--room",
+        id,
+        "--seconds",
+        "3",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let received = report["frames_received"].as_u64().unwrap();
+    assert!((140..=160).contains(&received), "{report}");
+    assert_eq!(report["frames_lost"], 0, "{report}");
+    let p99 = report["latency_ms"]["p99"].as_f64().unwrap();
+    assert!(p99 > 0.0 && p99 < 1000.0, "{report}");
+    let heard = read_wav(&out);
+    assert_eq!(heard.len() as u64, received * 960);
+    let tail = &heard[24_000..];
+    let found = peaks(tail, 48_000, 2);
+    for hz in [440.0, 660.0] {
+        assert!(
+            found.iter().any(|f| (f - hz).abs() < 5.0),
+            "{hz} not in {found:?}"
+        );
+        assert!(band_energy_ratio(tail, 48_000, hz, 15.0) > 0.25);
+    }
+
+    // SIGTERM: a clean, prompt exit.
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = server.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn demo_speaks_and_tells_how_to_listen() {
+    let addr = free_addr();
+    let mut demo = Proc(
+        tribune(&["demo", "--listen", &addr.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = demo.0.stdout.take().unwrap();
+    let mut room = None;
+    let mut listen_cmd = None;
+    for line in BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .take(12)
+    {
+        if let Some(rest) = line.strip_prefix("room ") {
+            room = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if line.contains("listen --server") {
+            listen_cmd = Some(line.clone());
+            break;
+        }
+    }
+    let room = room.expect("demo prints the room");
+    assert!(listen_cmd.unwrap().contains(&room));
+    std::thread::sleep(Duration::from_millis(1500));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo.wav");
+    let url = format!("http://{addr}");
+    let report = run_json(&[
+        "listen",
+        "--server",
+        &url,
+        "--room",
+        &room,
+        "--seconds",
+        "4",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(report["frames_lost"], 0, "{report}");
+    assert!(
+        report["frames_received"].as_u64().unwrap() >= 190,
+        "{report}"
+    );
+    let heard = read_wav(&out);
+    // Speech: clearly audible, and not a pure tone (a voice's energy is spread over many bins).
+    assert!(
+        rms(&heard) > 0.02,
+        "demo speaker is audible: rms {}",
+        rms(&heard)
+    );
+    let f0 = dominant_frequency(&heard, 48_000).unwrap();
+    assert!(
+        band_energy_ratio(&heard, 48_000, f0, 15.0) < 0.5,
+        "speech, not a tone"
+    );
+}
+
+#[test]
+fn bad_arguments_fail_with_a_message() {
+    let out = tribune(&["speak", "--room", "x", "--token", "t"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--file"));
+    let out = tribune(&[
+        "listen",
+        "--server",
+        "http://127.0.0.1:9",
+        "--room",
+        "abcdefghij",
+        "--seconds",
+        "1",
+    ])
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+    let out = tribune(&["serve", "--batch-ms", "5"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--batch-ms"));
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project on a fresh machine. Installs what the tests need.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages some tests need (none yet beyond the Rust toolchain; later issues add ffmpeg,
+# chromium and redis-server here).
+need=()
+if ((${#need[@]})); then
+  missing=()
+  for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if ((${#missing[@]})); then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  fi
+fi
+
+echo "== format"
+cargo fmt --all -- --check
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests"
+cargo test --workspace --locked
