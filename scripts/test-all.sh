@@ -20,3 +20,5 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
 cargo test --workspace --locked
+echo "== fuzz (short)"
+bash scripts/fuzz-smoke.sh 20

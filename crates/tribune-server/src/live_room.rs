@@ -24,9 +24,14 @@ use crate::metrics::Metrics;
 
 /// Frames queued from speakers to the mixer task before new ones are dropped.
 const INGRESS_QUEUE: usize = 1024;
-/// How often the room-state event is refreshed (listener counts change constantly; this bounds
-/// the event rate whatever the audience does).
+/// How often the room-state event may be refreshed (listener counts change constantly; this
+/// bounds the event rate whatever the audience does). It is only sent when its text changed.
 const SNAPSHOT_EVERY_TICKS: u64 = 50;
+/// Window over which a speaker counts as speaking (10 ticks = 200 ms, so the flag does not
+/// flicker between syllables).
+const SPEAKING_WINDOW_TICKS: u64 = 10;
+/// RMS level (0..1) above which a speaker counts as speaking.
+const SPEAKING_RMS: f32 = 0.01;
 
 /// The latest audio batch: frames `start..end` as one wire message shared by all listeners.
 #[derive(Clone, Debug)]
@@ -109,7 +114,7 @@ impl LiveRoom {
             listeners: AtomicU64::new(0),
             speakers: AtomicU64::new(0),
         });
-        room.publish_snapshot(&[]);
+        room.publish_snapshot(&Stage::default());
         if state == RoomState::Live {
             metrics.rooms_live.inc();
         }
@@ -203,10 +208,6 @@ impl LiveRoom {
             .lock()
             .go_live(unix_micros() / 1_000_000)
             .unwrap_or(false);
-        if changed {
-            let speakers: Vec<(u64, f32)> = Vec::new();
-            self.publish_snapshot(&speakers);
-        }
         changed
     }
 
@@ -220,11 +221,13 @@ impl LiveRoom {
         changed
     }
 
-    fn publish_snapshot(&self, levels: &[(u64, f32)]) {
+    /// Publishes the room-state event if its text changed.
+    fn publish_snapshot(&self, stage: &Stage) {
         let info = self.info.lock().clone();
-        let speakers: Vec<_> = levels
+        let speakers: Vec<_> = stage
+            .speakers
             .iter()
-            .map(|(id, level)| json!({"id": id, "level": (level * 1000.0).round() / 1000.0}))
+            .map(|(id, s)| json!({"id": id, "speaking": s.speaking}))
             .collect();
         let text = json!({
             "type": "room",
@@ -235,11 +238,31 @@ impl LiveRoom {
             "speakers": speakers,
         })
         .to_string();
-        self.snapshot.send_replace(Snapshot {
-            state: info.state,
-            text: Utf8Bytes::from(text),
+        self.snapshot.send_if_modified(|snap| {
+            if snap.state == info.state && snap.text.as_str() == text {
+                return false;
+            }
+            *snap = Snapshot {
+                state: info.state,
+                text: Utf8Bytes::from(text),
+            };
+            true
         });
     }
+}
+
+/// Who is on stage, as the mixer task sees it.
+#[derive(Debug, Default)]
+struct Stage {
+    speakers: std::collections::BTreeMap<u64, SpeakerState>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct SpeakerState {
+    /// Loudest level in the current window.
+    peak: f32,
+    /// Whether the last window was above the speaking threshold.
+    speaking: bool,
 }
 
 /// Keeps a listener or speaker counted while it is connected.
@@ -301,8 +324,8 @@ impl MixTask {
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let mut published = self.room.head();
         let mut ticks: u64 = 0;
-        let mut last_levels: Vec<(u64, f32)> = Vec::new();
-        let mut speakers_changed = false;
+        let mut stage = Stage::default();
+        let mut stage_changed = false;
         loop {
             tick.tick().await;
             ticks += 1;
@@ -325,11 +348,13 @@ impl MixTask {
                         if self.room.go_live() {
                             self.metrics.rooms_live.inc();
                         }
-                        speakers_changed = true;
+                        stage.speakers.insert(slot, SpeakerState::default());
+                        stage_changed = true;
                     }
                     Ok(Ingress::Leave(slot)) => {
                         mixer.remove_speaker(slot);
-                        speakers_changed = true;
+                        stage.speakers.remove(&slot);
+                        stage_changed = true;
                     }
                     Ok(Ingress::Mute(slot, muted)) => mixer.set_muted(slot, muted),
                     Ok(Ingress::End) | Err(mpsc::error::TryRecvError::Disconnected) => {
@@ -364,11 +389,22 @@ impl MixTask {
                 self.publish(published, head);
                 published = head;
             }
-            if speakers_changed || ticks.is_multiple_of(SNAPSHOT_EVERY_TICKS) {
-                last_levels.clear();
-                last_levels.extend_from_slice(&frame.levels);
-                self.room.publish_snapshot(&last_levels);
-                speakers_changed = false;
+            for (slot, level) in &frame.levels {
+                if let Some(s) = stage.speakers.get_mut(slot) {
+                    s.peak = s.peak.max(*level);
+                }
+            }
+            if ticks.is_multiple_of(SPEAKING_WINDOW_TICKS) {
+                for s in stage.speakers.values_mut() {
+                    let speaking = s.peak > SPEAKING_RMS;
+                    stage_changed |= speaking != s.speaking;
+                    s.speaking = speaking;
+                    s.peak = 0.0;
+                }
+            }
+            if stage_changed || ticks.is_multiple_of(SNAPSHOT_EVERY_TICKS) {
+                self.room.publish_snapshot(&stage);
+                stage_changed = false;
             }
         }
     }
@@ -388,7 +424,7 @@ impl MixTask {
         if self.room.info.lock().started_at.is_some() {
             self.metrics.rooms_live.dec();
         }
-        self.room.publish_snapshot(&[]);
+        self.room.publish_snapshot(&Stage::default());
         tracing::info!(room = %self.room.id, frames = head.0, "room ended");
     }
 }

@@ -190,3 +190,22 @@ async fn a_resuming_listener_continues_from_its_cursor() {
     assert_eq!(gaps, 0);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_events_show_who_is_speaking() {
+    let server = common::start().await;
+    let api = Api::new(&server.url()).unwrap();
+    let room = api.create_room("events").await.unwrap();
+    let mut ws = common::open_listener(&server, &room.id).await;
+    let first = common::next_event(&mut ws).await;
+    assert_eq!(first["state"], "live");
+    assert_eq!(first["speakers"].as_array().unwrap().len(), 0);
+    let speaker = tone(&api, &room.id, &room.host_token, 300.0, 2);
+    let speaking = common::wait_event(&mut ws, |e| e["speakers"][0]["speaking"] == true).await;
+    assert_eq!(speaking["speakers"].as_array().unwrap().len(), 1);
+    assert_eq!(speaking["listeners"], 1);
+    speaker.await.unwrap();
+    let gone = common::wait_event(&mut ws, |e| e["speakers"].as_array().unwrap().is_empty()).await;
+    assert_eq!(gone["state"], "live");
+    server.shutdown().await.unwrap();
+}

@@ -111,3 +111,26 @@ pub async fn metric(base: &str, name: &str) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("metric {name} missing"))
 }
+
+/// The next JSON event on a listener (audio is skipped).
+pub async fn next_event(ws: &mut Ws) -> Value {
+    wait_event(ws, |_| true).await
+}
+
+/// Waits up to 5 s for a JSON event matching `pred`.
+pub async fn wait_event(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("event within 5 s")
+            .expect("connection open")
+            .expect("no error");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).expect("events are JSON");
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+}
