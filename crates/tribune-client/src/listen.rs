@@ -22,6 +22,8 @@ pub struct ListenOptions {
     pub duration: Duration,
     /// Decode the audio into `ListenReport::pcm`.
     pub decode: bool,
+    /// Keep the received Opus packets in `ListenReport::packets` (for writing Ogg Opus).
+    pub keep_packets: bool,
 }
 
 /// What a listener experienced.
@@ -46,6 +48,9 @@ pub struct ListenReport {
     /// Decoded audio (mono 48 kHz), when asked for.
     #[serde(skip)]
     pub pcm: Vec<i16>,
+    /// Received Opus packets in order, when asked for.
+    #[serde(skip)]
+    pub packets: Vec<Vec<u8>>,
 }
 
 /// Counts loss across messages and connections from sequence numbers alone.
@@ -147,6 +152,9 @@ pub async fn listen(api: &Api, opts: ListenOptions) -> Result<ListenReport, Clie
                         latencies.push(now.saturating_sub(r.capture_us) as f64 / 1000.0);
                         report.first_seq.get_or_insert(r.seq);
                         report.last_seq = Some(r.seq);
+                        if opts.keep_packets {
+                            report.packets.push(r.payload.to_vec());
+                        }
                         if let Some(dec) = decoder.as_mut() {
                             for _ in 0..gap.min(50) {
                                 if let Ok(n) = dec.conceal(&mut pcm) {

@@ -38,6 +38,7 @@ async fn two_speakers_are_mixed_and_heard_live() {
             room: room.id.clone(),
             duration: Duration::from_secs(4),
             decode: true,
+            keep_packets: false,
         },
     )
     .await

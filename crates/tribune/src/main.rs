@@ -125,7 +125,7 @@ struct ListenArgs {
     /// Listen this many seconds (or until the room ends).
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
-    /// Write what was heard to this WAV file.
+    /// Write what was heard to this file: WAV (decoded), or Ogg Opus if it ends in .ogg or .opus.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Print the report as JSON.
@@ -246,22 +246,40 @@ async fn speak(args: SpeakArgs) -> Result<()> {
     Ok(())
 }
 
+/// An Ogg stream serial number; any value works for a single-stream file.
+fn rand_serial() -> u32 {
+    std::process::id() ^ 0x7472_6962
+}
+
 async fn listen(args: ListenArgs) -> Result<()> {
     if !(args.seconds > 0.0 && args.seconds < 1e7) {
         bail!("--seconds must be positive");
     }
     let api = Api::new(&args.server)?;
+    let ogg = args.out.as_ref().is_some_and(|p| {
+        p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("ogg") || e.eq_ignore_ascii_case("opus"))
+    });
     let report = tribune_client::listen(
         &api,
         ListenOptions {
             room: args.room,
             duration: Duration::from_secs_f64(args.seconds),
-            decode: args.out.is_some(),
+            decode: args.out.is_some() && !ogg,
+            keep_packets: ogg,
         },
     )
     .await?;
     if let Some(out) = &args.out {
-        let bytes = tribune_media::wav_bytes(tribune_media::SAMPLE_RATE, 1, &report.pcm);
+        let bytes = if ogg {
+            let mut w = tribune_media::OggOpusWriter::new(Vec::new(), rand_serial())?;
+            for p in &report.packets {
+                w.write_packet(p)?;
+            }
+            w.finish()?
+        } else {
+            tribune_media::wav_bytes(tribune_media::SAMPLE_RATE, 1, &report.pcm)
+        };
         std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
     }
     if args.json {

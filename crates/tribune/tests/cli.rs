@@ -206,6 +206,29 @@ fn demo_speaks_and_tells_how_to_listen() {
         "{report}"
     );
     let heard = read_wav(&out);
+    // The same room recorded as Ogg Opus decodes to audio too.
+    let ogg = dir.path().join("demo.ogg");
+    let report = run_json(&[
+        "listen",
+        "--server",
+        &url,
+        "--room",
+        &room,
+        "--seconds",
+        "2",
+        "--json",
+        "--out",
+        ogg.to_str().unwrap(),
+    ]);
+    let pcm = tribune_media::decode_ogg_to_pcm(&std::fs::read(&ogg).unwrap()).unwrap();
+    let frames = report["frames_received"].as_u64().unwrap();
+    assert!(frames >= 90, "{report}");
+    assert!(
+        (pcm.len() as i64 - frames as i64 * 960).abs() <= 960,
+        "{} samples for {frames} frames",
+        pcm.len()
+    );
+    assert!(rms(&pcm) > 0.02);
     // Speech: clearly audible, and not a pure tone (a voice's energy is spread over many bins).
     assert!(
         rms(&heard) > 0.02,
