@@ -13,6 +13,9 @@ pub const RESTART: u16 = 1012;
 /// The listener fell too far behind: reconnect and resume at the live edge.
 pub const RESUME: u16 = 4000;
 
+/// Moderation removed this participant (or their seat); the reason says why.
+pub const REMOVED: u16 = 4001;
+
 /// A close message with a code and a human-readable reason (truncated to fit a control frame).
 pub fn message(code: u16, reason: &str) -> Message {
     let mut reason = reason.to_owned();

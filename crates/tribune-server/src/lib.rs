@@ -9,6 +9,7 @@ pub mod error;
 pub mod listen;
 pub mod live_room;
 pub mod metrics;
+pub mod seats;
 pub mod speak;
 pub mod state;
 

@@ -16,11 +16,12 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
-use tribune_core::{unix_micros, Ring, RoomId, RoomInfo, RoomState, Seq};
+use tribune_core::{unix_micros, ParticipantId, Ring, Role, RoomId, RoomInfo, RoomState, Seq};
 use tribune_media::{Mixer, MixerConfig};
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
+use crate::seats::Seats;
 
 /// Frames queued from speakers to the mixer task before new ones are dropped.
 const INGRESS_QUEUE: usize = 1024;
@@ -89,6 +90,7 @@ pub struct LiveRoom {
     ingress: mpsc::Sender<Ingress>,
     listeners: AtomicU64,
     speakers: AtomicU64,
+    seats: Seats,
 }
 
 impl LiveRoom {
@@ -113,6 +115,7 @@ impl LiveRoom {
             ingress,
             listeners: AtomicU64::new(0),
             speakers: AtomicU64::new(0),
+            seats: Seats::default(),
         });
         room.publish_snapshot(&Stage::default());
         if state == RoomState::Live {
@@ -179,20 +182,51 @@ impl LiveRoom {
         }
     }
 
-    /// Registers a speaker slot with the mixer; the guard removes it when dropped.
-    pub async fn speaker_guard(
+    /// Seats a publishing connection (WebSocket or WHIP) of `participant` in the mixer. The seat
+    /// leaves the mix when dropped, and tells its connection when moderation removes it.
+    pub async fn take_seat(
         self: &Arc<Self>,
-        slot: u64,
+        participant: ParticipantId,
+        role: Role,
         metrics: Arc<Metrics>,
-    ) -> Option<PresenceGuard> {
+    ) -> Option<Seat> {
+        let slot = ParticipantId::random().0;
         self.ingress.send(Ingress::Join(slot)).await.ok()?;
         self.speakers.fetch_add(1, Ordering::Relaxed);
         metrics.speakers.inc();
-        Some(PresenceGuard {
-            room: self.clone(),
-            metrics,
-            speaker: Some(slot),
+        let removed = self.seats.add(slot, participant, role);
+        Some(Seat {
+            slot,
+            participant,
+            role,
+            removed,
+            _presence: PresenceGuard {
+                room: self.clone(),
+                metrics,
+                speaker: Some(slot),
+            },
         })
+    }
+
+    /// Removes every seat of `participant` (their connections close with `reason`). Returns how
+    /// many seats were removed.
+    pub fn remove_participant(&self, participant: ParticipantId, reason: &str) -> usize {
+        self.seats.remove_participant(participant, reason)
+    }
+
+    /// Mutes or unmutes every seat of `participant` in the mix. Returns how many seats changed.
+    pub async fn set_participant_muted(&self, participant: ParticipantId, muted: bool) -> usize {
+        let slots = self.seats.slots_of(participant);
+        for &slot in &slots {
+            // A closed queue means the room has ended; muting no longer matters.
+            let _ = self.ingress.send(Ingress::Mute(slot, muted)).await;
+        }
+        slots.len()
+    }
+
+    /// Who holds a seat now: (slot, participant, role).
+    pub fn seated(&self) -> Vec<(u64, ParticipantId, Role)> {
+        self.seats.list()
     }
 
     /// Queues a speaker frame for the mixer; false if the queue is full (the frame is dropped,
@@ -265,6 +299,30 @@ struct SpeakerState {
     speaking: bool,
 }
 
+/// A publishing connection's place in the mix.
+#[derive(Debug)]
+pub struct Seat {
+    /// Mixer slot.
+    pub slot: u64,
+    /// Who is speaking.
+    pub participant: ParticipantId,
+    /// With what role.
+    pub role: Role,
+    removed: watch::Receiver<Option<String>>,
+    _presence: PresenceGuard,
+}
+
+impl Seat {
+    /// Resolves with the reason when moderation removes this seat (never, otherwise).
+    pub async fn removed(&mut self) -> String {
+        match self.removed.wait_for(Option::is_some).await {
+            Ok(r) => r.clone().unwrap_or_default(),
+            // The room dropped the seat's entry: treat as removed by the room.
+            Err(_) => "removed".to_owned(),
+        }
+    }
+}
+
 /// Keeps a listener or speaker counted while it is connected.
 #[derive(Debug)]
 pub struct PresenceGuard {
@@ -288,6 +346,7 @@ impl Drop for PresenceGuard {
                 self.metrics.listeners.dec();
             }
             Some(slot) => {
+                self.room.seats.remove_slot(slot);
                 self.room.speakers.fetch_sub(1, Ordering::Relaxed);
                 self.metrics.speakers.dec();
                 if self.room.ingress.try_send(Ingress::Leave(slot)).is_err() {

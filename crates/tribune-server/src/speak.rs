@@ -13,7 +13,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
-use tribune_core::{Claims, Role, RoomState};
+use tribune_core::{Claims, ParticipantId, Role, RoomState};
 use tribune_media::wire;
 
 use crate::api::bearer;
@@ -62,13 +62,17 @@ enum Control {
 async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, claims: Claims) {
     let _conn = app.connections().track();
     let metrics = app.metrics().clone();
-    let slot: u64 = rand_slot();
-    let Some(_presence) = room.speaker_guard(slot, metrics.clone()).await else {
+    let participant = ParticipantId(claims.sub);
+    let Some(mut seat) = room
+        .take_seat(participant, claims.role, metrics.clone())
+        .await
+    else {
         let _ = socket
             .send(close::message(close::NORMAL, "room ended"))
             .await;
         return;
     };
+    let slot = seat.slot;
     let hello = json!({"type": "speaking", "room": room.id, "slot": slot, "role": claims.role});
     if socket
         .send(Message::Text(hello.to_string().into()))
@@ -83,6 +87,7 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, claims: 
         let msg = tokio::select! {
             biased;
             _ = shutdown.changed() => break (close::RESTART, "server restarting; reconnect".to_owned()),
+            reason = seat.removed() => break (close::REMOVED, reason),
             changed = snapshots.changed() => {
                 if changed.is_err() || snapshots.borrow_and_update().state == RoomState::Ended {
                     break (close::NORMAL, "room ended".to_owned());
@@ -144,8 +149,4 @@ fn ingest(
         }
     }
     Ok(())
-}
-
-fn rand_slot() -> u64 {
-    tribune_core::ParticipantId::random().0
 }
