@@ -3,9 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages some tests need (none yet beyond the Rust toolchain; later issues add ffmpeg,
-# chromium and redis-server here).
-need=()
+# System packages the tests need: Debian's Chromium for the browser tests.
+need=(chromium)
 if ((${#need[@]})); then
   missing=()
   for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -20,5 +19,8 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
 cargo test --workspace --locked
+echo "== browser tests (headless Chromium)"
+cargo build -p tribune --locked
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
 echo "== fuzz (short)"
 bash scripts/fuzz-smoke.sh 20

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod seats;
 pub mod speak;
 pub mod state;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,6 +39,10 @@ pub fn router(app: AppState) -> Router {
         .route("/api/rooms/{id}/speak", get(speak::speak))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
+        .route("/", get(web::lobby))
+        .route("/r/{id}", get(web::room_page))
+        .route("/host/{id}", get(web::host_page))
+        .route("/web/{*path}", get(web::asset))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(app)

@@ -1,0 +1,140 @@
+// The host console (/host/{id}): go live with the microphone, mute, see the stage and the
+// audience, answer requests to speak, share the invite link, end the room.
+
+import { api, h, tokens } from './api.js';
+import { renderSpeakers, setBadge, listenerText } from './stage-view.js';
+import { WhipPublisher, levelMeter } from './whip.js';
+
+const roomId = location.pathname.split('/').filter(Boolean).pop();
+const $ = (id) => document.getElementById(id);
+// A token in the URL fragment (an invite for a co-host) wins over the stored one.
+const fragmentToken = new URLSearchParams(location.hash.slice(1)).get('token');
+if (fragmentToken) tokens.set(roomId, fragmentToken);
+const token = tokens.get(roomId);
+let publisher = null;
+let stopMeter = null;
+let muted = false;
+
+function showError(msg) {
+  $('error').textContent = msg;
+  $('error').hidden = !msg;
+}
+
+$('invite-link').value = `${location.origin}/r/${roomId}`;
+$('copy-link').addEventListener('click', async () => {
+  try {
+    await navigator.clipboard.writeText($('invite-link').value);
+    $('copy-link').textContent = 'Copied';
+  } catch {
+    $('invite-link').select();
+  }
+});
+
+if (!token) {
+  showError('This browser holds no host token for this room. Open the console from the browser that created it.');
+  for (const id of ['go-live', 'end']) $(id).disabled = true;
+}
+
+$('go-live').addEventListener('click', async () => {
+  showError('');
+  if (publisher) {
+    await publisher.stop();
+    publisher = null;
+    if (stopMeter) stopMeter();
+    $('go-live').textContent = '🎙 Go live';
+    $('mute').disabled = true;
+    $('mic-status').textContent = 'Off air.';
+    return;
+  }
+  try {
+    $('mic-status').textContent = 'Asking for the microphone…';
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    });
+    stopMeter = levelMeter(stream, (level) => {
+      $('my-level').style.width = `${Math.min(100, level * 400)}%`;
+    });
+    publisher = new WhipPublisher(roomId, token);
+    const pc = await publisher.start(stream);
+    pc.addEventListener('connectionstatechange', () => {
+      $('mic-status').textContent = `Microphone: ${pc.connectionState}`;
+    });
+    $('go-live').textContent = '⏹ Leave stage';
+    $('mute').disabled = false;
+    $('mic-status').textContent = 'You are live.';
+  } catch (err) {
+    showError(`Could not go live: ${err.message}`);
+    $('mic-status').textContent = '';
+    publisher = null;
+  }
+});
+
+$('mute').addEventListener('click', () => {
+  muted = !muted;
+  if (publisher) publisher.setMuted(muted);
+  $('mute').textContent = muted ? 'Unmute' : 'Mute';
+});
+
+$('end').addEventListener('click', async () => {
+  if (!confirm('End this room for everyone?')) return;
+  try {
+    if (publisher) await publisher.stop();
+    await api.endRoom(roomId, token);
+    refresh();
+  } catch (err) {
+    showError(err.message);
+  }
+});
+
+async function answer(listenerId, verb) {
+  try {
+    await api.call('POST', `/api/rooms/${roomId}/requests/${listenerId}/${verb}`, { token, body: {} });
+    refresh();
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function renderRequests(requests) {
+  if (!requests || requests.length === 0) {
+    $('requests').replaceChildren(h('li', { class: 'muted' }, 'None yet'));
+    return;
+  }
+  $('requests').replaceChildren(
+    ...requests.map((r) => {
+      const id = r.listener_id ?? r;
+      return h('li', {},
+        h('span', {}, r.name || `Listener ${String(id).slice(-4)}`),
+        h('span', { class: 'row' },
+          h('button', { onclick: () => answer(id, 'accept') }, 'Accept'),
+          h('button', { class: 'secondary', onclick: () => answer(id, 'decline') }, 'Decline')));
+    }),
+  );
+}
+
+async function refresh() {
+  try {
+    const room = await api.room(roomId);
+    $('title').textContent = room.title;
+    document.title = `Host · ${room.title}`;
+    $('listeners').textContent = listenerText(room.listeners);
+    setBadge($('state'), room.state);
+    if (room.state === 'ended') {
+      for (const id of ['go-live', 'mute', 'end']) $(id).disabled = true;
+    }
+    if (token) {
+      try {
+        const { data } = await api.call('GET', `/api/rooms/${roomId}/stage`, { token });
+        renderSpeakers($('speakers'), data.speakers || data.participants || [], data.levels || {});
+        renderRequests(data.requests);
+      } catch {
+        renderSpeakers($('speakers'), room.stage || []);
+      }
+    }
+  } catch (err) {
+    showError(err.status === 404 ? 'No such room.' : err.message);
+  }
+}
+
+refresh();
+setInterval(refresh, 1000);

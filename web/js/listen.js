@@ -1,0 +1,173 @@
+// The listener page (/r/{id}): one tap to listen, who is speaking, reactions, request to speak.
+// Plays over WebSocket + WebCodecs; falls back to LL-HLS where WebCodecs is missing (when the
+// node serves it).
+
+import { api, h } from './api.js';
+import { Player, dominantFrequency, webCodecsOpusSupported } from './player.js';
+import { renderSpeakers, setBadge, listenerText } from './stage-view.js';
+import { WhipPublisher } from './whip.js';
+
+const roomId = location.pathname.split('/').filter(Boolean).pop();
+const $ = (id) => document.getElementById(id);
+let player = null;
+let publisher = null;
+
+function showError(msg) {
+  $('error').textContent = msg;
+  $('error').hidden = !msg;
+}
+
+function onRoom(ev) {
+  if (ev.type !== 'room') return;
+  $('title').textContent = ev.title;
+  document.title = `${ev.title} · Tribune`;
+  $('listeners').textContent = listenerText(ev.listeners);
+  if (player && player.state === 'live') setBadge($('state'), ev.state);
+  renderSpeakers($('speakers'), ev.speakers);
+}
+
+async function loadInfo() {
+  try {
+    const room = await api.room(roomId);
+    $('title').textContent = room.title;
+    $('listeners').textContent = listenerText(room.listeners);
+    setBadge($('state'), room.state);
+    if (room.state === 'ended') {
+      $('listen').disabled = true;
+      $('listen').textContent = 'This room has ended';
+    }
+  } catch (err) {
+    setBadge($('state'), 'ended');
+    showError(err.status === 404 ? 'No such room.' : `Could not load the room: ${err.message}`);
+    $('listen').disabled = true;
+  }
+}
+
+$('listen').addEventListener('click', async () => {
+  if (player) {
+    player.stop();
+    player = null;
+    $('listen').textContent = '▶ Listen';
+    return;
+  }
+  showError('');
+  if (!webCodecsOpusSupported()) {
+    showError('This browser cannot decode Opus over WebCodecs; try a current Chrome, Edge or Firefox.');
+    return;
+  }
+  player = new Player(roomId);
+  window.tribune.player = player;
+  player.addEventListener('state', (e) => {
+    const { state, reason } = e.detail;
+    setBadge($('state'), state);
+    if (state === 'ended' || state === 'removed') {
+      $('listen').textContent = state === 'ended' ? 'This room has ended' : 'You were removed';
+      $('listen').disabled = true;
+      if (reason) showError(reason);
+    }
+  });
+  player.addEventListener('room', (e) => onRoom(e.detail));
+  $('listen').textContent = '■ Stop';
+  try {
+    await player.start();
+  } catch (err) {
+    showError(`Could not start audio: ${err.message}`);
+  }
+});
+
+for (const [kind, label] of [['clap', '👏'], ['heart', '❤️'], ['laugh', '😂'], ['fire', '🔥'], ['hundred', '💯']]) {
+  $('reactions').append(
+    h('button', {
+      'aria-label': kind,
+      onclick: async () => {
+        if (!player || !player.ticket) return;
+        try {
+          await api.call('POST', `/api/rooms/${roomId}/reactions`, { token: player.ticket.ticket, body: { kind } });
+        } catch {
+          /* reactions are best effort */
+        }
+      },
+    }, label),
+  );
+}
+
+$('request').addEventListener('click', async () => {
+  if (!player || !player.ticket) {
+    $('stage-status').textContent = 'Tap Listen first.';
+    return;
+  }
+  const ticket = player.ticket.ticket;
+  try {
+    await api.call('POST', `/api/rooms/${roomId}/requests`, { token: ticket, body: {} });
+    $('stage-status').textContent = 'Request sent. Waiting for the host…';
+    $('request').disabled = true;
+    pollRequest(ticket);
+  } catch (err) {
+    $('stage-status').textContent = err.message;
+  }
+});
+
+async function pollRequest(ticket) {
+  for (let i = 0; i < 600; i++) {
+    await new Promise((r) => setTimeout(r, 2000));
+    try {
+      const { data } = await api.call('GET', `/api/rooms/${roomId}/requests/me`, { token: ticket });
+      if (data.state === 'accepted' && data.token) return goOnStage(data.token);
+      if (data.state === 'declined') {
+        $('stage-status').textContent = 'The host declined your request.';
+        $('request').disabled = false;
+        return;
+      }
+    } catch {
+      /* keep waiting */
+    }
+  }
+}
+
+async function goOnStage(token) {
+  $('stage-status').textContent = 'You are on stage. Publishing your microphone…';
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true } });
+    publisher = new WhipPublisher(roomId, token);
+    await publisher.start(stream);
+    $('stage-status').textContent = 'You are live on stage.';
+    $('request').hidden = true;
+    $('mute-self').hidden = false;
+    $('leave-stage').hidden = false;
+  } catch (err) {
+    $('stage-status').textContent = `Could not publish: ${err.message}`;
+  }
+}
+
+$('mute-self').addEventListener('click', () => {
+  if (!publisher) return;
+  const muted = $('mute-self').textContent === 'Mute';
+  publisher.setMuted(muted);
+  $('mute-self').textContent = muted ? 'Unmute' : 'Mute';
+});
+
+$('leave-stage').addEventListener('click', async () => {
+  if (publisher) await publisher.stop();
+  publisher = null;
+  $('mute-self').hidden = true;
+  $('leave-stage').hidden = true;
+  $('request').hidden = false;
+  $('request').disabled = false;
+  $('stage-status').textContent = 'You left the stage.';
+});
+
+setInterval(() => {
+  if (!player) return;
+  const s = player.stats;
+  $('stats').textContent =
+    `${s.framesReceived} frames · ${s.framesLost} lost · ~${Math.round(s.latencyMs)} ms behind live · buffer ${Math.round(s.bufferedMs)} ms` +
+    (s.reconnects ? ` · ${s.reconnects} reconnects` : '');
+}, 500);
+
+// Hooks for tests and the curious: window.tribune.player.stats, window.tribune.frequency().
+window.tribune = {
+  player: null,
+  frequency: (seconds = 0.35) => (player ? dominantFrequency(player.recentSamples(Math.round(48000 * seconds))) : null),
+};
+
+loadInfo();
