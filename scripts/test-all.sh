@@ -13,6 +13,14 @@ if ((${#need[@]})); then
   fi
 fi
 
+# Python packages: aiortc (a real WebRTC stack) publishes over WHIP in the server's tests.
+py="${TRIBUNE_PYTHON:-python3}"
+if ! "$py" -c "import aiortc, av, numpy" >/dev/null 2>&1; then
+  "$py" -m pip install -q --disable-pip-version-check -r tests/whip/requirements.txt ||
+    "$py" -m pip install -q --disable-pip-version-check --break-system-packages \
+      -r tests/whip/requirements.txt
+fi
+
 echo "== format"
 cargo fmt --all -- --check
 echo "== clippy"

@@ -95,6 +95,24 @@ async function answer(listenerId, verb) {
   }
 }
 
+async function moderate(pid, verb, body = {}) {
+  try {
+    await api.call('POST', `/api/rooms/${roomId}/participants/${pid}/${verb}`, { token, body });
+    refresh();
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function participantActions(p) {
+  if (p.role === 'host') return [];
+  return [
+    h('button', { class: 'secondary', onclick: () => moderate(p.id, 'mute', { muted: !p.muted }) }, p.muted ? 'Unmute' : 'Mute'),
+    h('button', { class: 'secondary', onclick: () => moderate(p.id, 'demote') }, 'To audience'),
+    h('button', { class: 'danger', onclick: () => confirm('Remove and block?') && moderate(p.id, 'remove', { block: true }) }, 'Remove'),
+  ];
+}
+
 function renderRequests(requests) {
   if (!requests || requests.length === 0) {
     $('requests').replaceChildren(h('li', { class: 'muted' }, 'None yet'));
@@ -102,9 +120,9 @@ function renderRequests(requests) {
   }
   $('requests').replaceChildren(
     ...requests.map((r) => {
-      const id = r.listener_id ?? r;
+      const id = r.listener_id;
       return h('li', {},
-        h('span', {}, r.name || `Listener ${String(id).slice(-4)}`),
+        h('span', {}, `${r.position}. ${r.name || `Listener ${String(id).slice(-4)}`}`),
         h('span', { class: 'row' },
           h('button', { onclick: () => answer(id, 'accept') }, 'Accept'),
           h('button', { class: 'secondary', onclick: () => answer(id, 'decline') }, 'Decline')));
@@ -125,10 +143,10 @@ async function refresh() {
     if (token) {
       try {
         const { data } = await api.call('GET', `/api/rooms/${roomId}/stage`, { token });
-        renderSpeakers($('speakers'), data.speakers || data.participants || [], data.levels || {});
+        renderSpeakers($('speakers'), data.participants, participantActions);
         renderRequests(data.requests);
-      } catch {
-        renderSpeakers($('speakers'), room.stage || []);
+      } catch (err) {
+        if (err.status === 403) showError('Your token no longer moderates this room.');
       }
     }
   } catch (err) {

@@ -23,7 +23,41 @@ function onRoom(ev) {
   document.title = `${ev.title} · Tribune`;
   $('listeners').textContent = listenerText(ev.listeners);
   if (player && player.state === 'live') setBadge($('state'), ev.state);
-  renderSpeakers($('speakers'), ev.speakers);
+  renderSpeakers($('speakers'), ev.participants);
+  showReactions(ev.reactions);
+  const me = player && player.ticket ? String(player.ticket.listener_id) : null;
+  if (me && Array.isArray(ev.invited) && ev.invited.includes(me) && !publisher) offerInvite();
+}
+
+const EMOJI = { clap: '👏', heart: '❤️', laugh: '😂', fire: '🔥', hundred: '💯', raise: '✋' };
+let lastWindow = -1;
+function showReactions(r) {
+  if (!r || r.window === lastWindow) return;
+  lastWindow = r.window;
+  const text = Object.entries(r.counts || {}).map(([k, n]) => `${EMOJI[k] || k} ${n}`).join('  ');
+  if (!text) return;
+  const el = h('div', { class: 'floating' }, h('span', {}, text));
+  document.body.append(el);
+  setTimeout(() => el.remove(), 1500);
+}
+
+let inviteShown = false;
+function offerInvite() {
+  if (inviteShown) return;
+  inviteShown = true;
+  $('stage-status').replaceChildren(
+    'The host invited you on stage. ',
+    h('button', {
+      onclick: async () => {
+        try {
+          const { data } = await api.call('POST', `/api/rooms/${roomId}/invites/me/accept`, { token: player.ticket.ticket, body: {} });
+          await goOnStage(data.token);
+        } catch (err) {
+          $('stage-status').textContent = err.message;
+        }
+      },
+    }, 'Join the stage'),
+  );
 }
 
 async function loadInfo() {
@@ -75,7 +109,7 @@ $('listen').addEventListener('click', async () => {
   }
 });
 
-for (const [kind, label] of [['clap', '👏'], ['heart', '❤️'], ['laugh', '😂'], ['fire', '🔥'], ['hundred', '💯']]) {
+for (const [kind, label] of Object.entries(EMOJI)) {
   $('reactions').append(
     h('button', {
       'aria-label': kind,
@@ -113,7 +147,8 @@ async function pollRequest(ticket) {
     try {
       const { data } = await api.call('GET', `/api/rooms/${roomId}/requests/me`, { token: ticket });
       if (data.state === 'accepted' && data.token) return goOnStage(data.token);
-      if (data.state === 'declined') {
+      if (data.state === 'pending') $('stage-status').textContent = `Request sent. You are number ${data.position} in line.`;
+      if (data.state === 'declined' || data.state === 'none') {
         $('stage-status').textContent = 'The host declined your request.';
         $('request').disabled = false;
         return;
@@ -149,6 +184,7 @@ $('mute-self').addEventListener('click', () => {
 $('leave-stage').addEventListener('click', async () => {
   if (publisher) await publisher.stop();
   publisher = null;
+  inviteShown = false;
   $('mute-self').hidden = true;
   $('leave-stage').hidden = true;
   $('request').hidden = false;

@@ -1,22 +1,32 @@
-// Renders the stage (who is on it, who is speaking) from room events; shared by both pages.
+// Renders the stage (who is on it, who is speaking, audio levels) from room events or the
+// moderator's stage view; shared by the listener page and the host console.
 
 import { h } from './api.js';
 
-export function renderSpeakers(container, speakers, levels = {}) {
-  if (!speakers || speakers.length === 0) {
+const ROLE_NAMES = { host: 'Host', co_host: 'Co-host', speaker: 'Speaker' };
+
+/**
+ * participants: [{id, role, name, muted, muted_by_moderator, connected, speaking?, level?}]
+ * actions(p): optional, returns buttons for a participant (host console).
+ */
+export function renderSpeakers(container, participants, actions) {
+  if (!participants || participants.length === 0) {
     container.replaceChildren(h('p', { class: 'muted' }, 'Nobody on stage yet.'));
     return;
   }
   container.replaceChildren(
-    ...speakers.map((s, i) => {
-      const name = s.name || (s.role === 'host' ? 'Host' : s.role === 'co_host' ? 'Co-host' : `Speaker ${i + 1}`);
-      const level = levels[s.id];
-      const meter = h('div', { class: 'meter' }, h('div', { style: `width:${Math.min(100, (level || 0) * 400)}%` }));
-      return h('div', { class: `speaker${s.speaking ? ' speaking' : ''}`, 'data-id': s.id },
+    ...participants.map((p) => {
+      const name = p.name || ROLE_NAMES[p.role] || 'Speaker';
+      const status = p.muted
+        ? p.muted_by_moderator ? 'muted by host' : 'muted'
+        : !p.connected ? 'not connected' : p.speaking ? 'speaking' : ROLE_NAMES[p.role] || '';
+      const level = typeof p.level === 'number' ? p.level : p.speaking ? 0.1 : 0;
+      return h('div', { class: `speaker${p.speaking || level > 0.01 ? ' speaking' : ''}`, 'data-id': p.id },
         h('div', { class: 'avatar' }, name.slice(0, 1).toUpperCase()),
         h('div', {}, name),
-        h('div', { class: 'muted' }, s.muted ? 'muted' : s.speaking ? 'speaking' : ''),
-        meter);
+        h('div', { class: 'muted' }, status),
+        h('div', { class: 'meter' }, h('div', { style: `width:${Math.min(100, level * 400)}%` })),
+        ...(actions ? [h('div', { class: 'row', style: 'justify-content:center;margin-top:6px' }, ...actions(p))] : []));
     }),
   );
 }

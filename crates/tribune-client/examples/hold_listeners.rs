@@ -424,7 +424,6 @@ async fn run(o: Opts) -> Result<Value, AnyError> {
     let server_addr = loopback_addr(&o.server)?;
     let server = o.server.trim_end_matches('/').to_owned();
     let http = http_client()?;
-    let t0 = Instant::now();
     let (room, room_state) = match (&o.room, &o.create) {
         (Some(r), _) => (r.clone(), None),
         (None, Some(kind)) => {
@@ -439,6 +438,7 @@ async fn run(o: Opts) -> Result<Value, AnyError> {
         tokio::time::sleep(Duration::from_secs_f64(o.warm)).await;
     }
 
+    let t_join = Instant::now();
     // Joins first, with connections that close after each request, so that the "before"
     // sample is taken with no HTTP connection open.
     let join_slots = Arc::new(Semaphore::new(32));
@@ -477,7 +477,7 @@ async fn run(o: Opts) -> Result<Value, AnyError> {
         }
     }
     let joined = urls.iter().filter(|u| u.is_some()).count();
-    eprintln!("{joined} joins in {:.1} s", t0.elapsed().as_secs_f64());
+    eprintln!("{joined} joins in {:.1} s", t_join.elapsed().as_secs_f64());
 
     tokio::time::sleep(Duration::from_secs_f64(o.settle)).await;
     let rss_before = rss(o.pid);
@@ -631,9 +631,8 @@ async fn run(o: Opts) -> Result<Value, AnyError> {
     if o.latency {
         let p = Percentiles::of(&mut lat);
         let spread = Percentiles::of(&mut per_listener_p50);
-        out["latency_ms"] = json!({"p50": p.p50, "p99": p.p99, "max": p.max, "samples": lat.len()});
-        out["listener_p50_ms"] =
-            json!({"median": spread.p50, "p99": spread.p99, "max": spread.max});
+        out["latency_ms"] = json!({"p50": round3(p.p50), "p99": round3(p.p99), "max": round3(p.max), "samples": lat.len()});
+        out["listener_p50_ms"] = json!({"median": round3(spread.p50), "p99": round3(spread.p99), "max": round3(spread.max)});
     }
     if let (Some(pid), Some(b), Some(h), Some(a)) = (o.pid, rss_before, rss_held, rss_after) {
         let he = rss_held_end.unwrap_or(h);
@@ -657,6 +656,10 @@ async fn run(o: Opts) -> Result<Value, AnyError> {
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 fn main() {

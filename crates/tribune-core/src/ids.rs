@@ -83,9 +83,9 @@ impl fmt::Display for Seq {
 pub struct ListenerId(pub u64);
 
 impl ListenerId {
-    /// A fresh random listener id.
+    /// A fresh random listener id (53 bits, so it survives a JavaScript number).
     pub fn random() -> Self {
-        ListenerId(rand::rng().random())
+        ListenerId(random_js_safe())
     }
 }
 
@@ -94,10 +94,18 @@ impl ListenerId {
 pub struct ParticipantId(pub u64);
 
 impl ParticipantId {
-    /// A fresh random participant id.
+    /// A fresh random participant id (53 bits, so it survives a JavaScript number).
     pub fn random() -> Self {
-        ParticipantId(rand::rng().random())
+        ParticipantId(random_js_safe())
     }
+}
+
+/// Largest integer a JavaScript number holds exactly.
+pub const MAX_JS_SAFE: u64 = (1 << 53) - 1;
+
+/// A random id in 1..=2^53-1: browsers parse JSON numbers as doubles.
+fn random_js_safe() -> u64 {
+    rand::rng().random_range(1..=MAX_JS_SAFE)
 }
 
 /// What a participant may do in a room.
@@ -146,6 +154,14 @@ mod tests {
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(serde_json::from_str::<RoomId>(&json).unwrap(), id);
         assert!(serde_json::from_str::<RoomId>("\"nope\"").is_err());
+    }
+
+    #[test]
+    fn random_ids_fit_javascript_numbers() {
+        for _ in 0..1000 {
+            let (l, p) = (ListenerId::random().0, ParticipantId::random().0);
+            assert!((1..=MAX_JS_SAFE).contains(&l) && (1..=MAX_JS_SAFE).contains(&p));
+        }
     }
 
     #[test]

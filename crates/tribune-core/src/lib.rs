@@ -1,14 +1,21 @@
-//! Tribune's domain, free of I/O: typed ids, the room lifecycle, signed tokens and tickets, and
-//! the fan-out ring that every listener connection reads the program track from.
+//! Tribune's domain, free of I/O: typed ids, the room lifecycle, signed tokens and tickets, the
+//! fan-out ring that every listener connection reads the program track from, roles and
+//! permissions, the stage roster, and aggregated reactions.
 
 pub mod ids;
+pub mod permissions;
+pub mod reactions;
 pub mod ring;
 pub mod room;
+pub mod stage;
 pub mod token;
 
 pub use ids::{ListenerId, ParticipantId, Role, RoomId, Seq};
+pub use permissions::{allowed, Action};
+pub use reactions::{ReactionKind, Reactions, Reactor};
 pub use ring::{Frame, Ring, RingRead};
 pub use room::{RoomError, RoomInfo, RoomState};
+pub use stage::{Roster, StageError, StageLimits};
 pub use token::{Claims, Keyring, TokenError, TokenKind};
 
 /// Microseconds since the Unix epoch: the clock that capture timestamps use.

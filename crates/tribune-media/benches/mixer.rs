@@ -132,11 +132,14 @@ struct Summary {
     p50: f64,
     p99: f64,
     max: f64,
+    /// On-CPU µs per step (push + tick), from the thread's schedstat.
+    cpu: Option<f64>,
 }
 
-fn summarize(speakers: usize, mut us: Vec<f64>) -> Summary {
+fn summarize(speakers: usize, mut us: Vec<f64>, cpu_ns: Option<u64>) -> Summary {
     us.sort_by(f64::total_cmp);
     Summary {
+        cpu: cpu_ns.map(|ns| ns as f64 / 1000.0 / us.len() as f64),
         speakers,
         ticks: us.len(),
         mean: us.iter().sum::<f64>() / us.len() as f64,
@@ -144,6 +147,25 @@ fn summarize(speakers: usize, mut us: Vec<f64>) -> Summary {
         p99: percentile(&us, 99.0),
         max: us[us.len() - 1],
     }
+}
+
+/// Time this thread has spent on a CPU, in nanoseconds (first field of
+/// /proc/thread-self/schedstat): unlike wall-clock time it excludes time the thread was
+/// preempted by other work on a busy machine.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The 1, 5 and 15 minute load averages (other work on the machine skews the figures).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn main() {
@@ -158,6 +180,7 @@ fn main() {
         SPEAKER_BITRATE,
         MixerConfig::default().bitrate_bps
     );
+    let before_load = loadavg();
     let mut rooms: Vec<Room> = SPEAKER_COUNTS.iter().map(|&n| Room::new(n)).collect();
     for room in rooms.iter_mut() {
         for _ in 0..WARMUP_TICKS {
@@ -165,11 +188,18 @@ fn main() {
         }
         room.check_steady();
     }
+    // On-CPU time of whole rounds (push + tick + timing overhead), per configuration.
+    let mut cpu_ns: Vec<Option<u64>> = vec![Some(0); rooms.len()];
     let mut samples: Vec<Vec<f64>> =
         vec![Vec::with_capacity(args.ticks * args.rounds); rooms.len()];
     for round in 0..args.rounds {
-        for (room, out) in rooms.iter_mut().zip(samples.iter_mut()) {
+        for ((room, out), cpu) in rooms
+            .iter_mut()
+            .zip(samples.iter_mut())
+            .zip(cpu_ns.iter_mut())
+        {
             let started = Instant::now();
+            let cpu_start = thread_cpu_ns();
             for _ in 0..args.ticks {
                 out.push(room.step().as_secs_f64() * 1e6);
                 if started.elapsed() > ROUND_BUDGET {
@@ -177,6 +207,10 @@ fn main() {
                     break;
                 }
             }
+            *cpu = match (*cpu, cpu_start, thread_cpu_ns()) {
+                (Some(total), Some(a), Some(b)) => Some(total + (b - a)),
+                _ => None,
+            };
         }
     }
     for room in rooms.iter_mut() {
@@ -185,14 +219,23 @@ fn main() {
     let summaries: Vec<Summary> = SPEAKER_COUNTS
         .iter()
         .zip(samples)
-        .map(|(&n, us)| summarize(n, us))
+        .zip(&cpu_ns)
+        .map(|((&n, us), &cpu)| summarize(n, us, cpu))
         .collect();
+    println!("load average before: {before_load}, after: {}", loadavg());
     println!();
-    println!("| speakers | ticks | mean µs | p50 µs | p99 µs | max µs | share of one core (mean / 20 000 µs) |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| speakers | ticks | mean µs | p50 µs | p99 µs | max µs | share of one core (mean / 20 000 µs) \
+         | on-CPU µs per tick incl. push (schedstat) | share of one core (on-CPU) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for s in &summaries {
+        let cpu = s.cpu.map_or("n/a".into(), |c| format!("{c:.1}"));
+        let cpu_share = s.cpu.map_or("n/a".into(), |c| {
+            format!("{:.2} %", 100.0 * c / tick_budget_us)
+        });
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} % |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} % | {cpu} | {cpu_share} |",
             s.speakers,
             s.ticks,
             s.mean,
@@ -215,6 +258,9 @@ fn main() {
         full.mean / one.mean,
         full.p50 / one.p50
     );
+    if let (Some(a), Some(b)) = (full.cpu, one.cpu) {
+        println!("ratio 13 speakers / 1 speaker: on-CPU {:.2}x", a / b);
+    }
     println!(
         "ratio 3 speakers / 1 speaker:  mean {:.2}x, p50 {:.2}x",
         three.mean / one.mean,

@@ -9,11 +9,12 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tribune_core::{
-    unix_micros, Claims, ListenerId, ParticipantId, Role, RoomInfo, RoomState, TokenKind,
+    unix_micros, Action, Claims, ListenerId, ParticipantId, Role, RoomInfo, RoomState, TokenKind,
 };
 
 use crate::error::ApiError;
 use crate::live_room::LiveRoom;
+use crate::moderation;
 use crate::state::AppState;
 
 fn now_s() -> u64 {
@@ -72,14 +73,22 @@ pub async fn create_room(
     let id = tribune_core::RoomId::random();
     let info = RoomInfo::new(id.clone(), title, now_s(), req.scheduled_for);
     let room = app.create_room(info);
-    let host_token = stage_token(&app, &room, Role::Host, ParticipantId::random());
+    let host = ParticipantId::random();
+    room.change(|r| r.add(host, Role::Host, None, None))?;
+    let host_token = stage_token(&app, &room, Role::Host, host);
     tracing::info!(room = %id, "room created");
     let mut body = room_json(&room);
     body["host_token"] = json!(host_token);
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-fn stage_token(app: &AppState, room: &LiveRoom, role: Role, who: ParticipantId) -> String {
+/// Mints a stage token for `who` in `room`.
+pub(crate) fn stage_token(
+    app: &AppState,
+    room: &LiveRoom,
+    role: Role,
+    who: ParticipantId,
+) -> String {
     app.keys().sign(&Claims {
         kid: String::new(),
         kind: TokenKind::Stage,
@@ -117,7 +126,7 @@ pub async fn end_room(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let room = app.room(&id)?;
-    app.verify_stage(bearer(&headers), &room.id, Role::can_moderate)?;
+    moderation::authorize(&app, &room, &headers, Action::EndRoom)?;
     room.end().await;
     Ok(Json(room_json(&room)))
 }
@@ -128,6 +137,8 @@ pub async fn end_room(
 pub struct AddSpeaker {
     #[serde(default)]
     role: Option<Role>,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 /// `POST /api/rooms/{id}/speakers`: a host or co-host mints a stage token for a new speaker.
@@ -139,24 +150,29 @@ pub async fn add_speaker(
 ) -> Result<impl IntoResponse, ApiError> {
     let body = body?;
     let room = app.room(&id)?;
-    let by = app.verify_stage(bearer(&headers), &room.id, Role::can_moderate)?;
+    let by = moderation::authenticate(&app, &room, bearer(&headers))?;
     let req: AddSpeaker = optional_json(&body)?;
     let role = req.role.unwrap_or(Role::Speaker);
-    let allowed = match role {
-        Role::Speaker => true,
-        Role::CoHost => by.role == Role::Host,
-        Role::Host | Role::Listener => false,
+    let action = match role {
+        Role::Speaker => Action::AddSpeaker,
+        Role::CoHost => Action::AddCoHost,
+        Role::Host | Role::Listener => {
+            return Err(ApiError::Forbidden(format!(
+                "a {:?} may not grant {:?}",
+                by.role, role
+            )))
+        }
     };
-    if !allowed {
-        return Err(ApiError::Forbidden(format!(
-            "a {:?} may not grant {:?}",
-            by.role, role
-        )));
-    }
-    if room.info().state == RoomState::Ended {
-        return Err(ApiError::RoomEnded);
-    }
+    moderation::authorize(&app, &room, &headers, action)?;
+    let name = req
+        .name
+        .as_deref()
+        .map(tribune_core::stage::clean_name)
+        .transpose()?;
+    // On the roster first: the stage limits apply (409 when full).
     let who = ParticipantId::random();
+    room.change(|r| r.add(who, role, name, None))?;
+    app.metrics().moderation_actions.inc();
     let token = stage_token(&app, &room, role, who);
     Ok((
         StatusCode::CREATED,
@@ -165,7 +181,9 @@ pub async fn add_speaker(
 }
 
 /// Parses an optional JSON body: empty means defaults; anything else must be valid JSON.
-fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn optional_json<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }

@@ -1,9 +1,10 @@
 //! Settings of one Tribune node.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tribune_core::Keyring;
+use tribune_core::reactions::ReactionLimits;
+use tribune_core::{Keyring, StageLimits};
 
 /// How a node runs; every field has a sensible default.
 #[derive(Clone, Debug)]
@@ -33,6 +34,18 @@ pub struct ServerConfig {
     pub stage_token_ttl: Duration,
     /// How long shutdown waits for connections to close after telling them to.
     pub shutdown_grace: Duration,
+    /// Stage limits per room: co-hosts, speakers, pending requests, invitations, blocks.
+    pub stage_limits: StageLimits,
+    /// Reaction limits per room: per reactor per window, distinct reactors per window.
+    pub reaction_limits: ReactionLimits,
+    /// UDP address of the one socket every WHIP (WebRTC) session shares.
+    pub udp_listen: SocketAddr,
+    /// IP advertised in WHIP answers' ICE candidate (default: the UDP socket's own IP).
+    pub public_ip: Option<IpAddr>,
+    /// A WHIP session that receives no audio for this long (or never connects) is closed.
+    pub whip_idle_timeout: Duration,
+    /// Most WHIP sessions open at once on this node (more are answered 503).
+    pub whip_max_sessions: usize,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +63,12 @@ impl Default for ServerConfig {
             ticket_ttl: Duration::from_secs(6 * 3600),
             stage_token_ttl: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(5),
+            stage_limits: StageLimits::default(),
+            reaction_limits: ReactionLimits::default(),
+            udp_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_ip: None,
+            whip_idle_timeout: Duration::from_secs(30),
+            whip_max_sessions: 1000,
         }
     }
 }

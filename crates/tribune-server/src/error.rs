@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use tribune_core::TokenError;
+use tribune_core::reactions::ReactionError;
+use tribune_core::{StageError, TokenError};
 
 /// An error answered to an HTTP client.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +17,9 @@ pub enum ApiError {
     /// Nothing at this path.
     #[error("not found")]
     NotFound,
+    /// The path names something the room does not have (a participant, a request).
+    #[error("{0}")]
+    NotFoundMsg(String),
     /// The room has ended.
     #[error("the room has ended")]
     RoomEnded,
@@ -34,6 +38,15 @@ pub enum ApiError {
     /// The server is shutting down.
     #[error("server is shutting down")]
     Unavailable,
+    /// The request conflicts with the room's state (e.g. the stage is full).
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many requests of this kind; retry after a second.
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// The request body has a content type this endpoint does not take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
 }
 
 #[derive(Serialize)]
@@ -46,13 +59,18 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::RoomNotFound => (StatusCode::NOT_FOUND, "room_not_found"),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::NotFound | ApiError::NotFoundMsg(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::RoomEnded => (StatusCode::GONE, "room_ended"),
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
         }
     }
 
@@ -65,6 +83,34 @@ impl ApiError {
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
         ApiError::Forbidden(format!("token refused: {e}"))
+    }
+}
+
+impl From<StageError> for ApiError {
+    fn from(e: StageError) -> Self {
+        match e {
+            StageError::NotOnStage | StageError::NoRequest | StageError::NoInvite => {
+                ApiError::NotFoundMsg(e.to_string())
+            }
+            StageError::Blocked
+            | StageError::MutedByModerator
+            | StageError::HostStays
+            | StageError::NotAStageRole(_) => ApiError::Forbidden(e.to_string()),
+            StageError::BadName(m) => ApiError::BadRequest(m),
+            StageError::HostTaken
+            | StageError::CoHostsFull(_)
+            | StageError::SpeakersFull(_)
+            | StageError::RequestsFull(_)
+            | StageError::InvitesFull(_)
+            | StageError::BlockListFull(_)
+            | StageError::AlreadyOnStage => ApiError::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl From<ReactionError> for ApiError {
+    fn from(e: ReactionError) -> Self {
+        ApiError::TooManyRequests(e.to_string())
     }
 }
 
@@ -99,6 +145,10 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert("retry-after", axum::http::HeaderValue::from_static("2"));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
         }
         resp
     }

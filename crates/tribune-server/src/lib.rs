@@ -9,16 +9,20 @@ pub mod error;
 pub mod listen;
 pub mod live_room;
 pub mod metrics;
+pub mod moderation;
+pub mod reactions;
 pub mod seats;
 pub mod speak;
 pub mod state;
 pub mod web;
+pub mod whip;
 
 use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -37,8 +41,21 @@ pub fn router(app: AppState) -> Router {
         .route("/api/rooms/{id}/speakers", post(api::add_speaker))
         .route("/api/rooms/{id}/listen", get(listen::listen))
         .route("/api/rooms/{id}/speak", get(speak::speak))
+        .route(
+            "/api/rooms/{id}/whip",
+            post(whip::http::publish)
+                .layer(DefaultBodyLimit::max(whip::MAX_OFFER_BYTES))
+                .options(whip::http::preflight),
+        )
+        .route(
+            "/api/rooms/{id}/whip/{session}",
+            axum::routing::delete(whip::http::end)
+                .patch(whip::http::patch)
+                .options(whip::http::preflight),
+        )
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
+        .merge(moderation::routes())
         .route("/", get(web::lobby))
         .route("/r/{id}", get(web::room_page))
         .route("/host/{id}", get(web::host_page))
@@ -53,19 +70,27 @@ pub struct Server {
     listener: TcpListener,
     app: AppState,
     shutdown_tx: watch::Sender<bool>,
+    whip: whip::WhipHub,
 }
 
 impl Server {
-    /// Binds the listening socket.
+    /// Binds the listening socket and the WebRTC (WHIP) UDP socket.
     pub async fn bind(config: ServerConfig) -> std::io::Result<Server> {
         let listener = TcpListener::bind(config.listen).await?;
+        let whip = whip::WhipHub::bind(&config).await?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let app = AppState::new(config, shutdown_rx);
         Ok(Server {
             listener,
             app,
             shutdown_tx,
+            whip,
         })
+    }
+
+    /// The WebRTC UDP socket's address (WHIP media).
+    pub fn udp_addr(&self) -> std::io::Result<SocketAddr> {
+        self.whip.local_addr()
     }
 
     /// The address actually bound (useful with port 0).
@@ -88,7 +113,9 @@ impl Server {
             listener,
             app,
             shutdown_tx,
+            whip,
         } = self;
+        let udp_task = whip.start(&app);
         let grace = app.config().shutdown_grace;
         let connections = app.connections().clone();
         let tx = shutdown_tx.clone();
@@ -99,7 +126,9 @@ impl Server {
         };
         axum::serve(
             listener,
-            router(app).into_make_service_with_connect_info::<SocketAddr>(),
+            router(app)
+                .layer(Extension(whip))
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(stop)
         .await?;
@@ -111,12 +140,14 @@ impl Server {
             tracing::warn!(open = connections.count(), "shutdown grace expired");
         }
         drop(shutdown_tx);
+        let _ = udp_task.await;
         Ok(())
     }
 
     /// Runs the node on a background task; the handle stops it.
     pub fn spawn(self) -> RunningServer {
         let addr = self.local_addr().expect("bound socket has an address");
+        let udp_addr = self.udp_addr().expect("bound socket has an address");
         let state = self.state();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(self.run(async move {
@@ -124,6 +155,7 @@ impl Server {
         }));
         RunningServer {
             addr,
+            udp_addr,
             state,
             stop: Some(stop_tx),
             task,
@@ -135,6 +167,8 @@ impl Server {
 pub struct RunningServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its WebRTC (WHIP media) UDP socket listens.
+    pub udp_addr: SocketAddr,
     /// Its shared state.
     pub state: AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,

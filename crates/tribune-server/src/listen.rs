@@ -10,12 +10,13 @@ use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::response::Response;
 use serde::Deserialize;
-use tribune_core::{unix_micros, RoomState, Seq, TokenKind};
+use tribune_core::{unix_micros, ListenerId, Reactor, RoomState, Seq, TokenKind};
 
 use crate::close;
 use crate::error::ApiError;
 use crate::live_room::{Batch, LiveRoom};
 use crate::metrics::Metrics;
+use crate::reactions::ListenerMessage;
 use crate::state::AppState;
 
 /// Most frames sent in one catch-up message, so one write stays small.
@@ -44,22 +45,30 @@ pub async fn listen(
         .ticket
         .as_deref()
         .ok_or(ApiError::Unauthenticated("ticket"))?;
-    app.keys().verify_for(
+    let claims = app.keys().verify_for(
         ticket,
         TokenKind::Listen,
         &room.id,
         unix_micros() / 1_000_000,
     )?;
+    let listener = ListenerId(claims.sub);
+    room.admit_listener(listener)?;
     let cfg = app.config();
     let ws = ws
         .read_buffer_size(cfg.ws_read_buffer_bytes)
         .write_buffer_size(0)
         .max_message_size(cfg.max_ws_message_bytes)
         .max_frame_size(cfg.max_ws_message_bytes);
-    Ok(ws.on_upgrade(move |socket| run(socket, app, room, q.from.map(Seq))))
+    Ok(ws.on_upgrade(move |socket| run(socket, app, room, q.from.map(Seq), listener)))
 }
 
-async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, from: Option<Seq>) {
+async fn run(
+    mut socket: WebSocket,
+    app: AppState,
+    room: Arc<LiveRoom>,
+    from: Option<Seq>,
+    listener: ListenerId,
+) {
     let _conn = app.connections().track();
     let metrics = app.metrics().clone();
     let _presence = room.listener_guard(metrics.clone());
@@ -72,6 +81,8 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, from: Op
     let latest = batches.borrow_and_update().clone();
     let mut cursor = from.unwrap_or(latest.start);
     let hello = snapshots.borrow_and_update().clone();
+    // Moderation closes this connection (4001) by bumping the ejection revision of the event.
+    let mut eject_seen = hello.eject_rev;
     let mut out = Outbox {
         socket: &mut socket,
         send_timeout,
@@ -85,6 +96,10 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, from: Op
     }
     if hello.state == RoomState::Ended {
         out.close((close::NORMAL, "room ended")).await;
+        return;
+    }
+    if let Some(reason) = room.eject_check(listener, eject_seen) {
+        out.close((close::REMOVED, reason)).await;
         return;
     }
     loop {
@@ -108,6 +123,13 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, from: Op
                             let _ = out.deliver(&batch, &room, &metrics, &mut cursor).await;
                             Err((close::NORMAL, "room ended"))
                         }
+                        Ok(()) if snap.eject_rev != eject_seen => {
+                            let since = std::mem::replace(&mut eject_seen, snap.eject_rev);
+                            match room.eject_check(listener, since) {
+                                Some(reason) => Err((close::REMOVED, reason)),
+                                None => Ok(()),
+                            }
+                        }
                         Ok(()) => Ok(()),
                         Err(e) => Err(e),
                     }
@@ -121,7 +143,11 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, from: Op
                     Err((close::UNSUPPORTED, "listeners do not send binary messages"))
                 }
                 Some(Ok(Message::Text(t))) => {
-                    if serde_json::from_str::<serde_json::Value>(&t).is_ok() {
+                    if let Ok(ListenerMessage::Reaction { kind }) = serde_json::from_str(&t) {
+                        // Over the limit, a reaction is dropped (counted in the metrics).
+                        let _ = room.react(Reactor::Listener(listener), kind, &metrics);
+                        Ok(())
+                    } else if serde_json::from_str::<serde_json::Value>(&t).is_ok() {
                         Ok(())
                     } else {
                         metrics.bad_input_closes.inc();

@@ -6,7 +6,7 @@
 //! shared batch message. Listener connections hold a cursor and a clone of the watch receivers;
 //! there is no per-listener queue and no per-listener copy of audio.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,9 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
-use tribune_core::{unix_micros, ParticipantId, Ring, Role, RoomId, RoomInfo, RoomState, Seq};
+use tribune_core::{
+    unix_micros, ParticipantId, Reactions, Ring, Role, RoomId, RoomInfo, RoomState, Roster, Seq,
+};
 use tribune_media::{Mixer, MixerConfig};
 
 use crate::config::ServerConfig;
@@ -33,6 +35,8 @@ const SNAPSHOT_EVERY_TICKS: u64 = 50;
 const SPEAKING_WINDOW_TICKS: u64 = 10;
 /// RMS level (0..1) above which a speaker counts as speaking.
 const SPEAKING_RMS: f32 = 0.01;
+/// Reactions are counted over windows of this many ticks (1 s) and published once per window.
+const REACTION_WINDOW_TICKS: u64 = 50;
 
 /// The latest audio batch: frames `start..end` as one wire message shared by all listeners.
 #[derive(Clone, Debug)]
@@ -52,6 +56,9 @@ pub struct Snapshot {
     pub state: RoomState,
     /// The JSON event, serialized once for everyone.
     pub text: Utf8Bytes,
+    /// The roster's ejection revision: listener connections look themselves up (are they
+    /// blocked or removed?) only when this moves.
+    pub eject_rev: u64,
 }
 
 /// What speaker connections tell the mixer task.
@@ -91,6 +98,16 @@ pub struct LiveRoom {
     listeners: AtomicU64,
     speakers: AtomicU64,
     seats: Seats,
+    /// Loudest level (linear RMS, 0..1) of each mixer slot over the last 200 ms window.
+    levels: Mutex<Vec<(u64, f32)>>,
+    /// Who is on stage, requests, invitations, blocks (see `moderation`).
+    pub(crate) roster: Mutex<Roster>,
+    /// Reaction counters of the current window (see `reactions`).
+    pub(crate) reactions: Mutex<Reactions>,
+    /// Set by moderation: the mixer task publishes the room event on its next tick.
+    pub(crate) moderation_dirty: AtomicBool,
+    /// Set when a mute changed: the mixer task re-applies every seat's mute on its next tick.
+    pub(crate) mute_dirty: AtomicBool,
 }
 
 impl LiveRoom {
@@ -111,11 +128,17 @@ impl LiveRoom {
             snapshot: watch::Sender::new(Snapshot {
                 state,
                 text: Utf8Bytes::from_static("{}"),
+                eject_rev: 0,
             }),
             ingress,
             listeners: AtomicU64::new(0),
             speakers: AtomicU64::new(0),
             seats: Seats::default(),
+            levels: Mutex::new(Vec::new()),
+            roster: Mutex::new(Roster::new(config.stage_limits.clone())),
+            reactions: Mutex::new(Reactions::new(config.reaction_limits.clone())),
+            moderation_dirty: AtomicBool::new(false),
+            mute_dirty: AtomicBool::new(false),
         });
         room.publish_snapshot(&Stage::default());
         if state == RoomState::Live {
@@ -184,6 +207,10 @@ impl LiveRoom {
 
     /// Seats a publishing connection (WebSocket or WHIP) of `participant` in the mixer. The seat
     /// leaves the mix when dropped, and tells its connection when moderation removes it.
+    ///
+    /// Call `admit_speaker` first (it refuses before any upgrade or SDP work); a participant
+    /// that moderation took off stage in between gets its seat removed at once ("not on stage").
+    /// The seat starts muted if the participant is muted.
     pub async fn take_seat(
         self: &Arc<Self>,
         participant: ParticipantId,
@@ -191,10 +218,19 @@ impl LiveRoom {
         metrics: Arc<Metrics>,
     ) -> Option<Seat> {
         let slot = ParticipantId::random().0;
-        self.ingress.send(Ingress::Join(slot)).await.ok()?;
+        // Registered before the mixer hears of the slot, so it can apply the participant's mute.
+        let removed = self.seats.add(slot, participant, role);
+        if self.ingress.send(Ingress::Join(slot)).await.is_err() {
+            self.seats.remove_slot(slot);
+            return None;
+        }
         self.speakers.fetch_add(1, Ordering::Relaxed);
         metrics.speakers.inc();
-        let removed = self.seats.add(slot, participant, role);
+        // Moderation may have taken the participant off stage since it was admitted: either it
+        // saw this seat (and removed it) or this check sees its change.
+        if self.roster.lock().admit(participant).is_err() {
+            self.seats.remove_participant(participant, "not on stage");
+        }
         Some(Seat {
             slot,
             participant,
@@ -215,6 +251,9 @@ impl LiveRoom {
     }
 
     /// Mutes or unmutes every seat of `participant` in the mix. Returns how many seats changed.
+    ///
+    /// Low level: the roster's mute state (`set_self_muted`, or a moderator's mute through
+    /// `change`) is what the mixer re-applies, and it overrides this at the next roster change.
     pub async fn set_participant_muted(&self, participant: ParticipantId, muted: bool) -> usize {
         let slots = self.seats.slots_of(participant);
         for &slot in &slots {
@@ -222,6 +261,19 @@ impl LiveRoom {
             let _ = self.ingress.send(Ingress::Mute(slot, muted)).await;
         }
         slots.len()
+    }
+
+    /// Audio level of each participant on air: the loudest of its seats over the last 200 ms.
+    pub fn participant_levels(&self) -> std::collections::HashMap<ParticipantId, f32> {
+        let by_slot: std::collections::HashMap<u64, f32> =
+            self.levels.lock().iter().copied().collect();
+        let mut out = std::collections::HashMap::new();
+        for (slot, participant, _) in self.seats.list() {
+            let level = by_slot.get(&slot).copied().unwrap_or(0.0);
+            let e = out.entry(participant).or_insert(0.0f32);
+            *e = e.max(level);
+        }
+        out
     }
 
     /// Who holds a seat now: (slot, participant, role).
@@ -263,15 +315,18 @@ impl LiveRoom {
             .iter()
             .map(|(id, s)| json!({"id": id, "speaking": s.speaking}))
             .collect();
-        let text = json!({
+        let mut event = json!({
             "type": "room",
             "id": info.id,
             "title": info.title,
             "state": info.state,
             "listeners": self.listener_count(),
             "speakers": speakers,
-        })
-        .to_string();
+        });
+        let speaking = |slot| stage.speakers.get(&slot).is_some_and(|s| s.speaking);
+        let eject_rev = self.add_stage_fields(&mut event, speaking);
+        self.add_reaction_fields(&mut event);
+        let text = event.to_string();
         self.snapshot.send_if_modified(|snap| {
             if snap.state == info.state && snap.text.as_str() == text {
                 return false;
@@ -279,9 +334,25 @@ impl LiveRoom {
             *snap = Snapshot {
                 state: info.state,
                 text: Utf8Bytes::from(text),
+                eject_rev,
             };
             true
         });
+    }
+
+    /// Mutes or unmutes each seat in the mixer as the roster says.
+    fn apply_mutes(&self, mixer: &mut Mixer) {
+        let seated = self.seats.list();
+        let roster = self.roster.lock();
+        for (slot, participant, _) in seated {
+            mixer.set_muted(slot, roster.is_muted(participant));
+        }
+    }
+
+    /// Whether the participant holding `slot` is muted.
+    fn slot_muted(&self, slot: u64) -> bool {
+        let participant = self.seats.list().into_iter().find(|s| s.0 == slot);
+        participant.is_some_and(|(_, p, _)| self.roster.lock().is_muted(p))
     }
 }
 
@@ -404,6 +475,7 @@ impl MixTask {
                         if let Err(e) = mixer.add_speaker(slot) {
                             tracing::warn!(room = %self.room.id, "speaker slot refused: {e}");
                         }
+                        mixer.set_muted(slot, self.room.slot_muted(slot));
                         if self.room.go_live() {
                             self.metrics.rooms_live.inc();
                         }
@@ -423,7 +495,21 @@ impl MixTask {
                     Err(mpsc::error::TryRecvError::Empty) => break,
                 }
             }
+            // Moderation and reactions change the room event whether or not the room is live.
+            if self.room.mute_dirty.swap(false, Ordering::AcqRel) {
+                self.room.apply_mutes(&mut mixer);
+            }
+            if ticks.is_multiple_of(REACTION_WINDOW_TICKS) {
+                self.room.reactions.lock().roll();
+                // Also picks up the lazily published changes (requests to speak).
+                stage_changed = true;
+            }
+            stage_changed |= self.room.moderation_dirty.swap(false, Ordering::AcqRel);
             if self.room.info.lock().state != RoomState::Live {
+                if stage_changed {
+                    self.room.publish_snapshot(&stage);
+                    stage_changed = false;
+                }
                 continue;
             }
             let started = Instant::now();
@@ -454,6 +540,11 @@ impl MixTask {
                 }
             }
             if ticks.is_multiple_of(SPEAKING_WINDOW_TICKS) {
+                {
+                    let mut levels = self.room.levels.lock();
+                    levels.clear();
+                    levels.extend(stage.speakers.iter().map(|(slot, s)| (*slot, s.peak)));
+                }
                 for s in stage.speakers.values_mut() {
                     let speaking = s.peak > SPEAKING_RMS;
                     stage_changed |= speaking != s.speaking;

@@ -79,6 +79,26 @@ pub struct Metrics {
     pub mixer_busy_us: Counter,
     /// Program frames produced.
     pub program_frames: Counter,
+    /// Moderation changes applied (accept, invite, mute, move, remove, block, ...).
+    pub moderation_actions: Counter,
+    /// Reactions counted.
+    pub reactions: Counter,
+    /// Reactions refused by the per-reactor or per-room limit.
+    pub reactions_refused: Counter,
+    /// Open WHIP sessions.
+    pub whip_sessions: Gauge,
+    /// WHIP sessions opened since start.
+    pub whip_sessions_total: Counter,
+    /// WHIP offers refused (bad SDP, credentials, room).
+    pub whip_refused: Counter,
+    /// Opus frames accepted from WHIP sessions (also counted in `speak_frames`).
+    pub whip_frames: Counter,
+    /// WHIP media dropped for not being a 20 ms Opus packet.
+    pub whip_frames_invalid: Counter,
+    /// Datagrams read from the WebRTC UDP socket.
+    pub udp_datagrams: Counter,
+    /// Datagrams dropped: unroutable, malformed, or a session's queue was full.
+    pub udp_dropped: Counter,
 }
 
 impl Metrics {
@@ -185,6 +205,66 @@ impl Metrics {
             "counter",
             "Program frames produced.",
             self.program_frames.get(),
+        );
+        put(
+            "moderation_actions_total",
+            "counter",
+            "Moderation changes applied.",
+            self.moderation_actions.get(),
+        );
+        put(
+            "reactions_total",
+            "counter",
+            "Reactions counted.",
+            self.reactions.get(),
+        );
+        put(
+            "reactions_refused_total",
+            "counter",
+            "Reactions refused by rate limits.",
+            self.reactions_refused.get(),
+        );
+        put(
+            "whip_sessions",
+            "gauge",
+            "Open WHIP sessions.",
+            self.whip_sessions.get(),
+        );
+        put(
+            "whip_sessions_total",
+            "counter",
+            "WHIP sessions opened.",
+            self.whip_sessions_total.get(),
+        );
+        put(
+            "whip_refused_total",
+            "counter",
+            "WHIP offers refused.",
+            self.whip_refused.get(),
+        );
+        put(
+            "whip_frames_total",
+            "counter",
+            "Opus frames accepted from WHIP sessions.",
+            self.whip_frames.get(),
+        );
+        put(
+            "whip_frames_invalid_total",
+            "counter",
+            "WHIP media dropped for not being 20 ms Opus.",
+            self.whip_frames_invalid.get(),
+        );
+        put(
+            "udp_datagrams_total",
+            "counter",
+            "Datagrams read from the WebRTC UDP socket.",
+            self.udp_datagrams.get(),
+        );
+        put(
+            "udp_dropped_total",
+            "counter",
+            "WebRTC datagrams dropped (unroutable, malformed, queue full).",
+            self.udp_dropped.get(),
         );
         out
     }

@@ -41,10 +41,10 @@ pub async fn speak(
     }
     let room = app.room(&id)?;
     let token = bearer(&headers).or(q.token.as_deref());
-    let claims = app.verify_stage(token, &room.id, Role::can_speak)?;
-    if room.info().state == RoomState::Ended {
-        return Err(ApiError::RoomEnded);
-    }
+    let mut claims = app.verify_stage(token, &room.id, Role::can_speak)?;
+    // Tokens are stateless: the roster says whether this participant is still on stage (not
+    // moved to the audience, removed or blocked), and with which role now.
+    claims.role = room.admit_speaker(&claims)?;
     let cfg = app.config();
     let ws = ws
         .read_buffer_size(cfg.ws_read_buffer_bytes)
@@ -106,7 +106,12 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, claims: 
             }
             Some(Ok(Message::Text(text))) => match serde_json::from_str::<Control>(&text) {
                 Ok(Control::Mute { muted }) => {
-                    room.offer(Ingress::Mute(slot, muted));
+                    // Through the roster, so a moderator's mute is not lifted from here and
+                    // every seat of this participant follows.
+                    if let Err(e) = room.set_self_muted(participant, muted) {
+                        let msg = json!({"type": "error", "message": e.to_string()});
+                        let _ = socket.send(Message::Text(msg.to_string().into())).await;
+                    }
                 }
                 Err(e) => {
                     metrics.bad_input_closes.inc();

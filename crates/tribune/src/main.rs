@@ -49,6 +49,14 @@ struct ServeArgs {
     /// Secret that signs tokens and tickets (nodes sharing it accept each other's); random if unset.
     #[arg(long, env = "TRIBUNE_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// UDP address for WebRTC (WHIP) media; default: the --listen address (same IP and port
+    /// number, over UDP; port 0 picks a free one).
+    #[arg(long)]
+    udp: Option<SocketAddr>,
+    /// IP advertised to WHIP clients in the ICE candidate (e.g. the public IP behind NAT or when
+    /// --udp is 0.0.0.0); default: the UDP socket's own IP.
+    #[arg(long)]
+    public_ip: Option<std::net::IpAddr>,
 }
 
 impl ServeArgs {
@@ -65,6 +73,8 @@ impl ServeArgs {
             listen: self.listen,
             keys,
             batch_interval: Duration::from_millis(self.batch_ms),
+            udp_listen: self.udp.unwrap_or(self.listen),
+            public_ip: self.public_ip,
             ..ServerConfig::default()
         })
     }
@@ -188,7 +198,7 @@ async fn serve(config: ServerConfig) -> Result<()> {
     let server = Server::bind(config.clone())
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(addr = %server.local_addr()?, "tribune serving");
+    tracing::info!(addr = %server.local_addr()?, udp = %server.udp_addr()?, "tribune serving");
     server.run(shutdown_signal()).await?;
     Ok(())
 }

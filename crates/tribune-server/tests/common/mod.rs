@@ -134,3 +134,105 @@ pub async fn wait_event(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
         }
     }
 }
+
+// ---- Roles and moderation (tests/moderation.rs, tests/permissions.rs) ----
+
+/// One HTTP call with an optional bearer credential and JSON body: (status, JSON answer).
+pub async fn call(
+    method: reqwest::Method,
+    url: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("HTTP answer");
+    let status = resp.status().as_u16();
+    let v = resp.json().await.unwrap_or(Value::Null);
+    (status, v)
+}
+
+/// `POST {base}{path}` with a bearer credential and a JSON body.
+pub async fn post(base: &str, path: &str, bearer: &str, body: Value) -> (u16, Value) {
+    call(
+        reqwest::Method::POST,
+        &format!("{base}{path}"),
+        Some(bearer),
+        Some(body),
+    )
+    .await
+}
+
+/// A listener's admission: (listener id as text, ticket, listen URL).
+pub async fn join(base: &str, room: &str) -> (String, String, String) {
+    let (status, v) = call(
+        reqwest::Method::POST,
+        &format!("{base}/api/rooms/{room}/join"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    (
+        v["listener_id"].as_u64().unwrap().to_string(),
+        v["ticket"].as_str().unwrap().to_owned(),
+        v["listen_url"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A stage token minted by a moderator: (participant id as text, token).
+pub async fn mint(base: &str, room: &str, by: &str, role: &str) -> (String, String) {
+    let (status, v) = post(
+        base,
+        &format!("/api/rooms/{room}/speakers"),
+        by,
+        serde_json::json!({ "role": role }),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    (
+        v["participant_id"].as_u64().unwrap().to_string(),
+        v["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The host's participant id, read from the moderation view.
+pub async fn host_id(base: &str, room: &str, host: &str) -> String {
+    let (status, v) = call(
+        reqwest::Method::GET,
+        &format!("{base}/api/rooms/{room}/stage"),
+        Some(host),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let host = v["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "host")
+        .expect("a host on stage");
+    host["id"].as_str().unwrap().to_owned()
+}
+
+/// Opens a WebSocket, answering the HTTP status of a refused handshake as `Err(status)`.
+pub async fn try_ws(url: &str) -> Result<Ws, u16> {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("websocket {url}: {e}"),
+    }
+}
+
+/// The participant with this id in a room event's `participants`, if present.
+pub fn participant<'a>(event: &'a Value, id: &str) -> Option<&'a Value> {
+    event["participants"]
+        .as_array()?
+        .iter()
+        .find(|p| p["id"].as_str() == Some(id))
+}

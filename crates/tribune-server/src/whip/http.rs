@@ -1,0 +1,184 @@
+//! The WHIP HTTP resources (RFC 9725):
+//!
+//! - `POST /api/rooms/{id}/whip` — `Content-Type: application/sdp` offer with
+//!   `Authorization: Bearer <stage token>` → `201 Created`, the SDP answer, `Location` and `ETag`.
+//! - `DELETE /api/rooms/{id}/whip/{session}` — same bearer credential → `204`; `404` if unknown.
+//! - `PATCH` on a session → `405`: the answer already carries our host candidate (ICE lite), so
+//!   trickle ICE and ICE restarts are not offered.
+//! - `OPTIONS` on both → `204` with CORS headers for browsers.
+//!
+//! Every answer, errors included, carries `Access-Control-Allow-Origin: *` so a page on another
+//! origin can read it.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::json;
+use tribune_core::{Role, RoomState};
+
+use super::WhipHub;
+use crate::api::bearer;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Methods of the endpoint and the session resources.
+const ALLOW_METHODS: &str = "POST, DELETE, PATCH, OPTIONS";
+
+/// Adds the CORS headers every WHIP answer carries.
+fn cors(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Location, ETag, Accept-Post, Allow"),
+    );
+    resp
+}
+
+fn error(e: ApiError) -> Response {
+    cors(e.into_response())
+}
+
+/// Whether the request says its body is SDP (`application/sdp`, parameters allowed).
+fn is_sdp(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+}
+
+/// `POST /api/rooms/{id}/whip`: answers an SDP offer and starts publishing into the room.
+pub async fn publish(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    hub: Option<Extension<WhipHub>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match publish_inner(&app, &id, hub, &headers, body).await {
+        Ok(r) => cors(r),
+        Err(e) => {
+            app.metrics().whip_refused.inc();
+            error(e)
+        }
+    }
+}
+
+async fn publish_inner(
+    app: &AppState,
+    id: &str,
+    hub: Option<Extension<WhipHub>>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if *app.shutdown().borrow() {
+        return Err(ApiError::Unavailable);
+    }
+    let Some(Extension(hub)) = hub else {
+        return Err(ApiError::Unavailable);
+    };
+    let room = app.room(id)?;
+    let claims = app.verify_stage(bearer(headers), &room.id, Role::can_speak)?;
+    if room.info().state == RoomState::Ended {
+        return Err(ApiError::RoomEnded);
+    }
+    if !is_sdp(headers) {
+        return Err(ApiError::UnsupportedMediaType(
+            "a WHIP offer must be sent as Content-Type: application/sdp".to_owned(),
+        ));
+    }
+    let body = body?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::BadRequest("the SDP offer is not UTF-8 text".to_owned()))?;
+    let opened = hub.open_session(app, room.clone(), &claims, text).await?;
+    let location = format!("/api/rooms/{}/whip/{}", room.id, opened.id);
+    let mut resp = (StatusCode::CREATED, opened.answer).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", opened.id)) {
+        h.insert(header::ETAG, v);
+    }
+    Ok(resp)
+}
+
+/// `DELETE /api/rooms/{id}/whip/{session}`: ends the session (`204`), `404` if unknown. Takes
+/// the stage token of the session's participant, or of a host or co-host of the room.
+pub async fn end(
+    State(app): State<AppState>,
+    Path((id, session)): Path<(String, String)>,
+    hub: Option<Extension<WhipHub>>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let Some(Extension(hub)) = hub else {
+            return Err(ApiError::NotFound);
+        };
+        let room = app.room(&id)?;
+        let claims = app.verify_stage(bearer(&headers), &room.id, |_| true)?;
+        let owner = hub
+            .session_participant(&room.id, &session)
+            .ok_or(ApiError::NotFound)?;
+        if owner.0 != claims.sub && !claims.role.can_moderate() {
+            return Err(ApiError::Forbidden(
+                "this WHIP session belongs to another participant".to_owned(),
+            ));
+        }
+        hub.stop_session(&room.id, &session)
+            .await
+            .ok_or(ApiError::NotFound)?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    match result {
+        Ok(r) => cors(r),
+        Err(e) => error(e),
+    }
+}
+
+/// `PATCH` on a session: `405`. Our answer carries the only candidate (ICE lite), so neither
+/// trickle ICE nor an ICE restart is offered (RFC 9725 §4.3.1 allows either to be absent).
+pub async fn patch() -> Response {
+    let body = json!({
+        "error": "method_not_allowed",
+        "message": "trickle ICE and ICE restarts are not supported: the answer carries the \
+                    server's only candidate; start a new session instead",
+    });
+    let mut resp = (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
+    cors(resp)
+}
+
+/// `OPTIONS` (CORS preflight and WHIP discovery): `204` with what may be sent.
+pub async fn preflight() -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::ALLOW, HeaderValue::from_static(ALLOW_METHODS));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(ALLOW_METHODS),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Content-Type, If-Match"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    h.insert("accept-post", HeaderValue::from_static("application/sdp"));
+    cors(resp)
+}

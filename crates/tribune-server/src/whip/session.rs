@@ -1,0 +1,276 @@
+//! One WHIP session: a str0m `Rtc` driven by one task. Datagrams arrive from the UDP task through
+//! a channel; transmits go straight out of the shared socket. Every depacketized Opus frame is
+//! checked and offered to the room's mixer under the session's seat.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use str0m::format::Codec;
+use str0m::media::MediaData;
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tribune_core::{unix_micros, Claims, ParticipantId, RoomState};
+
+use super::{ice_credentials, sdp, Datagram, SessionCtl, WhipHub, SESSION_QUEUE};
+use crate::connections::ConnectionToken;
+use crate::error::ApiError;
+use crate::live_room::{Ingress, LiveRoom, Seat};
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// Samples per 20 ms frame at Opus's 48 kHz RTP clock.
+const FRAME_TICKS: u64 = tribune_media::FRAME_SAMPLES as u64;
+/// Longest a session task sleeps without checking its clocks.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// An accepted offer: the session's id and the SDP answer.
+pub(super) struct Opened {
+    pub id: String,
+    pub answer: String,
+}
+
+impl WhipHub {
+    /// Answers an offer and starts its session. The caller has verified the token and the room.
+    pub(super) async fn open_session(
+        &self,
+        app: &AppState,
+        room: Arc<LiveRoom>,
+        claims: &Claims,
+        offer_text: &str,
+    ) -> Result<Opened, ApiError> {
+        // Cheap text checks first, so refusals cost no peer connection.
+        sdp::parse_offer(offer_text).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        if self.inner.sessions.lock().len() >= self.inner.max_sessions {
+            return Err(ApiError::Unavailable);
+        }
+        let creds = ice_credentials();
+        let mut rtc = sdp::answerer(
+            self.inner.crypto.clone(),
+            self.inner.cert.clone(),
+            creds.clone(),
+        );
+        let candidate = Candidate::host(self.inner.advertised, "udp")
+            .map_err(|e| ApiError::BadRequest(format!("no usable ICE candidate: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let answer = sdp::negotiate(&mut rtc, offer_text)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let metrics = app.metrics().clone();
+        let participant = ParticipantId(claims.sub);
+        let seat = room
+            .take_seat(participant, claims.role, metrics.clone())
+            .await
+            .ok_or(ApiError::RoomEnded)?;
+        let id = WhipHub::new_session_id();
+        let route_id = self.inner.next_route_id();
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        if !self.inner.router.lock().insert(route_id, &creds.ufrag, tx) {
+            // A 96-bit ufrag collision; the client may simply retry.
+            return Err(ApiError::Unavailable);
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        self.inner.sessions.lock().insert(
+            id.clone(),
+            SessionCtl {
+                room: room.id.clone(),
+                participant,
+                stop: stop_tx,
+            },
+        );
+        metrics.whip_sessions.inc();
+        metrics.whip_sessions_total.inc();
+        tracing::info!(room = %room.id, session = %id, slot = seat.slot, "WHIP session opened");
+        let task = Task {
+            id: id.clone(),
+            route_id,
+            hub: self.clone(),
+            rtc,
+            rx,
+            socket: self.inner.socket.clone(),
+            local: self.inner.advertised,
+            snapshots: room.subscribe_snapshots(),
+            room,
+            seat,
+            metrics,
+            stop: stop_rx,
+            shutdown: app.shutdown(),
+            idle_timeout: self.inner.idle_timeout,
+            last_media: Instant::now(),
+            frames: 0,
+            _conn: app.connections().track(),
+        };
+        tokio::spawn(task.run());
+        Ok(Opened { id, answer })
+    }
+}
+
+struct Task {
+    id: String,
+    route_id: u64,
+    hub: WhipHub,
+    rtc: Rtc,
+    rx: mpsc::Receiver<Datagram>,
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    room: Arc<LiveRoom>,
+    snapshots: watch::Receiver<crate::live_room::Snapshot>,
+    seat: Seat,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+    idle_timeout: Duration,
+    last_media: Instant,
+    frames: u64,
+    _conn: ConnectionToken,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let reason = self.drive().await;
+        tracing::info!(
+            room = %self.room.id, session = %self.id, frames = self.frames, "WHIP session ended: {reason}"
+        );
+        // Tell the peer (RTCP BYE, DTLS close_notify) without waiting for it.
+        if self.rtc.close().is_ok() {
+            let _ = self.poll().await;
+        }
+        self.hub.forget(&self.id, self.route_id);
+        self.metrics.whip_sessions.dec();
+        // Leave the mix before the stop receiver drops, so a DELETE that waits for the session
+        // to close sees the speaker gone.
+        let Task { seat, stop, .. } = self;
+        drop(seat);
+        drop(stop);
+    }
+
+    /// Runs until the session ends; returns why.
+    async fn drive(&mut self) -> String {
+        // Changes before the session started are not seen by `changed()`.
+        if *self.shutdown.borrow_and_update() {
+            return "node shutting down".to_owned();
+        }
+        if self.snapshots.borrow_and_update().state == RoomState::Ended {
+            return "room ended".to_owned();
+        }
+        loop {
+            let deadline = match self.poll().await {
+                Ok(Some(t)) => t,
+                Ok(None) => return "peer connection closed".to_owned(),
+                Err(e) => return e,
+            };
+            let idle_at = self.last_media + self.idle_timeout;
+            let now = Instant::now();
+            if now >= idle_at {
+                return format!("no media for {} s", self.idle_timeout.as_secs());
+            }
+            let wake = deadline.min(idle_at).min(now + MAX_SLEEP);
+            let input = tokio::select! {
+                biased;
+                _ = self.stop.changed() => return "ended by DELETE".to_owned(),
+                _ = self.shutdown.changed() => return "node shutting down".to_owned(),
+                reason = self.seat.removed() => return format!("removed: {reason}"),
+                changed = self.snapshots.changed() => {
+                    if changed.is_err()
+                        || self.snapshots.borrow_and_update().state == RoomState::Ended
+                    {
+                        return "room ended".to_owned();
+                    }
+                    continue;
+                }
+                d = self.rx.recv() => match d {
+                    Some(d) => Some(d),
+                    None => return "router dropped the session".to_owned(),
+                },
+                _ = tokio::time::sleep_until(wake.into()) => None,
+            };
+            let result = match input {
+                Some(d) => match Receive::new(Protocol::Udp, d.src, self.local, &d.data) {
+                    Ok(r) => self.rtc.handle_input(Input::Receive(d.at, r)),
+                    // Routed here but unparsable (e.g. a malformed STUN body): drop it.
+                    Err(_) => {
+                        self.metrics.udp_dropped.inc();
+                        continue;
+                    }
+                },
+                None => self.rtc.handle_input(Input::Timeout(Instant::now())),
+            };
+            if let Err(e) = result {
+                return format!("WebRTC error: {e}");
+            }
+        }
+    }
+
+    /// Sends what str0m wants sent and handles its events; returns when it next wants a timeout
+    /// (`None` once the connection is over).
+    async fn poll(&mut self) -> Result<Option<Instant>, String> {
+        loop {
+            if !self.rtc.is_alive() {
+                return Ok(None);
+            }
+            match self
+                .rtc
+                .poll_output()
+                .map_err(|e| format!("WebRTC error: {e}"))?
+            {
+                Output::Timeout(t) => return Ok(Some(t)),
+                Output::Transmit(t) => {
+                    if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
+                        tracing::debug!(session = %self.id, "UDP send to {}: {e}", t.destination);
+                    }
+                }
+                Output::Event(Event::MediaData(data)) => self.media(data),
+                Output::Event(Event::Connected) => {
+                    tracing::debug!(session = %self.id, "WebRTC connected");
+                }
+                Output::Event(Event::IceConnectionStateChange(
+                    IceConnectionState::Disconnected,
+                )) => {
+                    return Err("ICE disconnected".to_owned());
+                }
+                Output::Event(Event::Closed) => return Err("peer closed".to_owned()),
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    /// One depacketized frame: a 20 ms Opus packet goes to the mixer; anything else is counted
+    /// and dropped (the session carries on).
+    fn media(&mut self, data: MediaData) {
+        let spec = data.params.spec();
+        let valid = spec.codec == Codec::Opus
+            && tribune_media::validate_packet(&data.data).is_ok()
+            && data.time.denom() > 0;
+        if !valid {
+            self.metrics.whip_frames_invalid.inc();
+            return;
+        }
+        self.last_media = Instant::now();
+        // The extended 48 kHz RTP timestamp, in frames: +1 per 20 ms, reordered by the jitter
+        // buffer, and gaps (DTX, loss) show as missing frames to conceal.
+        let ticks = if data.time.denom() == tribune_media::SAMPLE_RATE {
+            data.time.numer()
+        } else {
+            (u128::from(data.time.numer()) * u128::from(tribune_media::SAMPLE_RATE)
+                / u128::from(data.time.denom())) as u64
+        };
+        // Capture time: when the packet reached the node (the publisher's clock is unknown).
+        let age_us = Instant::now()
+            .saturating_duration_since(data.network_time)
+            .as_micros() as u64;
+        let frame = Ingress::Frame {
+            slot: self.seat.slot,
+            seq: ticks / FRAME_TICKS,
+            capture_us: unix_micros().saturating_sub(age_us),
+            payload: Bytes::copy_from_slice(&data.data),
+        };
+        self.frames += 1;
+        self.metrics.whip_frames.inc();
+        self.metrics.speak_frames.inc();
+        if !self.room.offer(frame) {
+            self.metrics.ingress_dropped.inc();
+        }
+    }
+}

@@ -1,0 +1,53 @@
+// The issue's end-to-end: the host console publishes Chromium's fake microphone (a 440 Hz WAV)
+// over WHIP; a second browser context opens the listener page and hears 440 Hz; the host console
+// shows the listener. Screenshots of both pages are saved in test-artifacts/.
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { api, ARTIFACTS, launchBrowser, screenshot, startServer, toneWav } from './harness.mjs';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser(toneWav(join(ARTIFACTS, 'mic-440.wav'), 440, 30));
+});
+
+after(async () => {
+  await browser?.close();
+  server?.stop();
+});
+
+test('host goes live from the browser and a listener page hears 440 Hz', async () => {
+  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Browser stage test' });
+  const hostPage = await (await browser.newContext()).newPage();
+  hostPage.on('console', (m) => m.type() === 'error' && console.log('host page:', m.text()));
+  await hostPage.goto(`${server.url}/host/${room.id}#token=${room.host_token}`);
+  await hostPage.click('#go-live');
+  await hostPage.waitForFunction(() => /connected|live/.test(document.querySelector('#mic-status').textContent), null, { timeout: 15000 });
+  // The server sees one speaker.
+  for (let i = 0; i < 50; i++) {
+    if ((await api(server.url, 'GET', `/api/rooms/${room.id}`)).speakers === 1) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal((await api(server.url, 'GET', `/api/rooms/${room.id}`)).speakers, 1);
+
+  const listenPage = await (await browser.newContext()).newPage();
+  listenPage.on('console', (m) => m.type() === 'error' && console.log('listener page:', m.text()));
+  await listenPage.goto(`${server.url}/r/${room.id}`);
+  await listenPage.click('#listen');
+  await listenPage.waitForFunction(() => window.tribune.player && window.tribune.player.stats.framesReceived > 200, null, { timeout: 20000 });
+  const freq = await listenPage.evaluate(() => window.tribune.frequency());
+  const stats = await listenPage.evaluate(() => window.tribune.player.stats);
+  console.log('listener page hears the host:', { freq, stats });
+  assert.ok(Math.abs(freq - 440) <= 10, `dominant frequency ${freq} Hz`);
+  assert.equal(stats.decodeErrors, 0);
+
+  await hostPage.waitForFunction(() => parseInt(document.querySelector('#listeners').textContent, 10) >= 1, null, { timeout: 5000 });
+  const count = parseInt(await hostPage.textContent('#listeners'), 10);
+  assert.ok(count >= 1, `host console shows ${count} listeners`);
+  await screenshot(hostPage, 'host-console-live');
+  await screenshot(listenPage, 'listener-page-hears-host');
+});
