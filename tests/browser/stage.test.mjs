@@ -51,3 +51,39 @@ test('host goes live from the browser and a listener page hears 440 Hz', async (
   await screenshot(hostPage, 'host-console-live');
   await screenshot(listenPage, 'listener-page-hears-host');
 });
+
+test('a listener requests to speak, the host accepts, the listener publishes, the host ends the room', async () => {
+  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Request to speak' });
+  const hostPage = await (await browser.newContext()).newPage();
+  hostPage.on('dialog', (d) => d.accept());
+  await hostPage.goto(`${server.url}/host/${room.id}#token=${room.host_token}`);
+
+  // A phone-sized listener.
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const listenPage = await phone.newPage();
+  await listenPage.goto(`${server.url}/r/${room.id}`);
+  await listenPage.click('#listen');
+  await listenPage.waitForFunction(() => window.tribune.player && window.tribune.player.state === 'live', null, { timeout: 10000 });
+  await listenPage.click('#request');
+  await listenPage.waitForFunction(() => /in line|Waiting|Request sent/.test(document.querySelector('#stage-status').textContent));
+
+  // The host console lists the request; accepting it puts the listener on stage.
+  await hostPage.waitForSelector('#requests button:has-text("Accept")', { timeout: 10000 });
+  await screenshot(hostPage, 'host-console-request');
+  await hostPage.click('#requests button:has-text("Accept")');
+  await listenPage.waitForFunction(() => /live on stage/.test(document.querySelector('#stage-status').textContent), null, { timeout: 15000 });
+  for (let i = 0; i < 50; i++) {
+    if ((await api(server.url, 'GET', `/api/rooms/${room.id}`)).speakers === 1) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal((await api(server.url, 'GET', `/api/rooms/${room.id}`)).speakers, 1, 'the listener publishes over WHIP');
+  // Host (not connected) and the new speaker.
+  await hostPage.waitForFunction(() => document.querySelectorAll('#speakers .speaker').length === 2);
+  await screenshot(listenPage, 'listener-page-on-stage-phone');
+
+  // Ending the room reaches the listener page as a clear state.
+  await hostPage.click('#end');
+  await listenPage.waitForFunction(() => document.querySelector('#state').textContent === 'ended', null, { timeout: 10000 });
+  assert.match(await listenPage.textContent('#listen'), /ended/);
+  await screenshot(listenPage, 'listener-page-ended-phone');
+});
