@@ -83,6 +83,8 @@ export async function launchBrowser(micWav) {
       '--disable-component-update',
       '--disable-sync',
       '--autoplay-policy=no-user-gesture-required',
+      // WebRTC over loopback only: the node (bound to 127.0.0.1) ignores other candidates.
+      '--allow-loopback-in-peer-connection',
       '--use-fake-ui-for-media-stream',
       '--use-fake-device-for-media-stream',
       `--use-file-for-fake-audio-capture=${micWav}`,

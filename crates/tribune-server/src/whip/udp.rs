@@ -22,6 +22,10 @@ pub(super) async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; RECV_BUFFER];
+    // A socket bound to loopback serves only this machine: answering a peer's non-loopback
+    // candidate would send traffic out of 127.0.0.0/8, so such sources are dropped and the ICE
+    // agent settles on its loopback candidate.
+    let loopback_only = socket.local_addr().is_ok_and(|a| a.ip().is_loopback());
     loop {
         let received = tokio::select! {
             biased;
@@ -44,6 +48,10 @@ pub(super) async fn run(
             }
         };
         metrics.udp_datagrams.inc();
+        if loopback_only && !src.ip().is_loopback() {
+            metrics.udp_dropped.inc();
+            continue;
+        }
         let data = &buf[..n];
         let mut router = hub.inner.router.lock();
         let delivered = match router.route(src, data) {
