@@ -14,7 +14,8 @@
 #
 # Environment: COUNTS (default "10000 1000"), KINDS ("scheduled live"), HOLD (seconds held, 20),
 # REUSE_ROUNDS (2),
-# PORT (18090), BATCH_MS (20), OUT (result directory, default /tmp/tribune-bench),
+# PORT (18090), BATCH_MS (20), READ_BUFFER (listener WebSocket read buffer, bytes; default
+# the server's own, 1024), OUT (result directory, default /tmp/tribune-bench),
 # CARGO_TARGET_DIR (default ./target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,7 @@ HOLD=${HOLD:-20}
 REUSE_ROUNDS=${REUSE_ROUNDS:-2}
 PORT=${PORT:-18090}
 BATCH_MS=${BATCH_MS:-20}
+READ_BUFFER=${READ_BUFFER:-1024}
 OUT=${OUT:-/tmp/tribune-bench}
 TARGET=${CARGO_TARGET_DIR:-target}
 mkdir -p "$OUT"
@@ -65,7 +67,7 @@ start_server() {
     echo "127.0.0.1:$PORT is already in use; set PORT" >&2
     exit 1
   fi
-  "$BIN" serve --listen "127.0.0.1:$PORT" --batch-ms "$BATCH_MS" 2>"$1" &
+  "$BIN" serve --listen "127.0.0.1:$PORT" --batch-ms "$BATCH_MS" --ws-read-buffer "$READ_BUFFER" 2>"$1" &
   SERVER_PID=$!
   for _ in $(seq 1 100); do
     port_open "$PORT" && return 0

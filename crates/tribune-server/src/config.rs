@@ -24,7 +24,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Largest accepted WebSocket message from a client.
     pub max_ws_message_bytes: usize,
-    /// Read buffer of each WebSocket connection (memory per idle listener).
+    /// Read buffer of each listener WebSocket: the largest part of the memory a listener costs
+    /// (listeners send only small JSON; a larger message still arrives, over several reads).
     pub ws_read_buffer_bytes: usize,
     /// A listener whose socket accepts no data for this long is disconnected (told to resume).
     pub send_timeout: Duration,
@@ -58,7 +59,7 @@ impl Default for ServerConfig {
             program_bitrate: 32_000,
             max_body_bytes: 16 * 1024,
             max_ws_message_bytes: 64 * 1024,
-            ws_read_buffer_bytes: 4 * 1024,
+            ws_read_buffer_bytes: 1024,
             send_timeout: Duration::from_secs(10),
             ticket_ttl: Duration::from_secs(6 * 3600),
             stage_token_ttl: Duration::from_secs(24 * 3600),

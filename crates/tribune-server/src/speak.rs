@@ -22,6 +22,9 @@ use crate::error::ApiError;
 use crate::live_room::{Ingress, LiveRoom};
 use crate::state::AppState;
 
+/// Read buffer of a speaker WebSocket: speakers stream audio, and there are few of them.
+const SPEAK_READ_BUFFER: usize = 4 * 1024;
+
 /// Query of the speak endpoint (for clients that cannot set headers, such as browsers).
 #[derive(Deserialize)]
 pub struct SpeakQuery {
@@ -47,7 +50,7 @@ pub async fn speak(
     claims.role = room.admit_speaker(&claims)?;
     let cfg = app.config();
     let ws = ws
-        .read_buffer_size(cfg.ws_read_buffer_bytes)
+        .read_buffer_size(SPEAK_READ_BUFFER)
         .max_message_size(cfg.max_ws_message_bytes)
         .max_frame_size(cfg.max_ws_message_bytes);
     Ok(ws.on_upgrade(move |socket| run(socket, app, room, claims)))

@@ -57,12 +57,18 @@ struct ServeArgs {
     /// --udp is 0.0.0.0); default: the UDP socket's own IP.
     #[arg(long)]
     public_ip: Option<std::net::IpAddr>,
+    /// Read buffer of each listener WebSocket, bytes: most of what an idle listener costs.
+    #[arg(long, default_value_t = 1024)]
+    ws_read_buffer: usize,
 }
 
 impl ServeArgs {
     fn config(&self) -> Result<ServerConfig> {
         if !(20..=1000).contains(&self.batch_ms) {
             bail!("--batch-ms must be between 20 and 1000");
+        }
+        if !(256..=1 << 20).contains(&self.ws_read_buffer) {
+            bail!("--ws-read-buffer must be between 256 and 1048576 bytes");
         }
         let keys = match &self.secret {
             Some(s) if s.len() < 16 => bail!("the secret must be at least 16 characters"),
@@ -75,6 +81,7 @@ impl ServeArgs {
             batch_interval: Duration::from_millis(self.batch_ms),
             udp_listen: self.udp.unwrap_or(self.listen),
             public_ip: self.public_ip,
+            ws_read_buffer_bytes: self.ws_read_buffer,
             ..ServerConfig::default()
         })
     }
