@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the tests need: Debian's Chromium for the browser tests.
-need=(chromium)
+# System packages the tests need: Debian's Chromium for the browser tests, ffmpeg to play LL-HLS.
+need=(chromium ffmpeg)
 if ((${#need[@]})); then
   missing=()
   for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -1,11 +1,14 @@
 //! Sans-IO audio for Tribune: a safe Opus codec wrapper, a per-speaker jitter buffer, the
-//! program mixer, Ogg Opus and WAV containers, a test-tone generator and spectrum analysis.
+//! program mixer, Ogg Opus and WAV containers, CMAF packaging and LL-HLS playlists, a test-tone
+//! generator and spectrum analysis.
 //!
 //! Audio is mono, 48 kHz, signed 16-bit, cut into 20 ms frames everywhere. Nothing here touches
 //! sockets, files or clocks: callers push bytes and timestamps in and take bytes out.
 
 pub mod analysis;
+pub mod cmaf;
 pub mod error;
+pub mod hls;
 pub mod jitter;
 pub mod mixer;
 pub mod oggopus;
