@@ -73,15 +73,7 @@ async fn missing_or_bad_tokens_are_401_or_403() {
         .await
         .unwrap();
     let speaker = speaker["token"].as_str().unwrap().to_owned();
-    let ticket: Value = http
-        .post(format!("{base}/api/rooms/{room}/join"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ticket = ticket["ticket"].as_str().unwrap().to_owned();
+    let (_, ticket, _) = common::join(&base, &room).await;
     let mut forged = host.clone();
     forged.replace_range(forged.len() - 4.., "AAAA");
     let end = format!("{base}/api/rooms/{room}/end");
@@ -271,17 +263,8 @@ async fn bad_listener_messages_close_only_that_listener() {
     }
     // A WebSocket protocol violation (an unmasked client frame with a reserved opcode) drops
     // that connection without a panic.
-    let v: Value = reqwest::Client::new()
-        .post(format!("{}/api/rooms/{room}/join", server.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let path = v["listen_url"]
-        .as_str()
-        .unwrap()
+    let (_, _, listen_url) = common::join(&server.url(), &room).await;
+    let path = listen_url
         .split_once(&server.addr.to_string())
         .unwrap()
         .1

@@ -132,15 +132,7 @@ async fn shutdown_tells_listeners_to_reconnect() {
 async fn a_resuming_listener_continues_from_its_cursor() {
     let server = common::start().await;
     let (room, _) = common::create_room(&server.url()).await;
-    let v: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/api/rooms/{room}/join", server.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let url = v["listen_url"].as_str().unwrap().to_owned();
+    let (_, _, url) = common::join(&server.url(), &room).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(url.clone()).await.unwrap();
     let mut last = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
