@@ -238,14 +238,21 @@ fn join_inner(
         exp,
     });
     let path = format!("/api/rooms/{}/listen?ticket={}", room.id, ticket);
-    let listen_url = match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let listen_url = match host {
         Some(host) => format!("ws://{host}{path}"),
         None => path,
+    };
+    let hls_path = format!("/hls/{}/live.m3u8", room.id);
+    let hls_url = match host {
+        Some(host) => format!("http://{host}{hls_path}"),
+        None => hls_path,
     };
     Ok(Json(json!({
         "ticket": ticket,
         "listener_id": listener.0,
         "listen_url": listen_url,
+        "hls_url": hls_url,
         "expires_at": exp,
         "seq": room.head().0,
     })))

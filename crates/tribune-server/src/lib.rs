@@ -6,6 +6,7 @@ pub mod close;
 pub mod config;
 pub mod connections;
 pub mod error;
+pub mod hls;
 pub mod listen;
 pub mod live_room;
 pub mod metrics;
@@ -53,6 +54,8 @@ pub fn router(app: AppState) -> Router {
                 .patch(whip::http::patch)
                 .options(whip::http::preflight),
         )
+        .route("/hls/{id}/live.m3u8", get(hls::live_playlist))
+        .route("/hls/{id}/{*path}", get(hls::media))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .merge(moderation::routes())

@@ -22,6 +22,7 @@ use tribune_core::{
 use tribune_media::{Mixer, MixerConfig};
 
 use crate::config::ServerConfig;
+use crate::hls::Hls;
 use crate::metrics::Metrics;
 use crate::seats::Seats;
 
@@ -108,6 +109,8 @@ pub struct LiveRoom {
     pub(crate) moderation_dirty: AtomicBool,
     /// Set when a mute changed: the mixer task re-applies every seat's mute on its next tick.
     pub(crate) mute_dirty: AtomicBool,
+    /// The program as LL-HLS (see `hls`).
+    hls: Hls,
 }
 
 impl LiveRoom {
@@ -139,6 +142,7 @@ impl LiveRoom {
             reactions: Mutex::new(Reactions::new(config.reaction_limits.clone())),
             moderation_dirty: AtomicBool::new(false),
             mute_dirty: AtomicBool::new(false),
+            hls: Hls::new(),
         });
         room.publish_snapshot(&Stage::default());
         if state == RoomState::Live {
@@ -182,6 +186,11 @@ impl LiveRoom {
     /// The ring, for readers that are not at the live edge.
     pub fn ring(&self) -> parking_lot::RwLockReadGuard<'_, Ring> {
         self.ring.read()
+    }
+
+    /// The program as LL-HLS.
+    pub fn hls(&self) -> &Hls {
+        &self.hls
     }
 
     /// Follows the published batches.
@@ -530,6 +539,10 @@ impl MixTask {
                 ring.push(frame.capture_us, &frame.payload);
                 ring.head()
             };
+            let seq = head.0 - 1;
+            self.room
+                .hls
+                .push(seq, frame.capture_us, frame.payload.clone());
             if head.0 - published.0 >= self.batch_frames {
                 self.publish(published, head);
                 published = head;
@@ -574,6 +587,7 @@ impl MixTask {
         if self.room.info.lock().started_at.is_some() {
             self.metrics.rooms_live.dec();
         }
+        self.room.hls.finish();
         self.room.publish_snapshot(&Stage::default());
         tracing::info!(room = %self.room.id, frames = head.0, "room ended");
     }

@@ -79,6 +79,12 @@ pub struct Metrics {
     pub mixer_busy_us: Counter,
     /// Program frames produced.
     pub program_frames: Counter,
+    /// Requests for a live playlist (`live.m3u8`).
+    pub hls_playlist_requests: Counter,
+    /// Playlist requests that had to wait (blocking reload, or nothing published yet).
+    pub hls_blocking_waits: Counter,
+    /// Requests for the init segment, segments and parts.
+    pub hls_media_requests: Counter,
     /// Moderation changes applied (accept, invite, mute, move, remove, block, ...).
     pub moderation_actions: Counter,
     /// Reactions counted.
@@ -205,6 +211,24 @@ impl Metrics {
             "counter",
             "Program frames produced.",
             self.program_frames.get(),
+        );
+        put(
+            "hls_playlist_requests_total",
+            "counter",
+            "LL-HLS playlist requests.",
+            self.hls_playlist_requests.get(),
+        );
+        put(
+            "hls_blocking_waits_total",
+            "counter",
+            "LL-HLS playlist requests that waited for a change.",
+            self.hls_blocking_waits.get(),
+        );
+        put(
+            "hls_media_requests_total",
+            "counter",
+            "LL-HLS init, segment and part requests.",
+            self.hls_media_requests.get(),
         );
         put(
             "moderation_actions_total",

@@ -1,0 +1,406 @@
+//! LL-HLS of a room's program: the per-room packaging state fed by the mixer task, and the
+//! HTTP handlers under `/hls/{id}/`.
+//!
+//! The mixer task calls [`Hls::push`] with every program frame (one small CMAF fragment is cut
+//! per 200 ms, so the tick stays cheap). Each change of the playlist bumps its generation and
+//! publishes it on a watch, so blocked playlist and part requests wake up without polling. The
+//! rendered playlist is cached per generation: every client waiting for the same change gets
+//! the same `Bytes`.
+//!
+//! Recording: [`Hls::subscribe_segments`] hands out a receiver of every completed
+//! [`Segment`] (in order, unbounded, never blocking the mixer); a recorder drains it and writes
+//! the segments to disk.
+//!
+//! Routes:
+//! - `GET /hls/{id}/live.m3u8[?_HLS_msn=M[&_HLS_part=P]]`: the live playlist, blocking reload.
+//! - `GET /hls/{id}/init.mp4`, `GET /hls/{id}/seg/{msn}.m4s`, `GET /hls/{id}/part/{msn}.{i}.m4s`.
+//!
+//! Headers: playlists `Cache-Control: max-age=1` (blocking responses too: they are a snapshot
+//! at least as new as asked for, so a shared cache may serve one for a second), media
+//! `Cache-Control: public, max-age=31536000, immutable`; every response, errors included, has
+//! `Access-Control-Allow-Origin: *`; 200s carry an ETag (the playlist generation, or the
+//! resource's numbers: a URL never names other bytes while the room lives) and a matching
+//! `If-None-Match` is answered 304.
+
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tribune_media::cmaf::{init_segment, OpusTrackConfig, Packager, PackagerEvent, Segment};
+use tribune_media::hls::{
+    parse_blocking_query, BlockDecision, BlockingRequest, LiveConfig, LivePlaylist, Lookup,
+    Resource, BLOCKING_TIMEOUT_MS, MEDIA_CONTENT_TYPE, PLAYLIST_CONTENT_TYPE,
+};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `Cache-Control` of playlists.
+pub const PLAYLIST_CACHE: &str = "max-age=1";
+/// `Cache-Control` of the init segment, segments and parts.
+pub const MEDIA_CACHE: &str = "public, max-age=31536000, immutable";
+/// How long a blocked request may wait.
+const BLOCKING_TIMEOUT: Duration = Duration::from_millis(BLOCKING_TIMEOUT_MS as u64);
+
+#[derive(Debug)]
+struct HlsState {
+    packager: Packager,
+    playlist: LivePlaylist,
+    /// The playlist rendered at a generation.
+    rendered: Option<(u64, Bytes)>,
+    /// Receivers of completed segments (recorders).
+    recorders: Vec<mpsc::UnboundedSender<Segment>>,
+}
+
+/// The LL-HLS state of one room.
+#[derive(Debug)]
+pub struct Hls {
+    state: Mutex<HlsState>,
+    generation: watch::Sender<u64>,
+    init: Bytes,
+}
+
+impl Default for Hls {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hls {
+    /// An empty playlist.
+    pub fn new() -> Self {
+        Hls {
+            state: Mutex::new(HlsState {
+                packager: Packager::new(),
+                playlist: LivePlaylist::new(LiveConfig::default()),
+                rendered: None,
+                recorders: Vec::new(),
+            }),
+            generation: watch::Sender::new(0),
+            init: Bytes::from(init_segment(&OpusTrackConfig::default())),
+        }
+    }
+
+    /// Packages program frame `seq` (called by the mixer task after the ring push).
+    pub fn push(&self, seq: u64, capture_us: u64, payload: Bytes) {
+        let mut st = self.state.lock();
+        match st.packager.push(seq, capture_us, payload) {
+            Ok(events) => self.apply(&mut st, events),
+            Err(e) => tracing::warn!(seq, "program frame not packaged: {e}"),
+        }
+    }
+
+    /// Publishes what is left and ends the playlist (`EXT-X-ENDLIST`); waiting requests are
+    /// answered at once.
+    pub fn finish(&self) {
+        let mut st = self.state.lock();
+        match st.packager.finish() {
+            Ok(events) => self.apply(&mut st, events),
+            Err(e) => tracing::warn!("packager finish failed: {e}"),
+        }
+        st.playlist.end();
+        self.generation.send_replace(st.playlist.generation());
+    }
+
+    /// Every segment completed from now on, in order (for a recorder). The channel is
+    /// unbounded so the mixer never waits; a dropped receiver is forgotten.
+    pub fn subscribe_segments(&self) -> mpsc::UnboundedReceiver<Segment> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.state.lock().recorders.push(tx);
+        rx
+    }
+
+    fn apply(&self, st: &mut HlsState, events: Vec<PackagerEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        for event in &events {
+            if let Err(e) = st.playlist.apply(event) {
+                tracing::warn!("playlist refused a packager event: {e}");
+            }
+            if let PackagerEvent::Segment(s) = event {
+                st.recorders.retain(|tx| tx.send(s.clone()).is_ok());
+            }
+        }
+        self.generation.send_replace(st.playlist.generation());
+    }
+
+    /// The rendered playlist and its generation, if `req` (or, for a plain request, anything at
+    /// all) is there; `Err(())` if the request is invalid (400).
+    fn ready_playlist(&self, req: Option<&BlockingRequest>) -> Result<Option<(u64, Bytes)>, ()> {
+        let mut st = self.state.lock();
+        let decision = match req {
+            Some(r) => st.playlist.decide(r),
+            None if st.playlist.is_empty() && !st.playlist.is_ended() => BlockDecision::Wait,
+            None => BlockDecision::Ready,
+        };
+        match decision {
+            BlockDecision::Invalid => Err(()),
+            BlockDecision::Wait => Ok(None),
+            BlockDecision::Ready => {
+                let generation = st.playlist.generation();
+                if let Some((g, bytes)) = &st.rendered {
+                    if *g == generation {
+                        return Ok(Some((generation, bytes.clone())));
+                    }
+                }
+                let bytes = Bytes::from(st.playlist.render());
+                st.rendered = Some((generation, bytes.clone()));
+                Ok(Some((generation, bytes)))
+            }
+        }
+    }
+
+    /// Waits (bounded) until `req` can be answered: `Ok(None)` on timeout or shutdown.
+    async fn playlist(
+        &self,
+        req: Option<BlockingRequest>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Option<(u64, Bytes)>, ()> {
+        let deadline = Instant::now() + BLOCKING_TIMEOUT;
+        let mut rx = self.generation.subscribe();
+        loop {
+            rx.borrow_and_update();
+            if let Some(ready) = self.ready_playlist(req.as_ref())? {
+                return Ok(Some(ready));
+            }
+            if !changed_before(&mut rx, &mut shutdown, deadline).await {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The bytes of a resource, holding a request for the hinted part (bounded): `Pending`
+    /// after the timeout.
+    async fn resource(&self, resource: Resource, mut shutdown: watch::Receiver<bool>) -> Lookup {
+        let deadline = Instant::now() + BLOCKING_TIMEOUT;
+        let mut rx = self.generation.subscribe();
+        loop {
+            rx.borrow_and_update();
+            let found = {
+                let st = self.state.lock();
+                match resource {
+                    Resource::Init => Lookup::Ready(self.init.clone()),
+                    Resource::Segment(msn) => st.playlist.segment(msn),
+                    Resource::Part { msn, index } => st.playlist.part(msn, index),
+                }
+            };
+            if found != Lookup::Pending {
+                return found;
+            }
+            if !changed_before(&mut rx, &mut shutdown, deadline).await {
+                return Lookup::Pending;
+            }
+        }
+    }
+}
+
+/// Waits for the next generation; false on the deadline, shutdown, or a dropped room.
+async fn changed_before(
+    rx: &mut watch::Receiver<u64>,
+    shutdown: &mut watch::Receiver<bool>,
+    deadline: Instant,
+) -> bool {
+    if *shutdown.borrow_and_update() {
+        return false;
+    }
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, rx.changed()) => matches!(r, Ok(Ok(()))),
+        Ok(()) = shutdown.changed() => false,
+    }
+}
+
+/// Adds `Access-Control-Allow-Origin: *`.
+fn cors(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}
+
+fn error(e: ApiError) -> Response {
+    cors(e.into_response())
+}
+
+fn unavailable(message: &str) -> Response {
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({"error": "unavailable", "message": message})),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    cors(r)
+}
+
+/// A 200 (or 304 when `If-None-Match` matches) with the HLS headers.
+fn ok(
+    request: &HeaderMap,
+    content_type: &'static str,
+    cache: &'static str,
+    etag: String,
+    body: Bytes,
+) -> Response {
+    let etag = format!("\"{etag}\"");
+    let matches = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut r = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, body).into_response()
+    };
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    cors(r)
+}
+
+/// `GET /hls/{id}/live.m3u8`.
+pub async fn live_playlist(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    app.metrics().hls_playlist_requests.inc();
+    let room = match app.room(&id) {
+        Ok(r) => r,
+        Err(e) => return error(e),
+    };
+    let req = match parse_blocking_query(query.as_deref().unwrap_or("")) {
+        Ok(r) => r,
+        Err(e) => return error(ApiError::BadRequest(e.to_string())),
+    };
+    let hls = room.hls();
+    // Counted when the answer is not there at once.
+    if let Ok(None) = hls.ready_playlist(req.as_ref()) {
+        app.metrics().hls_blocking_waits.inc();
+    }
+    match hls.playlist(req, app.shutdown()).await {
+        Err(()) => error(ApiError::BadRequest(
+            "_HLS_msn/_HLS_part too far in the future".into(),
+        )),
+        Ok(None) => unavailable("the playlist did not reach the requested part in time"),
+        Ok(Some((generation, bytes))) => ok(
+            &headers,
+            PLAYLIST_CONTENT_TYPE,
+            PLAYLIST_CACHE,
+            format!("g{generation}"),
+            bytes,
+        ),
+    }
+}
+
+/// `GET /hls/{id}/{*path}`: `init.mp4`, `seg/{msn}.m4s`, `part/{msn}.{index}.m4s`.
+pub async fn media(
+    State(app): State<AppState>,
+    Path((id, path)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    app.metrics().hls_media_requests.inc();
+    let room = match app.room(&id) {
+        Ok(r) => r,
+        Err(e) => return error(e),
+    };
+    let Some(resource) = Resource::parse(&path) else {
+        return error(ApiError::NotFound);
+    };
+    match room.hls().resource(resource, app.shutdown()).await {
+        Lookup::Ready(bytes) => {
+            let etag = match resource {
+                Resource::Init => "init".to_string(),
+                Resource::Segment(msn) => format!("s{msn}"),
+                Resource::Part { msn, index } => format!("p{msn}.{index}"),
+            };
+            ok(&headers, MEDIA_CONTENT_TYPE, MEDIA_CACHE, etag, bytes)
+        }
+        Lookup::Pending => unavailable("the part was not published in time"),
+        Lookup::NotFound => error(ApiError::NotFound),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn silence() -> Bytes {
+        let mut enc = tribune_media::Encoder::new(32_000).unwrap();
+        Bytes::from(
+            enc.encode_vec(&[0i16; tribune_media::FRAME_SAMPLES])
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn segments_reach_recorders_old_parts_expire_and_the_end_is_listed() {
+        let hls = Hls::new();
+        let mut recorder = hls.subscribe_segments();
+        let (_tx, shutdown) = watch::channel(false);
+        let packet = silence();
+        // 20 s of program: 10 segments, more than the 12 s window.
+        for seq in 0..1000u64 {
+            hls.push(seq, 1_700_000_000_000_000 + seq * 20_000, packet.clone());
+        }
+        for msn in 0..10 {
+            let s = recorder.try_recv().expect("a segment");
+            assert_eq!((s.msn, s.frames, s.parts), (msn, 100, 10));
+        }
+        assert!(recorder.try_recv().is_err());
+        // Far in the past: gone.
+        let old = Resource::Part { msn: 0, index: 0 };
+        assert_eq!(hls.resource(old, shutdown.clone()).await, Lookup::NotFound);
+        assert!(matches!(
+            hls.resource(Resource::Segment(9), shutdown.clone()).await,
+            Lookup::Ready(_)
+        ));
+        // One rendering per generation, shared by every request.
+        let (g1, a) = hls.playlist(None, shutdown.clone()).await.unwrap().unwrap();
+        let (g2, b) = hls.playlist(None, shutdown.clone()).await.unwrap().unwrap();
+        assert_eq!(g1, g2);
+        assert_eq!(a.as_ptr(), b.as_ptr());
+        // Too far ahead: invalid at once.
+        let far = BlockingRequest {
+            msn: 50,
+            part: None,
+        };
+        assert_eq!(hls.playlist(Some(far), shutdown.clone()).await, Err(()));
+        // A blocked request is answered by the end.
+        let waiting = BlockingRequest {
+            msn: 10,
+            part: Some(3),
+        };
+        let (ended, ()) = tokio::join!(hls.playlist(Some(waiting), shutdown.clone()), async {
+            tokio::task::yield_now().await;
+            hls.finish();
+        });
+        let (_, text) = ended.unwrap().unwrap();
+        assert!(std::str::from_utf8(&text)
+            .unwrap()
+            .contains("#EXT-X-ENDLIST"));
+    }
+
+    #[tokio::test]
+    async fn shutdown_releases_waiting_requests() {
+        let hls = Hls::new();
+        let (tx, shutdown) = watch::channel(false);
+        let started = std::time::Instant::now();
+        let (answer, ()) = tokio::join!(hls.playlist(None, shutdown), async {
+            tokio::task::yield_now().await;
+            tx.send_replace(true);
+        });
+        assert_eq!(answer, Ok(None));
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+}
