@@ -63,16 +63,7 @@ async fn missing_or_bad_tokens_are_401_or_403() {
     let http = reqwest::Client::new();
     let (room, host) = common::create_room(&base).await;
     let (other_room, other_host) = common::create_room(&base).await;
-    let speaker: Value = http
-        .post(format!("{base}/api/rooms/{room}/speakers"))
-        .bearer_auth(&host)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let speaker = speaker["token"].as_str().unwrap().to_owned();
+    let (_, speaker) = common::mint(&base, &room, &host, "speaker").await;
     let (_, ticket, _) = common::join(&base, &room).await;
     let mut forged = host.clone();
     forged.replace_range(forged.len() - 4.., "AAAA");

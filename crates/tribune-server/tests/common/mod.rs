@@ -43,15 +43,7 @@ pub async fn create_room(base: &str) -> (String, String) {
 
 /// Joins and opens a listen WebSocket.
 pub async fn open_listener(server: &RunningServer, room: &str) -> Ws {
-    let v: Value = reqwest::Client::new()
-        .post(format!("{}/api/rooms/{room}/join", server.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let url = v["listen_url"].as_str().unwrap().to_owned();
+    let (_, _, url) = join(&server.url(), room).await;
     let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     ws
 }
