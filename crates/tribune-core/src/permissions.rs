@@ -57,6 +57,8 @@ pub enum Action {
     ViewModeration,
     /// A moderator ends the room for everyone.
     EndRoom,
+    /// The host turns the room's recording on or off.
+    SetRecording,
     /// Anyone sends a reaction (aggregated, never relayed one by one).
     React,
     /// Publishes audio into the mix.
@@ -65,7 +67,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for exhaustive checks.
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 25] = [
         Action::RequestToSpeak,
         Action::CancelRequest,
         Action::AcceptRequest,
@@ -88,6 +90,7 @@ impl Action {
         Action::Unblock,
         Action::ViewModeration,
         Action::EndRoom,
+        Action::SetRecording,
         Action::React,
         Action::Speak,
     ];
@@ -140,7 +143,7 @@ pub fn allowed(actor: Role, action: Action, target: Option<Role>) -> bool {
         | Action::Unblock
         | Action::ViewModeration
         | Action::EndRoom => moderator,
-        Action::AddCoHost => actor == Role::Host,
+        Action::AddCoHost | Action::SetRecording => actor == Role::Host,
         Action::MuteSelf | Action::UnmuteSelf | Action::Speak => on_stage,
         Action::React => true,
         Action::Mute | Action::Unmute | Action::MoveToListener => {
@@ -182,6 +185,7 @@ mod tests {
             Action::Unblock => &[H, C],
             Action::ViewModeration => &[H, C],
             Action::EndRoom => &[H, C],
+            Action::SetRecording => &[H],
             Action::React => &[H, C, S, L],
             Action::Speak => &[H, C, S],
             Action::Mute

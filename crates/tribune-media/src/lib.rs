@@ -13,6 +13,7 @@ pub mod jitter;
 pub mod mixer;
 pub mod oggopus;
 pub mod opus;
+pub mod record;
 pub mod resample;
 pub mod softclip;
 pub mod tone;

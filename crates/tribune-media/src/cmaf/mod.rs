@@ -24,12 +24,14 @@
 //! - Every fragment is independent (every Opus packet is a sync sample).
 
 mod boxes;
+mod demux;
 mod fragment;
 mod init;
 mod packager;
 #[cfg(test)]
 pub(crate) mod reader;
 
+pub use demux::{read_samples, summarize, RunSummary, Sample};
 pub use fragment::fragment;
 pub use init::{init_segment, OpusTrackConfig};
 pub use packager::{Packager, PackagerEvent, Part, Segment};
@@ -80,6 +82,9 @@ pub enum CmafError {
     /// The packet is not one valid 20 ms Opus packet.
     #[error(transparent)]
     Packet(#[from] OpusError),
+    /// Stored fragments that this packager could not have written (damaged or foreign).
+    #[error("malformed fragment: {0}")]
+    Malformed(&'static str),
     /// A bug: the writer was left in an inconsistent state.
     #[error("internal error: {0}")]
     Internal(&'static str),
