@@ -55,6 +55,13 @@ pub struct CreateRoom {
     title: String,
     #[serde(default)]
     scheduled_for: Option<u64>,
+    /// Whether the program is recorded from the start (default: yes, when the node records).
+    #[serde(default = "yes")]
+    record: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `POST /api/rooms`: creates a room; answers its id and the host's token.
@@ -72,7 +79,7 @@ pub async fn create_room(
     }
     let id = tribune_core::RoomId::random();
     let info = RoomInfo::new(id.clone(), title, now_s(), req.scheduled_for);
-    let room = app.create_room(info);
+    let room = app.create_room(info, req.record);
     let host = ParticipantId::random();
     room.change(|r| r.add(host, Role::Host, None, None))?;
     let host_token = stage_token(&app, &room, Role::Host, host);

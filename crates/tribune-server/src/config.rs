@@ -1,6 +1,7 @@
 //! Settings of one Tribune node.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tribune_core::reactions::ReactionLimits;
@@ -47,6 +48,10 @@ pub struct ServerConfig {
     pub whip_idle_timeout: Duration,
     /// Most WHIP sessions open at once on this node (more are answered 503).
     pub whip_max_sessions: usize,
+    /// Where durable data lives (recordings); `None` keeps nothing on disk.
+    pub data_dir: Option<PathBuf>,
+    /// How long a recording is kept after its room ended; `None` keeps it forever.
+    pub recording_retention: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +75,8 @@ impl Default for ServerConfig {
             public_ip: None,
             whip_idle_timeout: Duration::from_secs(30),
             whip_max_sessions: 1000,
+            data_dir: None,
+            recording_retention: None,
         }
     }
 }

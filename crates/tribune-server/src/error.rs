@@ -44,6 +44,9 @@ pub enum ApiError {
     /// Too many requests of this kind; retry after a second.
     #[error("{0}")]
     TooManyRequests(String),
+    /// Something failed on the node's side (storage); logged there.
+    #[error("internal error")]
+    Internal,
     /// The request body has a content type this endpoint does not take.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -67,6 +70,7 @@ impl ApiError {
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

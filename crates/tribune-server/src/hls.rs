@@ -39,9 +39,10 @@ use tribune_media::hls::{
 };
 
 use crate::error::ApiError;
+use crate::recording::http::recorded_media;
 use crate::state::AppState;
 
-/// `Cache-Control` of playlists.
+/// `Cache-Control` of live playlists.
 pub const PLAYLIST_CACHE: &str = "max-age=1";
 /// `Cache-Control` of the init segment, segments and parts.
 pub const MEDIA_CACHE: &str = "public, max-age=31536000, immutable";
@@ -105,6 +106,8 @@ impl Hls {
             Err(e) => tracing::warn!("packager finish failed: {e}"),
         }
         st.playlist.end();
+        // Recorders see their channel close: the recording is complete.
+        st.recorders.clear();
         self.generation.send_replace(st.playlist.generation());
     }
 
@@ -217,7 +220,7 @@ async fn changed_before(
 }
 
 /// Adds `Access-Control-Allow-Origin: *`.
-fn cors(mut response: Response) -> Response {
+pub(crate) fn cors(mut response: Response) -> Response {
     response.headers_mut().insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
@@ -241,7 +244,7 @@ fn unavailable(message: &str) -> Response {
 }
 
 /// A 200 (or 304 when `If-None-Match` matches) with the HLS headers.
-fn ok(
+pub(crate) fn ok(
     request: &HeaderMap,
     content_type: &'static str,
     cache: &'static str,
@@ -310,12 +313,18 @@ pub async fn media(
     headers: HeaderMap,
 ) -> Response {
     app.metrics().hls_media_requests.inc();
-    let room = match app.room(&id) {
-        Ok(r) => r,
-        Err(e) => return error(e),
-    };
     let Some(resource) = Resource::parse(&path) else {
         return error(ApiError::NotFound);
+    };
+    let room = match app.room(&id) {
+        Ok(r) => r,
+        // A room this node no longer runs (ended before a restart): its recording, if any.
+        Err(e) => {
+            return match recorded_media(&app, &id, resource, &headers).await {
+                Some(r) => r,
+                None => error(e),
+            }
+        }
     };
     match room.hls().resource(resource, app.shutdown()).await {
         Lookup::Ready(bytes) => {
@@ -327,7 +336,11 @@ pub async fn media(
             ok(&headers, MEDIA_CONTENT_TYPE, MEDIA_CACHE, etag, bytes)
         }
         Lookup::Pending => unavailable("the part was not published in time"),
-        Lookup::NotFound => error(ApiError::NotFound),
+        // Out of the live window: the recorded copy (the same bytes).
+        Lookup::NotFound => match recorded_media(&app, &id, resource, &headers).await {
+            Some(r) => r,
+            None => error(ApiError::NotFound),
+        },
     }
 }
 

@@ -12,6 +12,7 @@ pub mod live_room;
 pub mod metrics;
 pub mod moderation;
 pub mod reactions;
+pub mod recording;
 pub mod seats;
 pub mod speak;
 pub mod state;
@@ -20,6 +21,7 @@ pub mod whip;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -27,6 +29,9 @@ use axum::Extension;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::recording::Recordings;
 
 pub use config::ServerConfig;
 pub use state::AppState;
@@ -55,6 +60,23 @@ pub fn router(app: AppState) -> Router {
                 .options(whip::http::preflight),
         )
         .route("/hls/{id}/live.m3u8", get(hls::live_playlist))
+        .route(
+            "/hls/{id}/replay.m3u8",
+            get(recording::http::replay_playlist),
+        )
+        .route(
+            "/api/rooms/{id}/recording",
+            get(recording::http::status).post(recording::http::set),
+        )
+        .route(
+            "/api/rooms/{id}/recording.m4a",
+            get(recording::http::download),
+        )
+        .route("/api/rooms/{id}/clips", post(recording::http::create_clip))
+        .route(
+            "/api/rooms/{id}/clips/{file}",
+            get(recording::http::get_clip),
+        )
         .route("/hls/{id}/{*path}", get(hls::media))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
@@ -82,7 +104,16 @@ impl Server {
         let listener = TcpListener::bind(config.listen).await?;
         let whip = whip::WhipHub::bind(&config).await?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let app = AppState::new(config, shutdown_rx);
+        let metrics = Arc::new(Metrics::default());
+        let recordings = {
+            let (dir, metrics) = (config.data_dir.clone(), metrics.clone());
+            tokio::task::spawn_blocking(move || {
+                Recordings::open(dir.as_deref(), recording_init(), metrics)
+            })
+            .await
+            .map_err(std::io::Error::other)??
+        };
+        let app = AppState::with_parts(config, shutdown_rx, metrics, Arc::new(recordings));
         Ok(Server {
             listener,
             app,
@@ -119,6 +150,15 @@ impl Server {
             whip,
         } = self;
         let udp_task = whip.start(&app);
+        if let Some(retention) = app.config().recording_retention {
+            if app.recordings().is_enabled() {
+                tokio::spawn(
+                    app.recordings()
+                        .clone()
+                        .sweep_forever(retention, app.shutdown()),
+                );
+            }
+        }
         let grace = app.config().shutdown_grace;
         let connections = app.connections().clone();
         let tx = shutdown_tx.clone();
@@ -191,4 +231,11 @@ impl RunningServer {
         }
         self.task.await.unwrap_or(Ok(()))
     }
+}
+
+/// The init segment of every recording (the program track's).
+fn recording_init() -> bytes::Bytes {
+    bytes::Bytes::from(tribune_media::cmaf::init_segment(
+        &tribune_media::cmaf::OpusTrackConfig::default(),
+    ))
 }

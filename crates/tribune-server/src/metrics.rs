@@ -85,6 +85,16 @@ pub struct Metrics {
     pub hls_blocking_waits: Counter,
     /// Requests for the init segment, segments and parts.
     pub hls_media_requests: Counter,
+    /// Segments written to recordings.
+    pub recording_segments: Counter,
+    /// Bytes of segments written to recordings.
+    pub recording_bytes: Counter,
+    /// Segments not recorded because the host turned recording off.
+    pub recording_segments_skipped: Counter,
+    /// Recording writes that failed (disk full, permissions).
+    pub recording_write_errors: Counter,
+    /// Clips made.
+    pub clips_created: Counter,
     /// Moderation changes applied (accept, invite, mute, move, remove, block, ...).
     pub moderation_actions: Counter,
     /// Reactions counted.
@@ -229,6 +239,36 @@ impl Metrics {
             "counter",
             "LL-HLS init, segment and part requests.",
             self.hls_media_requests.get(),
+        );
+        put(
+            "recording_segments_total",
+            "counter",
+            "Segments written to recordings.",
+            self.recording_segments.get(),
+        );
+        put(
+            "recording_bytes_total",
+            "counter",
+            "Bytes of segments written to recordings.",
+            self.recording_bytes.get(),
+        );
+        put(
+            "recording_segments_skipped_total",
+            "counter",
+            "Segments not recorded because recording was turned off.",
+            self.recording_segments_skipped.get(),
+        );
+        put(
+            "recording_write_errors_total",
+            "counter",
+            "Recording writes that failed.",
+            self.recording_write_errors.get(),
+        );
+        put(
+            "clips_created_total",
+            "counter",
+            "Clips made from recordings.",
+            self.clips_created.get(),
         );
         put(
             "moderation_actions_total",

@@ -12,6 +12,8 @@ use crate::connections::ConnectionCounter;
 use crate::error::ApiError;
 use crate::live_room::LiveRoom;
 use crate::metrics::Metrics;
+use crate::recording::Recordings;
+use bytes::Bytes;
 
 /// Shared node state (cheap to clone).
 #[derive(Clone)]
@@ -25,20 +27,40 @@ struct Inner {
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
     connections: ConnectionCounter,
+    recordings: Arc<Recordings>,
 }
 
 impl AppState {
-    /// Fresh node state.
+    /// Fresh node state that records nothing.
     pub fn new(config: ServerConfig, shutdown: watch::Receiver<bool>) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let recordings = Recordings::open(None, Bytes::new(), metrics.clone())
+            .expect("no data directory, nothing to open");
+        Self::with_parts(config, shutdown, metrics, Arc::new(recordings))
+    }
+
+    /// Node state around opened recordings.
+    pub fn with_parts(
+        config: ServerConfig,
+        shutdown: watch::Receiver<bool>,
+        metrics: Arc<Metrics>,
+        recordings: Arc<Recordings>,
+    ) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 config,
                 rooms: RwLock::new(HashMap::new()),
-                metrics: Arc::new(Metrics::default()),
+                metrics,
                 shutdown,
                 connections: Default::default(),
+                recordings,
             }),
         }
+    }
+
+    /// The node's recordings.
+    pub fn recordings(&self) -> &Arc<Recordings> {
+        &self.inner.recordings
     }
 
     /// The node's settings.
@@ -66,9 +88,17 @@ impl AppState {
         &self.inner.connections
     }
 
-    /// Creates a room and starts it.
-    pub fn create_room(&self, info: RoomInfo) -> Arc<LiveRoom> {
+    /// Creates a room and starts it; its program is recorded (when the node has a data
+    /// directory), with recording on from the start if `record`.
+    pub fn create_room(&self, info: RoomInfo, record: bool) -> Arc<LiveRoom> {
+        let (id, title, created_at) = (info.id.clone(), info.title.clone(), info.created_at);
         let room = LiveRoom::spawn(info, &self.inner.config, self.inner.metrics.clone());
+        if self.inner.recordings.is_enabled() {
+            let segments = room.hls().subscribe_segments();
+            self.inner
+                .recordings
+                .start(id, title, created_at, record, segments);
+        }
         self.inner.metrics.rooms_created.inc();
         self.inner
             .rooms

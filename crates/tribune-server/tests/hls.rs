@@ -7,11 +7,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tribune_client::{Api, AudioSource, SpeakOptions};
 use tribune_server::RunningServer;
 
@@ -85,26 +84,9 @@ fn part_uris(playlist: &str) -> Vec<String> {
         .collect()
 }
 
-fn ffmpeg_available() -> bool {
-    let found = Command::new("ffmpeg")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    if std::env::var("TRIBUNE_SKIP_FFMPEG").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: ffmpeg not found and TRIBUNE_SKIP_FFMPEG=1");
-        return false;
-    }
-    panic!("ffmpeg is required (apt-get install ffmpeg), or set TRIBUNE_SKIP_FFMPEG=1");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_plays_the_live_playlist_and_hears_the_tone() {
-    if !ffmpeg_available() {
+    if !common::ffmpeg_available() {
         return;
     }
     let (server, room, speaker) = tone_room(20).await;
@@ -190,20 +172,6 @@ async fn blocking_reload_waits_for_the_next_part() {
     server.shutdown().await.unwrap();
 }
 
-/// Sends one raw HTTP/1.1 GET (no client-side path normalization) and returns the status.
-async fn raw_status(server: &RunningServer, path: &str) -> u16 {
-    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        server.addr
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let head = String::from_utf8_lossy(&buf);
-    head.split(' ').nth(1).unwrap().parse().unwrap()
-}
-
 async fn assert_json_error(r: reqwest::Response, status: u16) -> Value {
     assert_eq!(r.status(), status);
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
@@ -250,7 +218,7 @@ async fn bad_and_unknown_requests_are_refused() {
         format!("/hls/{room}/..%2F..%2Fetc%2Fpasswd"),
         format!("/hls/{room}/seg/..%2F..%2Finit.mp4"),
     ] {
-        assert_eq!(raw_status(&server, &path).await, 404, "{path}");
+        assert_eq!(common::raw_status(server.addr, &path).await, 404, "{path}");
     }
     speaker.abort();
     server.shutdown().await.unwrap();

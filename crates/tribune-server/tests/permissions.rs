@@ -31,6 +31,7 @@ const UNTARGETED: &[(Action, &str)] = &[
     (Action::Unblock, "YY.."),
     (Action::ViewModeration, "YY.."),
     (Action::EndRoom, "YY.."),
+    (Action::SetRecording, "Y..."),
     (Action::React, "YYYY"),
     (Action::Speak, "YYY."),
 ];
@@ -227,6 +228,10 @@ impl Fixture {
             }
             Action::ViewModeration => self.send(Method::GET, "/stage", cred, None).await,
             Action::EndRoom => self.send(post, "/end", cred, None).await,
+            Action::SetRecording => {
+                let body = json!({ "enabled": false });
+                self.send(post, "/recording", cred, Some(body)).await
+            }
             Action::React => {
                 let body = json!({ "kind": "clap" });
                 self.send(post, "/reactions", cred, Some(body)).await
@@ -276,7 +281,7 @@ fn the_table_covers_every_action_and_agrees_with_the_core_matrix() {
         let want = if action.is_targeted() { 16 } else { 4 };
         assert_eq!(n, want, "{action:?}");
     }
-    assert_eq!(all.len(), 17 * 4 + 7 * 16);
+    assert_eq!(all.len(), 18 * 4 + 7 * 16);
     for (actor, action, target, mark) in all {
         let core = allowed(actor, action, target);
         match mark {
@@ -302,7 +307,10 @@ fn the_table_covers_every_action_and_agrees_with_the_core_matrix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_and_action_is_allowed_or_refused_over_http() {
+    // Recording on, so the host's switch has a recording to act on.
+    let data = tempfile::tempdir().unwrap();
     let config = ServerConfig {
+        data_dir: Some(data.path().to_path_buf()),
         // Room for a third co-host, so adding or promoting one is not refused by the limit.
         stage_limits: StageLimits {
             max_cohosts: 3,

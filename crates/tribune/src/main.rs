@@ -60,6 +60,15 @@ struct ServeArgs {
     /// Read buffer of each listener WebSocket, bytes: most of what an idle listener costs.
     #[arg(long, default_value_t = 1024)]
     ws_read_buffer: usize,
+    /// Directory for durable data: every room's recording (replay, download, clips).
+    #[arg(long, default_value = "tribune-data", env = "TRIBUNE_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Keep nothing on disk: no recordings (ignores --data-dir).
+    #[arg(long)]
+    no_data: bool,
+    /// Days a recording is kept after its room ended (fractions allowed); 0 keeps it forever.
+    #[arg(long, default_value_t = 0.0)]
+    retention_days: f64,
 }
 
 impl ServeArgs {
@@ -70,6 +79,11 @@ impl ServeArgs {
         if !(256..=1 << 20).contains(&self.ws_read_buffer) {
             bail!("--ws-read-buffer must be between 256 and 1048576 bytes");
         }
+        if !(self.retention_days.is_finite() && (0.0..=36_500.0).contains(&self.retention_days)) {
+            bail!("--retention-days must be between 0 and 36500");
+        }
+        let retention = (self.retention_days > 0.0)
+            .then(|| Duration::from_secs_f64(self.retention_days * 86_400.0));
         let keys = match &self.secret {
             Some(s) if s.len() < 16 => bail!("the secret must be at least 16 characters"),
             Some(s) => Keyring::new("k1", s.as_bytes().to_vec()),
@@ -82,6 +96,8 @@ impl ServeArgs {
             udp_listen: self.udp.unwrap_or(self.listen),
             public_ip: self.public_ip,
             ws_read_buffer_bytes: self.ws_read_buffer,
+            data_dir: (!self.no_data).then(|| self.data_dir.clone()),
+            recording_retention: retention,
             ..ServerConfig::default()
         })
     }

@@ -1,59 +1,15 @@
 //! The `tribune` binary end to end, as an operator and a listener would use it: real processes
 //! talking over loopback.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use common::{free_addr, run_json, tribune, wait_listening, Proc};
+
 use tribune_media::analysis::{band_energy_ratio, dominant_frequency, peaks, rms};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tribune");
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn wait_listening(addr: SocketAddr) {
-    let start = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Kills the child on drop so a failing test never leaves a server behind.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tribune(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args).env("RUST_LOG", "warn");
-    c
-}
-
-fn run_json(args: &[&str]) -> Value {
-    let out = tribune(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn read_wav(path: &std::path::Path) -> Vec<i16> {
     let w = tribune_media::read_wav(&std::fs::read(path).unwrap()).unwrap();
@@ -169,11 +125,8 @@ fn demo_speaks_and_tells_how_to_listen() {
     let stdout = demo.0.stdout.take().unwrap();
     let mut room = None;
     let mut listen_cmd = None;
-    for line in BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .take(12)
-    {
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    for line in lines.by_ref().take(12) {
         if let Some(rest) = line.strip_prefix("room ") {
             room = rest.split_whitespace().next().map(str::to_owned);
         }
@@ -182,6 +135,8 @@ fn demo_speaks_and_tells_how_to_listen() {
             break;
         }
     }
+    // Keep reading, so the demo's later lines never meet a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     let room = room.expect("demo prints the room");
     assert!(listen_cmd.unwrap().contains(&room));
     std::thread::sleep(Duration::from_millis(1500));

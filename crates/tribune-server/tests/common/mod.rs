@@ -228,3 +228,63 @@ pub fn participant<'a>(event: &'a Value, id: &str) -> Option<&'a Value> {
         .iter()
         .find(|p| p["id"].as_str() == Some(id))
 }
+
+/// Whether ffmpeg can run: it is required (scripts/test-all.sh installs it), so a missing
+/// ffmpeg fails the test unless `TRIBUNE_SKIP_FFMPEG=1`.
+pub fn ffmpeg_available() -> bool {
+    let found = std::process::Command::new("ffmpeg")
+        .arg("-version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return true;
+    }
+    if std::env::var("TRIBUNE_SKIP_FFMPEG").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: ffmpeg not found and TRIBUNE_SKIP_FFMPEG=1");
+        return false;
+    }
+    panic!("ffmpeg is required (apt-get install ffmpeg), or set TRIBUNE_SKIP_FFMPEG=1");
+}
+
+/// Decodes `input` (a URL or a file) with ffmpeg to 48 kHz mono samples.
+pub async fn ffmpeg_decode(input: &str) -> Vec<i16> {
+    let input = input.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-v", "error", "-i", &input])
+            .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-"])
+            .output()
+            .expect("run ffmpeg")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// Sends one raw HTTP/1.1 GET (no client-side path normalization): (status, whole response).
+pub async fn raw_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, text)
+}
+
+/// The status of a raw GET of `path`.
+pub async fn raw_status(addr: std::net::SocketAddr, path: &str) -> u16 {
+    raw_get(addr, path).await.0
+}
