@@ -246,9 +246,9 @@ mod tests {
                 }
             }
         }
-        // 17 untargeted actions × 4 roles + 7 targeted × 4 actors × 4 targets.
-        assert_eq!(checked, 17 * 4 + 7 * 16);
-        assert_eq!(allowed_count, 34 + 3 * 3 + 2 * 5 + 1 + 1);
+        // 18 untargeted actions × 4 roles + 7 targeted × 4 actors × 4 targets.
+        assert_eq!(checked, 18 * 4 + 7 * 16);
+        assert_eq!(allowed_count, 35 + 3 * 3 + 2 * 5 + 1 + 1);
     }
 
     #[test]

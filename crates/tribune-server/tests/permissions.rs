@@ -359,7 +359,7 @@ async fn every_role_and_action_is_allowed_or_refused_over_http() {
         failures.len(),
         failures.join("\n")
     );
-    // 34 untargeted + 21 targeted pairs allowed, and 2 self mutes through the targeted path.
-    assert_eq!(allowed_seen, 34 + 21 + 2);
+    // 35 untargeted + 21 targeted pairs allowed, and 2 self mutes through the targeted path.
+    assert_eq!(allowed_seen, 35 + 21 + 2);
     server.shutdown().await.unwrap();
 }
