@@ -2,6 +2,7 @@
 //! fan-out ring that every listener connection reads the program track from, roles and
 //! permissions, the stage roster, and aggregated reactions.
 
+pub mod admission;
 pub mod ids;
 pub mod permissions;
 pub mod reactions;
@@ -16,7 +17,7 @@ pub use reactions::{ReactionKind, Reactions, Reactor};
 pub use ring::{Frame, Ring, RingRead};
 pub use room::{RoomError, RoomInfo, RoomState};
 pub use stage::{Roster, StageError, StageLimits};
-pub use token::{Claims, Keyring, TokenError, TokenKind};
+pub use token::{Claims, Keyring, SignedPayload, TokenError, TokenKind};
 
 /// Microseconds since the Unix epoch: the clock that capture timestamps use.
 pub fn unix_micros() -> u64 {

@@ -1,0 +1,378 @@
+//! The admission gate of one node: a listener capacity, an admission rate, and a FIFO waiting
+//! room made of counters (a bakery's ticket roll and "now serving" display).
+//!
+//! - `issued`: queue numbers handed out so far; a new arrival that cannot enter now gets the
+//!   next one, in a signed queue ticket (the node keeps no list of who waits).
+//! - `serving`: every number below it has been called. [`Gate::tick`] calls the next numbers
+//!   while the rate and the capacity allow, so a caller's position is `number − serving + 1`,
+//!   which can only go down.
+//! - Called numbers whose holders have not come back yet are *promised* seats: they count
+//!   against the capacity for [`GateConfig::call_hold_s`] seconds, then lapse (an abandoned
+//!   place in the queue must not hold a seat forever). They are kept as counts per second in a
+//!   small ring, so memory does not grow with the queue.
+
+use super::bucket::TokenBucket;
+
+/// Microseconds per second.
+const US: u64 = 1_000_000;
+/// Longest promise hold, in seconds (the size of the ring of per-second counts).
+pub const MAX_CALL_HOLD_S: usize = 60;
+
+/// Settings of a gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateConfig {
+    /// Most listeners the node holds.
+    pub max_listeners: u64,
+    /// New admissions per second.
+    pub join_rate: u32,
+    /// Admissions that may happen at once after a quiet period.
+    pub join_burst: u32,
+    /// How long a called number keeps its seat while its holder comes back (seconds).
+    pub call_hold_s: u32,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            max_listeners: 100_000,
+            join_rate: 1_000,
+            join_burst: 1_000,
+            call_hold_s: 10,
+        }
+    }
+}
+
+/// What to tell a joining listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// In: issue a listen ticket.
+    Admit,
+    /// Wait: hold queue number `number`, now at `position` (1 = next), expected in `eta_s`.
+    Queue {
+        /// The queue number (kept in the signed queue ticket).
+        number: u64,
+        /// Position in the queue, 1 = next.
+        position: u64,
+        /// Seconds until admission at the current rate (a promise, not a guarantee).
+        eta_s: u64,
+    },
+}
+
+/// Counters of a gate, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GateStats {
+    /// Queue numbers handed out.
+    pub issued: u64,
+    /// Numbers called.
+    pub serving: u64,
+    /// Called numbers whose seat is still held.
+    pub promised: u64,
+    /// Listeners admitted (directly or from the queue).
+    pub admitted: u64,
+    /// Promises that lapsed (their holder never came back in time).
+    pub lapsed: u64,
+}
+
+/// The gate (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Gate {
+    config: GateConfig,
+    bucket: TokenBucket,
+    issued: u64,
+    serving: u64,
+    /// Promised seats called in each of the last `call_hold_s` seconds, by second.
+    promises: [u32; MAX_CALL_HOLD_S],
+    /// The second `promises` was last advanced to.
+    promise_second: u64,
+    promised: u64,
+    admitted: u64,
+    lapsed: u64,
+}
+
+impl Gate {
+    /// A gate with an empty queue at time `now_us`.
+    pub fn new(config: GateConfig, now_us: u64) -> Self {
+        let config = GateConfig {
+            call_hold_s: config.call_hold_s.clamp(1, MAX_CALL_HOLD_S as u32),
+            ..config
+        };
+        Gate {
+            config,
+            bucket: TokenBucket::new(config.join_rate, config.join_burst, now_us),
+            issued: 0,
+            serving: 0,
+            promises: [0; MAX_CALL_HOLD_S],
+            promise_second: now_us / US,
+            promised: 0,
+            admitted: 0,
+            lapsed: 0,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &GateConfig {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> GateStats {
+        GateStats {
+            issued: self.issued,
+            serving: self.serving,
+            promised: self.promised,
+            admitted: self.admitted,
+            lapsed: self.lapsed,
+        }
+    }
+
+    /// How many wait (numbers issued and not yet called).
+    pub fn waiting(&self) -> u64 {
+        self.issued - self.serving
+    }
+
+    /// Lets promises older than the hold lapse.
+    fn expire(&mut self, now_us: u64) {
+        let second = now_us / US;
+        let hold = u64::from(self.config.call_hold_s);
+        if second <= self.promise_second {
+            return;
+        }
+        // Every second that passed drops the bucket that is now `hold` seconds old.
+        let steps = (second - self.promise_second).min(hold);
+        for i in 1..=steps {
+            let slot = ((self.promise_second + i) % hold) as usize;
+            let n = u64::from(std::mem::take(&mut self.promises[slot]));
+            self.promised -= n;
+            self.lapsed += n;
+        }
+        self.promise_second = second;
+    }
+
+    fn promise(&mut self) {
+        let slot = (self.promise_second % u64::from(self.config.call_hold_s)) as usize;
+        self.promises[slot] += 1;
+        self.promised += 1;
+    }
+
+    /// A promised holder came back: release its promise (the oldest first, as the numbers were
+    /// called in order).
+    fn redeem(&mut self) {
+        if self.promised == 0 {
+            return;
+        }
+        let hold = u64::from(self.config.call_hold_s);
+        for age in (0..hold).rev() {
+            let slot = ((self.promise_second + hold - age) % hold) as usize;
+            if self.promises[slot] > 0 {
+                self.promises[slot] -= 1;
+                self.promised -= 1;
+                return;
+            }
+        }
+    }
+
+    fn has_room(&self, listeners: u64) -> bool {
+        listeners.saturating_add(self.promised) < self.config.max_listeners
+    }
+
+    /// Calls the next numbers while the rate and the capacity allow. Call it before each
+    /// decision and now and then (every 100 ms) so the queue moves without arrivals.
+    pub fn tick(&mut self, now_us: u64, listeners: u64) {
+        self.expire(now_us);
+        while self.serving < self.issued && self.has_room(listeners) {
+            if !self.bucket.try_take(now_us) {
+                break;
+            }
+            self.serving += 1;
+            self.promise();
+        }
+    }
+
+    /// A fresh join (no queue ticket) with `listeners` connected now.
+    pub fn join(&mut self, now_us: u64, listeners: u64) -> Decision {
+        self.tick(now_us, listeners);
+        // Nobody waits, there is room and a token: straight in. Otherwise behind the others.
+        if self.serving == self.issued && self.has_room(listeners) && self.bucket.try_take(now_us) {
+            self.admitted += 1;
+            return Decision::Admit;
+        }
+        let number = self.issued;
+        self.issued += 1;
+        self.tick(now_us, listeners);
+        self.decide_number(now_us, listeners, number)
+    }
+
+    /// A return with queue number `number` (from a verified queue ticket).
+    pub fn rejoin(&mut self, now_us: u64, listeners: u64, number: u64) -> Decision {
+        self.tick(now_us, listeners);
+        if number >= self.issued {
+            // A number this gate never issued (the node restarted, or another node's ticket):
+            // a fresh place at the back rather than a refusal.
+            return self.join(now_us, listeners);
+        }
+        self.decide_number(now_us, listeners, number)
+    }
+
+    fn decide_number(&mut self, now_us: u64, listeners: u64, number: u64) -> Decision {
+        if number < self.serving {
+            // Called: its seat is promised (or, if the promise lapsed, taken if free).
+            let promised = self.promised > 0;
+            if promised || self.has_room(listeners) {
+                if promised {
+                    self.redeem();
+                }
+                if listeners < self.config.max_listeners {
+                    self.admitted += 1;
+                    return Decision::Admit;
+                }
+            }
+            return Decision::Queue {
+                number,
+                position: 1,
+                eta_s: self.eta_s(now_us, 1),
+            };
+        }
+        let position = number - self.serving + 1;
+        Decision::Queue {
+            number,
+            position,
+            eta_s: self.eta_s(now_us, position),
+        }
+    }
+
+    /// Seconds until `position` is called at the admission rate.
+    fn eta_s(&mut self, now_us: u64, position: u64) -> u64 {
+        let rate = u64::from(self.config.join_rate.max(1));
+        let first = self.bucket.wait_us(now_us).unwrap_or(US);
+        (first + (position.saturating_sub(1)) * US / rate).div_ceil(US)
+    }
+
+    /// A listener resuming with a valid listen ticket: in, whatever the queue (it was in).
+    pub fn resume(&mut self) -> Decision {
+        self.admitted += 1;
+        Decision::Admit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(max: u64, rate: u32) -> Gate {
+        Gate::new(
+            GateConfig {
+                max_listeners: max,
+                join_rate: rate,
+                join_burst: rate,
+                call_hold_s: 5,
+            },
+            0,
+        )
+    }
+
+    fn queued(d: Decision) -> (u64, u64) {
+        match d {
+            Decision::Queue {
+                number, position, ..
+            } => (number, position),
+            Decision::Admit => panic!("admitted"),
+        }
+    }
+
+    #[test]
+    fn below_capacity_and_rate_everyone_enters() {
+        let mut g = gate(100, 10);
+        for i in 0..10 {
+            assert_eq!(g.join(0, i), Decision::Admit);
+        }
+        // The 11th in the same instant is over the rate: queued first in line.
+        assert_eq!(queued(g.join(0, 10)), (0, 1));
+        assert_eq!(g.stats().admitted, 10);
+    }
+
+    #[test]
+    fn beyond_capacity_joins_queue_in_order_and_enter_as_seats_free() {
+        let mut g = gate(3, 1000);
+        let mut listeners = 0;
+        for _ in 0..3 {
+            assert_eq!(g.join(0, listeners), Decision::Admit);
+            listeners += 1;
+        }
+        let tickets: Vec<(u64, u64)> = (0..5).map(|_| queued(g.join(0, listeners))).collect();
+        assert_eq!(tickets, vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]);
+        // Positions never go up while nothing frees.
+        let mut last = [1, 2, 3, 4, 5];
+        for t in 1..5 {
+            for (i, (number, _)) in tickets.iter().enumerate() {
+                let (_, p) = queued(g.rejoin(t * US, listeners, *number));
+                assert!(p <= last[i]);
+                last[i] = p;
+            }
+        }
+        // Two listeners leave: the first two numbers are called, in order; the third waits.
+        listeners -= 2;
+        g.tick(5 * US, listeners);
+        assert_eq!(g.stats().serving, 2);
+        assert_eq!(queued(g.rejoin(5 * US, listeners, 2)), (2, 1));
+        assert_eq!(g.rejoin(5 * US, listeners, 1), Decision::Admit);
+        listeners += 1;
+        assert_eq!(g.rejoin(5 * US, listeners, 0), Decision::Admit);
+        listeners += 1;
+        assert_eq!(listeners, 3);
+        // A fresh join now goes behind number 4.
+        assert_eq!(queued(g.join(5 * US, listeners)), (5, 4));
+    }
+
+    #[test]
+    fn the_rate_paces_admissions_from_the_queue() {
+        let mut g = gate(1_000_000, 10);
+        // 10 straight in, then 40 queued.
+        let mut numbers = Vec::new();
+        for _ in 0..50 {
+            if let Decision::Queue { number, .. } = g.join(0, 0) {
+                numbers.push(number);
+            }
+        }
+        assert_eq!(numbers.len(), 40);
+        // ETA of the last one: 40 places at 10/s.
+        match g.rejoin(0, 0, 39) {
+            Decision::Queue { eta_s, .. } => assert_eq!(eta_s, 4),
+            d => panic!("{d:?}"),
+        }
+        // Ticked every 100 ms for 2 s: 20 have been called; the 21st still waits.
+        for i in 1..=20 {
+            g.tick(i * US / 10, 10);
+        }
+        assert_eq!(g.stats().serving, 20);
+        assert_eq!(g.rejoin(2 * US, 10, 19), Decision::Admit);
+        assert_eq!(queued(g.rejoin(2 * US, 11, 20)).1, 1);
+    }
+
+    #[test]
+    fn unclaimed_promises_lapse_and_free_their_seats() {
+        let mut g = gate(2, 1000);
+        assert_eq!(g.join(0, 0), Decision::Admit);
+        assert_eq!(g.join(0, 1), Decision::Admit);
+        let (n, _) = queued(g.join(0, 2));
+        // A seat frees; number n is called and its seat promised.
+        g.tick(US, 1);
+        assert_eq!(g.stats().promised, 1);
+        // Meanwhile a fresh join may not take the promised seat.
+        assert!(matches!(g.join(US, 1), Decision::Queue { .. }));
+        // The holder never comes back: after the hold, the promise lapses and the next number
+        // is called.
+        g.tick(7 * US, 1);
+        let s = g.stats();
+        assert_eq!((s.lapsed, s.serving, s.promised), (1, 2, 1));
+        // A lapsed holder that comes back late still enters if a seat is free.
+        assert_eq!(g.rejoin(7 * US, 0, n), Decision::Admit);
+    }
+
+    #[test]
+    fn unknown_numbers_go_to_the_back_and_resumes_skip_the_queue() {
+        let mut g = gate(1, 1000);
+        assert_eq!(g.join(0, 0), Decision::Admit);
+        assert_eq!(queued(g.rejoin(0, 1, 999)), (0, 1));
+        assert_eq!(g.resume(), Decision::Admit);
+    }
+}

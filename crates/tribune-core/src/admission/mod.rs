@@ -1,0 +1,13 @@
+//! Admission control, free of I/O: the gate (capacity, admission rate, and a FIFO waiting room
+//! made of counters), signed queue tickets, and proof of work for joins under attack.
+//! The server calls these with the clock and its listener count; see ARCHITECTURE §5.
+
+mod bucket;
+mod gate;
+mod pow;
+mod ticket;
+
+pub use bucket::TokenBucket;
+pub use gate::{Decision, Gate, GateConfig, GateStats, MAX_CALL_HOLD_S};
+pub use pow::{solve, work_bits, AttackMeter, PowChallenge, PowError, ReplayGuard, MAX_BITS};
+pub use ticket::QueueTicket;
