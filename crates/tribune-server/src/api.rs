@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tribune_core::{
-    unix_micros, Action, Claims, ListenerId, ParticipantId, Role, RoomInfo, RoomState, TokenKind,
+    unix_micros, Action, Claims, ParticipantId, Role, RoomInfo, RoomState, TokenKind,
 };
 
 use crate::error::ApiError;
@@ -195,74 +195,6 @@ pub(crate) fn optional_json<T: serde::de::DeserializeOwned + Default>(
         return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
-}
-
-/// Body of `POST /api/rooms/{id}/join` (all optional).
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Join {}
-
-/// `POST /api/rooms/{id}/join`: admits a listener with a signed ticket.
-pub async fn join(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let result = match body {
-        Ok(body) => join_inner(&app, &id, &headers, &body),
-        Err(e) => Err(e.into()),
-    };
-    match &result {
-        Ok(_) => app.metrics().joins_admitted.inc(),
-        Err(_) => app.metrics().joins_refused.inc(),
-    }
-    result
-}
-
-fn join_inner(
-    app: &AppState,
-    id: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Json<Value>, ApiError> {
-    if *app.shutdown().borrow() {
-        return Err(ApiError::Unavailable);
-    }
-    let room = app.room(id)?;
-    let _: Join = optional_json(body)?;
-    if room.info().state == RoomState::Ended {
-        return Err(ApiError::RoomEnded);
-    }
-    let listener = ListenerId::random();
-    let exp = now_s() + app.config().ticket_ttl.as_secs();
-    let ticket = app.keys().sign(&Claims {
-        kid: String::new(),
-        kind: TokenKind::Listen,
-        room: room.id.clone(),
-        role: Role::Listener,
-        sub: listener.0,
-        exp,
-    });
-    let path = format!("/api/rooms/{}/listen?ticket={}", room.id, ticket);
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let listen_url = match host {
-        Some(host) => format!("ws://{host}{path}"),
-        None => path,
-    };
-    let hls_path = format!("/hls/{}/live.m3u8", room.id);
-    let hls_url = match host {
-        Some(host) => format!("http://{host}{hls_path}"),
-        None => hls_path,
-    };
-    Ok(Json(json!({
-        "ticket": ticket,
-        "listener_id": listener.0,
-        "listen_url": listen_url,
-        "hls_url": hls_url,
-        "expires_at": exp,
-        "seq": room.head().0,
-    })))
 }
 
 /// `GET /healthz`.

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tribune_core::reactions::ReactionLimits;
+
+use crate::admission::AdmissionConfig;
 use tribune_core::{Keyring, StageLimits};
 
 /// How a node runs; every field has a sensible default.
@@ -48,6 +50,8 @@ pub struct ServerConfig {
     pub whip_idle_timeout: Duration,
     /// Most WHIP sessions open at once on this node (more are answered 503).
     pub whip_max_sessions: usize,
+    /// Capacity, admission rate, waiting room and proof-of-work settings.
+    pub admission: AdmissionConfig,
     /// Where durable data lives (recordings); `None` keeps nothing on disk.
     pub data_dir: Option<PathBuf>,
     /// How long a recording is kept after its room ended; `None` keeps it forever.
@@ -75,6 +79,7 @@ impl Default for ServerConfig {
             public_ip: None,
             whip_idle_timeout: Duration::from_secs(30),
             whip_max_sessions: 1000,
+            admission: AdmissionConfig::default(),
             data_dir: None,
             recording_retention: None,
         }

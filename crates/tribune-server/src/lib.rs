@@ -1,12 +1,14 @@
 //! Tribune's I/O layer: the HTTP API, WebSocket listen and speak, the per-room mixer tasks,
 //! metrics, and graceful shutdown. Protocol logic lives in `tribune-core` and `tribune-media`.
 
+pub mod admission;
 pub mod api;
 pub mod close;
 pub mod config;
 pub mod connections;
 pub mod error;
 pub mod hls;
+pub mod join;
 pub mod listen;
 pub mod live_room;
 pub mod metrics;
@@ -43,7 +45,7 @@ pub fn router(app: AppState) -> Router {
         .route("/api/rooms", post(api::create_room).get(api::list_rooms))
         .route("/api/rooms/{id}", get(api::get_room))
         .route("/api/rooms/{id}/end", post(api::end_room))
-        .route("/api/rooms/{id}/join", post(api::join))
+        .route("/api/rooms/{id}/join", post(join::join))
         .route("/api/rooms/{id}/speakers", post(api::add_speaker))
         .route("/api/rooms/{id}/listen", get(listen::listen))
         .route("/api/rooms/{id}/speak", get(speak::speak))

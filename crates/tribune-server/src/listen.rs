@@ -72,6 +72,8 @@ async fn run(
     let _conn = app.connections().track();
     let metrics = app.metrics().clone();
     let _presence = room.listener_guard(metrics.clone());
+    // Counted among the listeners now: the seat held since its admission is released.
+    app.admission().connected();
     let mut batches = room.subscribe_batches();
     let mut snapshots = room.subscribe_snapshots();
     let mut shutdown = app.shutdown();

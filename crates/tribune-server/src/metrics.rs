@@ -57,8 +57,16 @@ pub struct Metrics {
     pub rooms_created: Counter,
     /// Join requests answered with a ticket.
     pub joins_admitted: Counter,
-    /// Join requests refused (unknown room, ended room, bad body).
+    /// Join requests refused (unknown room, ended room, bad body, bad ticket or proof).
     pub joins_refused: Counter,
+    /// Join requests answered with a place in the waiting room (202).
+    pub joins_queued: Counter,
+    /// Proof-of-work challenges handed out.
+    pub pow_challenges: Counter,
+    /// Solved challenges accepted.
+    pub pow_accepted: Counter,
+    /// Wrong, replayed, forged or expired solutions.
+    pub pow_refused: Counter,
     /// Audio frames written to listeners (summed over listeners).
     pub frames_sent: Counter,
     /// WebSocket messages (writes) sent to listeners.
@@ -161,6 +169,30 @@ impl Metrics {
             "counter",
             "Joins refused.",
             self.joins_refused.get(),
+        );
+        put(
+            "joins_queued_total",
+            "counter",
+            "Joins answered with a place in the waiting room.",
+            self.joins_queued.get(),
+        );
+        put(
+            "pow_challenges_total",
+            "counter",
+            "Proof-of-work challenges handed out.",
+            self.pow_challenges.get(),
+        );
+        put(
+            "pow_accepted_total",
+            "counter",
+            "Solved proof-of-work challenges accepted.",
+            self.pow_accepted.get(),
+        );
+        put(
+            "pow_refused_total",
+            "counter",
+            "Proof-of-work solutions refused.",
+            self.pow_refused.get(),
         );
         put(
             "frames_sent_total",

@@ -7,6 +7,7 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 use tribune_core::{Claims, Keyring, Role, RoomId, RoomInfo, TokenKind};
 
+use crate::admission::Admission;
 use crate::config::ServerConfig;
 use crate::connections::ConnectionCounter;
 use crate::error::ApiError;
@@ -28,6 +29,7 @@ struct Inner {
     shutdown: watch::Receiver<bool>,
     connections: ConnectionCounter,
     recordings: Arc<Recordings>,
+    admission: Admission,
 }
 
 impl AppState {
@@ -46,8 +48,10 @@ impl AppState {
         metrics: Arc<Metrics>,
         recordings: Arc<Recordings>,
     ) -> Self {
+        let admission = Admission::new(config.admission);
         AppState {
             inner: Arc::new(Inner {
+                admission,
                 config,
                 rooms: RwLock::new(HashMap::new()),
                 metrics,
@@ -56,6 +60,11 @@ impl AppState {
                 recordings,
             }),
         }
+    }
+
+    /// The node's admission state (capacity, waiting room, proof of work).
+    pub fn admission(&self) -> &Admission {
+        &self.inner.admission
     }
 
     /// The node's recordings.

@@ -12,11 +12,10 @@
 //!   small ring, so memory does not grow with the queue.
 
 use super::bucket::TokenBucket;
+use super::holds::Holds;
 
 /// Microseconds per second.
 const US: u64 = 1_000_000;
-/// Longest promise hold, in seconds (the size of the ring of per-second counts).
-pub const MAX_CALL_HOLD_S: usize = 60;
 
 /// Settings of a gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,15 +28,18 @@ pub struct GateConfig {
     pub join_burst: u32,
     /// How long a called number keeps its seat while its holder comes back (seconds).
     pub call_hold_s: u32,
+    /// How long an admitted listener's seat is held for it to connect (seconds).
+    pub connect_hold_s: u32,
 }
 
 impl Default for GateConfig {
     fn default() -> Self {
         GateConfig {
             max_listeners: 100_000,
-            join_rate: 1_000,
-            join_burst: 1_000,
+            join_rate: 5_000,
+            join_burst: 5_000,
             call_hold_s: 10,
+            connect_hold_s: 5,
         }
     }
 }
@@ -67,6 +69,8 @@ pub struct GateStats {
     pub serving: u64,
     /// Called numbers whose seat is still held.
     pub promised: u64,
+    /// Admitted listeners not connected yet.
+    pub pending: u64,
     /// Listeners admitted (directly or from the queue).
     pub admitted: u64,
     /// Promises that lapsed (their holder never came back in time).
@@ -80,32 +84,24 @@ pub struct Gate {
     bucket: TokenBucket,
     issued: u64,
     serving: u64,
-    /// Promised seats called in each of the last `call_hold_s` seconds, by second.
-    promises: [u32; MAX_CALL_HOLD_S],
-    /// The second `promises` was last advanced to.
-    promise_second: u64,
-    promised: u64,
+    /// Seats promised to called numbers whose holders have not come back yet.
+    called: Holds,
+    /// Seats of listeners admitted but not yet connected (released by [`Gate::connected`]).
+    admitted_pending: Holds,
     admitted: u64,
-    lapsed: u64,
 }
 
 impl Gate {
     /// A gate with an empty queue at time `now_us`.
     pub fn new(config: GateConfig, now_us: u64) -> Self {
-        let config = GateConfig {
-            call_hold_s: config.call_hold_s.clamp(1, MAX_CALL_HOLD_S as u32),
-            ..config
-        };
         Gate {
             config,
             bucket: TokenBucket::new(config.join_rate, config.join_burst, now_us),
             issued: 0,
             serving: 0,
-            promises: [0; MAX_CALL_HOLD_S],
-            promise_second: now_us / US,
-            promised: 0,
+            called: Holds::new(config.call_hold_s, now_us),
+            admitted_pending: Holds::new(config.connect_hold_s, now_us),
             admitted: 0,
-            lapsed: 0,
         }
     }
 
@@ -119,9 +115,10 @@ impl Gate {
         GateStats {
             issued: self.issued,
             serving: self.serving,
-            promised: self.promised,
+            promised: self.called.total(),
+            pending: self.admitted_pending.total(),
             admitted: self.admitted,
-            lapsed: self.lapsed,
+            lapsed: self.called.lapsed(),
         }
     }
 
@@ -130,49 +127,28 @@ impl Gate {
         self.issued - self.serving
     }
 
-    /// Lets promises older than the hold lapse.
     fn expire(&mut self, now_us: u64) {
-        let second = now_us / US;
-        let hold = u64::from(self.config.call_hold_s);
-        if second <= self.promise_second {
-            return;
-        }
-        // Every second that passed drops the bucket that is now `hold` seconds old.
-        let steps = (second - self.promise_second).min(hold);
-        for i in 1..=steps {
-            let slot = ((self.promise_second + i) % hold) as usize;
-            let n = u64::from(std::mem::take(&mut self.promises[slot]));
-            self.promised -= n;
-            self.lapsed += n;
-        }
-        self.promise_second = second;
+        self.called.advance(now_us);
+        self.admitted_pending.advance(now_us);
     }
 
-    fn promise(&mut self) {
-        let slot = (self.promise_second % u64::from(self.config.call_hold_s)) as usize;
-        self.promises[slot] += 1;
-        self.promised += 1;
+    /// A listener admitted here connected: its seat is now counted among the listeners.
+    pub fn connected(&mut self, now_us: u64) {
+        self.admitted_pending.advance(now_us);
+        self.admitted_pending.release();
     }
 
-    /// A promised holder came back: release its promise (the oldest first, as the numbers were
-    /// called in order).
-    fn redeem(&mut self) {
-        if self.promised == 0 {
-            return;
-        }
-        let hold = u64::from(self.config.call_hold_s);
-        for age in (0..hold).rev() {
-            let slot = ((self.promise_second + hold - age) % hold) as usize;
-            if self.promises[slot] > 0 {
-                self.promises[slot] -= 1;
-                self.promised -= 1;
-                return;
-            }
-        }
+    fn admit(&mut self) -> Decision {
+        self.admitted += 1;
+        self.admitted_pending.hold();
+        Decision::Admit
     }
 
     fn has_room(&self, listeners: u64) -> bool {
-        listeners.saturating_add(self.promised) < self.config.max_listeners
+        listeners
+            .saturating_add(self.called.total())
+            .saturating_add(self.admitted_pending.total())
+            < self.config.max_listeners
     }
 
     /// Calls the next numbers while the rate and the capacity allow. Call it before each
@@ -184,7 +160,7 @@ impl Gate {
                 break;
             }
             self.serving += 1;
-            self.promise();
+            self.called.hold();
         }
     }
 
@@ -193,8 +169,7 @@ impl Gate {
         self.tick(now_us, listeners);
         // Nobody waits, there is room and a token: straight in. Otherwise behind the others.
         if self.serving == self.issued && self.has_room(listeners) && self.bucket.try_take(now_us) {
-            self.admitted += 1;
-            return Decision::Admit;
+            return self.admit();
         }
         let number = self.issued;
         self.issued += 1;
@@ -216,15 +191,8 @@ impl Gate {
     fn decide_number(&mut self, now_us: u64, listeners: u64, number: u64) -> Decision {
         if number < self.serving {
             // Called: its seat is promised (or, if the promise lapsed, taken if free).
-            let promised = self.promised > 0;
-            if promised || self.has_room(listeners) {
-                if promised {
-                    self.redeem();
-                }
-                if listeners < self.config.max_listeners {
-                    self.admitted += 1;
-                    return Decision::Admit;
-                }
+            if self.called.release() || self.has_room(listeners) {
+                return self.admit();
             }
             return Decision::Queue {
                 number,
@@ -249,8 +217,7 @@ impl Gate {
 
     /// A listener resuming with a valid listen ticket: in, whatever the queue (it was in).
     pub fn resume(&mut self) -> Decision {
-        self.admitted += 1;
-        Decision::Admit
+        self.admit()
     }
 }
 
@@ -265,6 +232,7 @@ mod tests {
                 join_rate: rate,
                 join_burst: rate,
                 call_hold_s: 5,
+                connect_hold_s: 5,
             },
             0,
         )
@@ -296,6 +264,8 @@ mod tests {
         let mut listeners = 0;
         for _ in 0..3 {
             assert_eq!(g.join(0, listeners), Decision::Admit);
+            // Not counted twice once connected.
+            g.connected(0);
             listeners += 1;
         }
         let tickets: Vec<(u64, u64)> = (0..5).map(|_| queued(g.join(0, listeners))).collect();
@@ -315,8 +285,10 @@ mod tests {
         assert_eq!(g.stats().serving, 2);
         assert_eq!(queued(g.rejoin(5 * US, listeners, 2)), (2, 1));
         assert_eq!(g.rejoin(5 * US, listeners, 1), Decision::Admit);
+        g.connected(5 * US);
         listeners += 1;
         assert_eq!(g.rejoin(5 * US, listeners, 0), Decision::Admit);
+        g.connected(5 * US);
         listeners += 1;
         assert_eq!(listeners, 3);
         // A fresh join now goes behind number 4.
@@ -352,7 +324,9 @@ mod tests {
     fn unclaimed_promises_lapse_and_free_their_seats() {
         let mut g = gate(2, 1000);
         assert_eq!(g.join(0, 0), Decision::Admit);
+        g.connected(0);
         assert_eq!(g.join(0, 1), Decision::Admit);
+        g.connected(0);
         let (n, _) = queued(g.join(0, 2));
         // A seat frees; number n is called and its seat promised.
         g.tick(US, 1);
@@ -372,7 +346,15 @@ mod tests {
     fn unknown_numbers_go_to_the_back_and_resumes_skip_the_queue() {
         let mut g = gate(1, 1000);
         assert_eq!(g.join(0, 0), Decision::Admit);
-        assert_eq!(queued(g.rejoin(0, 1, 999)), (0, 1));
+        // Admitted but not connected yet: its seat is held, so the next one waits.
+        assert_eq!(queued(g.join(0, 0)), (0, 1));
+        g.connected(0);
+        assert_eq!(queued(g.rejoin(0, 1, 999)), (1, 2));
+        // Never connected: the held seat lapses after the hold.
+        let mut g = gate(1, 1000);
+        assert_eq!(g.join(0, 0), Decision::Admit);
+        g.tick(6 * US, 0);
+        assert_eq!(g.stats().pending, 0);
         assert_eq!(g.resume(), Decision::Admit);
     }
 }

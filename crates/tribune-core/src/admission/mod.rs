@@ -4,10 +4,12 @@
 
 mod bucket;
 mod gate;
+mod holds;
 mod pow;
 mod ticket;
 
 pub use bucket::TokenBucket;
-pub use gate::{Decision, Gate, GateConfig, GateStats, MAX_CALL_HOLD_S};
+pub use gate::{Decision, Gate, GateConfig, GateStats};
+pub use holds::{Holds, MAX_HOLD_S};
 pub use pow::{solve, work_bits, AttackMeter, PowChallenge, PowError, ReplayGuard, MAX_BITS};
 pub use ticket::QueueTicket;
