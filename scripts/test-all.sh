@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests need: Debian's Chromium for the browser tests, ffmpeg to play LL-HLS.
-need=(chromium ffmpeg)
+need=(chromium ffmpeg nginx)
 if ((${#need[@]})); then
   missing=()
   for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
