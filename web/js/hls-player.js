@@ -106,7 +106,7 @@ export class HlsPlayer extends EventTarget {
   watchMedia() {
     const a = this.audio;
     a.addEventListener('playing', () => {
-      this.backoff?.reset();
+      this.liveSince = Date.now();
       this.setState('live');
     });
     // The buffer ran dry: the audio stopped until more arrives, which is what a listener
@@ -119,7 +119,8 @@ export class HlsPlayer extends EventTarget {
     // The playlist got EXT-X-ENDLIST (the room ended) and everything in it was played.
     a.addEventListener('ended', () => this.setState('ended'));
     a.addEventListener('error', () => {
-      if (this.engine === 'native') this.retry();
+      // (Emptying the element in detach() reports an error too: not one to retry.)
+      if (this.engine === 'native' && a.getAttribute('src')) this.retry();
     });
   }
 
@@ -140,6 +141,10 @@ export class HlsPlayer extends EventTarget {
     this.stats.reconnects += 1;
     this.setState('reconnecting');
     this.backoff ??= new Backoff();
+    // Back off afresh only after a spell of good playback: a player that fails right after
+    // 'playing' (Chromium's own HLS player does, on our fMP4 Opus) must not retry in a tight loop.
+    if (this.liveSince && Date.now() - this.liveSince > 5000) this.backoff.reset();
+    this.liveSince = 0;
     this.detach();
     await sleep(this.backoff.next());
     this.retrying = false;
