@@ -2,14 +2,17 @@
 // Debian's Chromium with a fake microphone playing a WAV, and screenshots as artifacts.
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const ARTIFACTS = join(ROOT, 'test-artifacts');
-const BIN = process.env.TRIBUNE_BIN || join(ROOT, 'target/debug/tribune');
+// The binary under test: TRIBUNE_BIN, else the debug build in CARGO_TARGET_DIR (or ./target).
+export const BIN = process.env.TRIBUNE_BIN ||
+  join(resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target'), 'debug/tribune');
 
 export async function freePort() {
   return new Promise((ok, fail) => {
@@ -22,13 +25,13 @@ export async function freePort() {
   });
 }
 
-/** Starts `tribune serve`; resolves once it answers /healthz. */
-export async function startServer() {
+/** Starts `tribune serve` (with extra environment `env`); resolves once it answers /healthz. */
+export async function startServer({ env = {} } = {}) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`], {
     stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', ...env },
   });
   const deadline = Date.now() + 15000;
   for (;;) {
@@ -103,4 +106,40 @@ export async function api(url, method, path, body, token) {
   const data = await r.json();
   if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(data)}`);
   return data;
+}
+
+/** The hls.js source pinned in web/room.html's <meta name="tribune-hlsjs">: {url, integrity, file}. */
+export function pinnedHlsJs() {
+  const html = readFileSync(join(ROOT, 'web/room.html'), 'utf8');
+  const m = html.match(/<meta name="tribune-hlsjs" content="([^"]+)" data-integrity="([^"]+)">/);
+  if (!m) throw new Error('web/room.html has no hls.js <meta>');
+  const [, url, integrity] = m;
+  return { url, integrity, file: url.split('/').pop(), version: url.match(/hls\.js@([^/]+)/)[1] };
+}
+
+/** The bytes of dist/FILE of the hls.js devDependency, and their SRI hash. */
+export function localHlsJs(file) {
+  const body = readFileSync(join(import.meta.dirname, 'node_modules/hls.js/dist', file));
+  return { body, integrity: `sha384-${createHash('sha384').update(body).digest('base64')}` };
+}
+
+/**
+ * Serves `url` (the CDN, which the tests cannot reach) from the hls.js devDependency, or from
+ * `body` if given, to every page of `context`. The page's SRI check then proves the bytes are
+ * the pinned ones. Returns a counter of requests served.
+ */
+export async function routeHlsJs(context, url = pinnedHlsJs().url, body = null) {
+  const served = { count: 0 };
+  const bytes = body || localHlsJs(url.split('/').pop()).body;
+  await context.route(url, (route) => {
+    served.count += 1;
+    // CORS as jsDelivr answers: a crossorigin="anonymous" script with integrity needs it.
+    route.fulfill({
+      status: 200,
+      contentType: 'application/javascript; charset=utf-8',
+      headers: { 'access-control-allow-origin': '*' },
+      body: bytes,
+    });
+  });
+  return served;
 }

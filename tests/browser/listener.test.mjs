@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { api, ARTIFACTS, launchBrowser, ROOT, screenshot, startServer, toneWav } from './harness.mjs';
+import { api, ARTIFACTS, BIN, launchBrowser, screenshot, startServer, toneWav } from './harness.mjs';
 
 let server;
 let browser;
@@ -23,7 +23,7 @@ after(async () => {
 test('listener page decodes a CLI speaker\'s 440 Hz tone', async () => {
   const room = await api(server.url, 'POST', '/api/rooms', { title: 'Browser listen test' });
   const speaker = spawn(
-    process.env.TRIBUNE_BIN || join(ROOT, 'target/debug/tribune'),
+    BIN,
     ['speak', '--server', server.url, '--room', room.id, '--token', room.host_token, '--tone', '440', '--seconds', '20'],
     { stdio: 'inherit' },
   );

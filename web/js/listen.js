@@ -1,10 +1,13 @@
 // The listener page (/r/{id}): one tap to listen, who is speaking, reactions, request to speak.
-// Plays over WebSocket + WebCodecs; falls back to LL-HLS where WebCodecs is missing (when the
-// node serves it).
+// Plays over WebSocket + WebCodecs; falls back to LL-HLS (hls.js, or Safari's own player) where
+// WebCodecs is missing, e.g. an older Safari or a page served over plain http from another host
+// (WebCodecs needs a secure context). ?transport=ws|hls|hlsjs|native forces one.
 
 import { api, h } from './api.js';
-import { Player, dominantFrequency, webCodecsOpusSupported } from './player.js';
+import { HlsPlayer } from './hls-player.js';
+import { Player, dominantFrequency } from './player.js';
 import { renderSpeakers, setBadge, listenerText } from './stage-view.js';
+import { capabilities, chooseTransport, TRANSPORT_NAMES } from './transport.js';
 import { WhipPublisher } from './whip.js';
 
 const roomId = location.pathname.split('/').filter(Boolean).pop();
@@ -23,7 +26,11 @@ function onRoom(ev) {
   document.title = `${ev.title} · Tribune`;
   $('listeners').textContent = listenerText(ev.listeners);
   if (player && player.state === 'live') setBadge($('state'), ev.state);
-  renderSpeakers($('speakers'), ev.participants);
+  if (Array.isArray(ev.participants)) renderSpeakers($('speakers'), ev.participants);
+  else if (typeof ev.speakers === 'number') {
+    // Polled room info (HLS): counts only; who is speaking comes with the WebSocket's events.
+    $('speakers').replaceChildren(h('p', { class: 'muted' }, `${ev.speakers} on stage`));
+  }
   showReactions(ev.reactions);
   const me = player && player.ticket ? String(player.ticket.listener_id) : null;
   if (me && Array.isArray(ev.invited) && ev.invited.includes(me) && !publisher) offerInvite();
@@ -85,11 +92,17 @@ $('listen').addEventListener('click', async () => {
     return;
   }
   showError('');
-  if (!webCodecsOpusSupported()) {
-    showError('This browser cannot decode Opus over WebCodecs; try a current Chrome, Edge or Firefox.');
+  const params = new URLSearchParams(location.search);
+  const transport = chooseTransport(location.search, capabilities());
+  if (!transport) {
+    showError('This browser can play neither Opus over WebCodecs nor HLS; try a current Chrome, Edge, Firefox or Safari.');
     return;
   }
-  player = new Player(roomId);
+  $('transport').textContent = `via ${TRANSPORT_NAMES[transport]}`;
+  // ?lowlatency=0 turns hls.js's low-latency mode off: only for comparing (bench/hlsjs-latency.mjs).
+  player = transport === 'ws'
+    ? new Player(roomId)
+    : new HlsPlayer(roomId, { engine: transport, lowLatency: params.get('lowlatency') !== '0' });
   window.tribune.player = player;
   player.addEventListener('state', (e) => {
     const { state, reason } = e.detail;
@@ -194,16 +207,14 @@ $('leave-stage').addEventListener('click', async () => {
 
 setInterval(() => {
   if (!player) return;
-  const s = player.stats;
-  $('stats').textContent =
-    `${s.framesReceived} frames · ${s.framesLost} lost · ~${Math.round(s.latencyMs)} ms behind live · buffer ${Math.round(s.bufferedMs)} ms` +
-    (s.reconnects ? ` · ${s.reconnects} reconnects` : '');
+  $('stats').textContent = player.statsText();
 }, 500);
 
 // Hooks for tests and the curious: window.tribune.player.stats, window.tribune.frequency().
 window.tribune = {
   player: null,
-  frequency: (seconds = 0.35) => (player ? dominantFrequency(player.recentSamples(Math.round(48000 * seconds))) : null),
+  frequency: (seconds = 0.35) =>
+    (player ? dominantFrequency(player.recentSamples(Math.round(player.sampleRate * seconds)), player.sampleRate) : null),
 };
 
 loadInfo();

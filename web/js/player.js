@@ -8,10 +8,6 @@ import { parseBatch } from './wire.js';
 
 const TAP_SECONDS = 6;
 
-export function webCodecsOpusSupported() {
-  return typeof AudioDecoder !== 'undefined' && typeof EncodedAudioChunk !== 'undefined';
-}
-
 export class Player extends EventTarget {
   constructor(roomId) {
     super();
@@ -28,6 +24,7 @@ export class Player extends EventTarget {
     };
     this.nextSeq = null;
     this.ticket = null;
+    this.sampleRate = 48000;
     this.stopped = false;
     // The last few seconds of decoded audio, for level meters and tests.
     this.tap = new Float32Array(48000 * TAP_SECONDS);
@@ -168,6 +165,12 @@ export class Player extends EventTarget {
         new EncodedAudioChunk({ type: 'key', timestamp: r.seq * 20000, data: r.payload }),
       );
     }
+  }
+
+  statsText() {
+    const s = this.stats;
+    return `${s.framesReceived} frames · ${s.framesLost} lost · ~${Math.round(s.latencyMs)} ms behind live · buffer ${Math.round(s.bufferedMs)} ms` +
+      (s.reconnects ? ` · ${s.reconnects} reconnects` : '');
   }
 
   stop() {
