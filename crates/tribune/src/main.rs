@@ -5,6 +5,8 @@ mod demo;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use tribune_core::admission::GateConfig;
+use tribune_server::admission::AdmissionConfig;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -69,6 +71,15 @@ struct ServeArgs {
     /// Days a recording is kept after its room ended (fractions allowed); 0 keeps it forever.
     #[arg(long, default_value_t = 0.0)]
     retention_days: f64,
+    /// Most listeners this node holds; joins beyond wait in the queue (202).
+    #[arg(long, default_value_t = 100_000)]
+    max_listeners: u64,
+    /// New listeners admitted per second (the waiting room drains at this rate).
+    #[arg(long, default_value_t = 5_000)]
+    join_rate: u32,
+    /// Joins per second without proof of work above which the node asks for one; 0: never.
+    #[arg(long, default_value_t = 0)]
+    pow_threshold: u32,
 }
 
 impl ServeArgs {
@@ -84,6 +95,9 @@ impl ServeArgs {
         }
         let retention = (self.retention_days > 0.0)
             .then(|| Duration::from_secs_f64(self.retention_days * 86_400.0));
+        if self.join_rate == 0 {
+            bail!("--join-rate must be at least 1");
+        }
         let keys = match &self.secret {
             Some(s) if s.len() < 16 => bail!("the secret must be at least 16 characters"),
             Some(s) => Keyring::new("k1", s.as_bytes().to_vec()),
@@ -96,6 +110,16 @@ impl ServeArgs {
             udp_listen: self.udp.unwrap_or(self.listen),
             public_ip: self.public_ip,
             ws_read_buffer_bytes: self.ws_read_buffer,
+            admission: AdmissionConfig {
+                gate: GateConfig {
+                    max_listeners: self.max_listeners,
+                    join_rate: self.join_rate,
+                    join_burst: self.join_rate,
+                    ..GateConfig::default()
+                },
+                pow_threshold: self.pow_threshold,
+                ..AdmissionConfig::default()
+            },
             data_dir: (!self.no_data).then(|| self.data_dir.clone()),
             recording_retention: retention,
             ..ServerConfig::default()
