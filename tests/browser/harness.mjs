@@ -3,7 +3,8 @@
 
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -31,7 +32,13 @@ export async function startServer({ env = {} } = {}) {
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`], {
     stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', ...env },
+    env: {
+      ...process.env,
+      RUST_LOG: process.env.RUST_LOG || 'warn',
+      // Recordings go to a fresh temporary directory, never into the source tree.
+      TRIBUNE_DATA_DIR: mkdtempSync(join(tmpdir(), 'tribune-browser-')),
+      ...env,
+    },
   });
   const deadline = Date.now() + 15000;
   for (;;) {

@@ -130,7 +130,49 @@ function renderRequests(requests) {
   );
 }
 
+// Recording: shown only when the node records (it answers 404 otherwise).
+let recording = null;
+
+function renderRecording(r) {
+  recording = r;
+  $('recording-row').hidden = !r;
+  if (!r) return;
+  const minutes = Math.floor(r.duration_s / 60);
+  const seconds = Math.floor(r.duration_s % 60).toString().padStart(2, '0');
+  const length = `${minutes}:${seconds} recorded`;
+  $('recording').textContent = r.ended
+    ? `Recording complete · ${length}`
+    : `${r.enabled ? '● Recording' : 'Not recording'} · ${length}`;
+  $('recording-toggle').textContent = r.enabled ? 'Stop recording' : 'Record';
+  $('recording-toggle').hidden = r.ended || !token;
+  $('recording-download').href = r.download_url;
+  $('recording-download').hidden = r.segments === 0;
+}
+
+$('recording-toggle').addEventListener('click', async () => {
+  if (!recording) return;
+  try {
+    const { data } = await api.call('POST', `/api/rooms/${roomId}/recording`, {
+      token,
+      body: { enabled: !recording.enabled },
+    });
+    renderRecording(data);
+  } catch (err) {
+    showError(err.message);
+  }
+});
+
+async function refreshRecording() {
+  try {
+    const { data } = await api.call('GET', `/api/rooms/${roomId}/recording`);
+    renderRecording(data);
+  } catch (err) {
+    if (err.status === 404) renderRecording(null);
+  }
+}
+
 async function refresh() {
+  refreshRecording();
   try {
     const room = await api.room(roomId);
     $('title').textContent = room.title;
