@@ -138,12 +138,20 @@ impl Api {
         .await
     }
 
-    /// Asks to join a room as a listener.
+    /// Joins a room as a listener, waiting in the queue or solving a proof of work if the
+    /// server asks (see [`Api::join_with`]).
     pub async fn join(&self, room: &str) -> Result<JoinTicket, ClientError> {
-        let v = self
-            .post(&format!("/api/rooms/{room}/join"), None, json!({}))
-            .await?;
-        serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
+        self.join_with(room, &crate::join::JoinPolicy::default(), |_| {})
+            .await
+    }
+
+    /// A POST whose answer the caller reads whatever its status.
+    pub(crate) async fn post_raw(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<reqwest::Response, ClientError> {
+        Ok(self.http.post(self.url(path)?).json(body).send().await?)
     }
 
     /// A room's public state.

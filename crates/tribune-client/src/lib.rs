@@ -3,11 +3,13 @@
 //! latency, decoding to PCM).
 
 pub mod api;
+pub mod join;
 pub mod listen;
 pub mod speak;
 pub mod stats;
 
 pub use api::{Api, ClientError, JoinTicket, RoomCreated};
+pub use join::{full_jitter, JoinPolicy, JoinStep};
 pub use listen::{listen, ListenOptions, ListenReport};
 pub use speak::{speak, AudioSource, SpeakOptions, SpeakReport};
 pub use stats::{LatencySummary, Percentiles};

@@ -101,7 +101,11 @@ pub async fn listen(api: &Api, opts: ListenOptions) -> Result<ListenReport, Clie
         None
     };
     let mut pcm = [0i16; FRAME_SAMPLES * 6];
-    let ticket = api.join(&opts.room).await?;
+    let ticket = api
+        .join_with(&opts.room, &crate::join::JoinPolicy::default(), |step| {
+            tracing::info!(?step, "joining")
+        })
+        .await?;
     let mut backoff = Duration::from_millis(100);
     'connect: loop {
         let mut path = ticket.listen_url.clone();

@@ -230,3 +230,56 @@ async fn under_attack_joins_need_proof_of_work() {
     assert_eq!(status, 200, "{v}");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_waits_in_line_and_solves_proofs() {
+    let server = node(capacity(1)).await;
+    let base = server.url();
+    let (room, _) = common::create_room(&base).await;
+    let seated = common::open_listener(&server, &room).await;
+    wait_listeners(&base, 1).await;
+    let api = tribune_client::Api::new(&base).unwrap();
+    let waiting = tokio::spawn({
+        let (api, room) = (api.clone(), room.clone());
+        async move {
+            let mut steps = Vec::new();
+            let t = api
+                .join_with(&room, &tribune_client::JoinPolicy::default(), |s| {
+                    steps.push(s)
+                })
+                .await;
+            (t, steps)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(!waiting.is_finished(), "the node is full: the client waits");
+    drop(seated);
+    let (ticket, steps) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("admitted once the seat frees")
+        .unwrap();
+    assert!(ticket.unwrap().listen_url.contains("ticket="));
+    assert!(
+        steps
+            .iter()
+            .any(|s| matches!(s, tribune_client::JoinStep::Queued { position: 1, .. })),
+        "{steps:?}"
+    );
+    server.shutdown().await.unwrap();
+
+    let server = node(AdmissionConfig {
+        pow_threshold: 1,
+        ..AdmissionConfig::default()
+    })
+    .await;
+    let base = server.url();
+    let (room, _) = common::create_room(&base).await;
+    let api = tribune_client::Api::new(&base).unwrap();
+    for _ in 0..4 {
+        api.join(&room)
+            .await
+            .expect("admitted, with a proof when asked");
+    }
+    assert!(common::metric(&base, "pow_accepted_total").await >= 2);
+    server.shutdown().await.unwrap();
+}
