@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { api, ARTIFACTS, BIN, launchBrowser, screenshot, startServer, toneWav } from './harness.mjs';
+import { api, ARTIFACTS, BIN, launchBrowser, routeHlsJs, screenshot, startServer, toneWav } from './harness.mjs';
 import { hex, PrefixHasher, search, workBits } from '../../web/js/pow.js';
 
 let browser;
@@ -147,6 +147,37 @@ test('a full node puts the second listener in line; it gets in when the first le
     assert.equal(afterDrop.reconnects, 1);
     assert.equal(afterDrop.lost, 0, 'resumed from the next frame');
     await second.close();
+  } finally {
+    speaker.kill();
+  }
+});
+
+test('the LL-HLS page waits in line the same way, then plays', async () => {
+  const server = await serve(['--max-listeners', '1']);
+  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Waiting room over HLS' });
+  const speaker = speak(server.url, room, 60);
+  try {
+    const first = await browser.newContext();
+    const pageA = await openPage(first, `${server.url}/r/${room.id}`);
+    await pageA.click('#listen');
+    await pageA.waitForFunction(() => window.tribune.player?.state === 'live', null, { timeout: 15000 });
+
+    const context = await browser.newContext();
+    await routeHlsJs(context);
+    const page = await openPage(context, `${server.url}/r/${room.id}?transport=hls`);
+    await page.click('#listen');
+    await page.waitForFunction(() => window.tribune.admission.queued >= 2, null, { timeout: 10000 });
+    assert.match(await page.textContent('#waiting-text'), /^You're in line — position 1, about \d+ s$/);
+    assert.equal(await page.textContent('#transport'), 'via LL-HLS (hls.js)');
+    assert.equal(await page.evaluate(() => window.tribune.player.url), undefined, 'no playlist while waiting');
+
+    await first.close();
+    await page.waitForFunction(() => window.tribune.player?.state === 'live', null, { timeout: 20000 });
+    assert.equal(await page.isHidden('#waiting'), true);
+    await sleep(3000);
+    const freq = await page.evaluate(() => window.tribune.frequency());
+    assert.ok(Math.abs(freq - 440) <= 10, `dominant frequency ${freq} Hz`);
+    await context.close();
   } finally {
     speaker.kill();
   }
