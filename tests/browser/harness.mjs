@@ -26,11 +26,14 @@ export async function freePort() {
   });
 }
 
-/** Starts `tribune serve` (with extra environment `env`); resolves once it answers /healthz. */
-export async function startServer({ env = {} } = {}) {
+/**
+ * Starts `tribune serve` (with extra environment `env` and extra arguments `args`); resolves
+ * once it answers /healthz.
+ */
+export async function startServer({ env = {}, args = [] } = {}) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`], {
+  const child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, ...args], {
     stdio: ['ignore', 'inherit', 'inherit'],
     env: {
       ...process.env,

@@ -7,15 +7,17 @@ export class Backoff {
     this.attempt = 0;
   }
 
-  /** Milliseconds to wait before the next attempt. */
+  /**
+   * Milliseconds to wait before the next attempt: a random time up to the (capped, doubling)
+   * ceiling, so a crowd of clients spreads out instead of coming back together. With a
+   * Retry-After, never sooner than the server asked: that time plus the jitter.
+   */
   next(retryAfterSeconds) {
-    if (retryAfterSeconds && Number.isFinite(retryAfterSeconds)) {
-      this.attempt += 1;
-      return Math.min(this.capMs, retryAfterSeconds * 1000) * (0.8 + Math.random() * 0.4);
-    }
     const ceiling = Math.min(this.capMs, this.baseMs * 2 ** this.attempt);
     this.attempt += 1;
-    return Math.random() * ceiling;
+    const jitter = Math.random() * ceiling;
+    if (retryAfterSeconds > 0 && Number.isFinite(retryAfterSeconds)) return retryAfterSeconds * 1000 + jitter;
+    return jitter;
   }
 
   reset() {

@@ -3,6 +3,7 @@
 // browser's native HLS player. Same surface as Player (player.js): state events
 // connecting / live / reconnecting / ended, `room` events, `stats`, `recentSamples()`.
 
+import { forgetRoom, joinRoom } from './admission.js';
 import { api } from './api.js';
 import { Backoff, sleep } from './backoff.js';
 import { loadHlsJs } from './transport.js';
@@ -26,6 +27,8 @@ export class HlsPlayer extends EventTarget {
     this.state = 'idle';
     this.ticket = null;
     this.stopped = false;
+    // Cancels a join in progress (a wait in line, a proof of work) when the listener stops.
+    this.abort = new AbortController();
     this.sampleRate = 48000;
     this.stats = {
       transport: engine,
@@ -55,9 +58,16 @@ export class HlsPlayer extends EventTarget {
     this.watchMedia();
     this.setState('connecting');
     try {
-      this.ticket = await api.join(this.roomId);
+      // May wait in line or solve a proof of work first. Only this first join: the playlist
+      // and its parts need no ticket, so a reconnect below never goes back into the queue.
+      this.ticket = await joinRoom(this.roomId, {
+        signal: this.abort.signal,
+        onStatus: (detail) => this.dispatchEvent(new CustomEvent('admission', { detail })),
+      });
     } catch (err) {
+      if (this.stopped) return;
       if (err.status === 404 || err.status === 410) {
+        forgetRoom(this.roomId);
         this.setState('ended', { reason: err.message });
         return;
       }
@@ -216,6 +226,7 @@ export class HlsPlayer extends EventTarget {
 
   stop() {
     this.stopped = true;
+    this.abort.abort(new Error('stopped'));
     clearInterval(this.statsTimer);
     if (this.audio) {
       this.audio.pause();

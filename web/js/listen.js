@@ -3,6 +3,7 @@
 // WebCodecs is missing, e.g. an older Safari or a page served over plain http from another host
 // (WebCodecs needs a secure context). ?transport=ws|hls|hlsjs|native forces one.
 
+import { admissionStats } from './admission.js';
 import { api, h } from './api.js';
 import { HlsPlayer } from './hls-player.js';
 import { Player, dominantFrequency } from './player.js';
@@ -48,6 +49,30 @@ function showReactions(r) {
   setTimeout(() => el.remove(), 1500);
 }
 
+/**
+ * The waiting room and the proof-of-work check as the listener sees them. The odds bar for the
+ * check is the chance of having found a nonce after `tried` attempts, 1 − e^(−tried / 2^bits):
+ * nobody knows how many attempts it will take, only how many it takes on average.
+ */
+function onAdmission({ state, position, eta_s: eta, bits, tried }) {
+  const box = $('waiting');
+  const bar = $('pow-progress');
+  if (state === 'admitted') {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  setBadge($('state'), 'waiting');
+  if (state === 'queued') {
+    bar.hidden = true;
+    $('waiting-text').textContent = `You're in line — position ${position}, about ${eta} s`;
+  } else if (state === 'checking') {
+    bar.hidden = false;
+    bar.value = 1 - Math.exp(-tried / 2 ** bits);
+    $('waiting-text').textContent = 'Checking your browser…';
+  }
+}
+
 let inviteShown = false;
 function offerInvite() {
   if (inviteShown) return;
@@ -88,6 +113,7 @@ $('listen').addEventListener('click', async () => {
   if (player) {
     player.stop();
     player = null;
+    $('waiting').hidden = true;
     $('listen').textContent = '▶ Listen';
     return;
   }
@@ -114,6 +140,7 @@ $('listen').addEventListener('click', async () => {
     }
   });
   player.addEventListener('room', (e) => onRoom(e.detail));
+  player.addEventListener('admission', (e) => onAdmission(e.detail));
   $('listen').textContent = '■ Stop';
   try {
     await player.start();
@@ -213,6 +240,7 @@ setInterval(() => {
 // Hooks for tests and the curious: window.tribune.player.stats, window.tribune.frequency().
 window.tribune = {
   player: null,
+  admission: admissionStats,
   frequency: (seconds = 0.35) =>
     (player ? dominantFrequency(player.recentSamples(Math.round(player.sampleRate * seconds)), player.sampleRate) : null),
 };

@@ -2,7 +2,7 @@
 // Reconnects with jittered backoff and resumes from the next sequence number, so a node restart
 // or a network blip loses nothing the server still holds.
 
-import { api } from './api.js';
+import { forgetRoom, joinRoom } from './admission.js';
 import { Backoff, sleep } from './backoff.js';
 import { parseBatch } from './wire.js';
 
@@ -26,6 +26,8 @@ export class Player extends EventTarget {
     this.ticket = null;
     this.sampleRate = 48000;
     this.stopped = false;
+    // Cancels a join in progress (a wait in line, a proof of work) when the listener stops.
+    this.abort = new AbortController();
     // The last few seconds of decoded audio, for level meters and tests.
     this.tap = new Float32Array(48000 * TAP_SECONDS);
     this.tapWrite = 0;
@@ -85,22 +87,33 @@ export class Player extends EventTarget {
     return out;
   }
 
+  /** Joins (or, after a drop, resumes with the listen ticket) and reports the waiting room. */
+  join() {
+    return joinRoom(this.roomId, {
+      signal: this.abort.signal,
+      onStatus: (detail) => this.dispatchEvent(new CustomEvent('admission', { detail })),
+    });
+  }
+
   async run() {
     const backoff = new Backoff();
     while (!this.stopped) {
       try {
-        if (!this.ticket) {
-          this.setState('connecting');
-          this.ticket = await api.join(this.roomId);
-        }
+        if (!this.ticket) this.setState('connecting');
+        // Every (re)connection goes through join: the first one may wait in line, every later
+        // one brings the saved listen ticket, which the node never queues and answers with a
+        // fresh ticket (so one that expired during a long session does not fail the socket).
+        this.ticket = await this.join();
         const reason = await this.connectOnce(backoff);
+        if (reason === 'ended' || reason === 'removed') forgetRoom(this.roomId);
         if (reason === 'ended' || reason === 'removed' || this.stopped) return;
       } catch (err) {
+        if (this.stopped) return;
         if (err.status === 404 || err.status === 410) {
+          forgetRoom(this.roomId);
           this.setState('ended', { reason: err.message });
           return;
         }
-        if (err.status === 403) this.ticket = null;
       }
       this.stats.reconnects += 1;
       this.setState('reconnecting');
@@ -175,6 +188,7 @@ export class Player extends EventTarget {
 
   stop() {
     this.stopped = true;
+    this.abort.abort(new Error('stopped'));
     if (this.ws) this.ws.close(1000);
     if (this.ctx) this.ctx.close();
     this.setState('stopped');
