@@ -72,8 +72,12 @@ async fn run(
     let _conn = app.connections().track();
     let metrics = app.metrics().clone();
     let _presence = room.listener_guard(metrics.clone());
-    // Counted among the listeners now: the seat held since its admission is released.
-    app.admission().connected();
+    // Counted among the listeners now: the seat held since its admission is released. A
+    // resuming connection (`from`) was admitted long ago and holds no seat; releasing one would
+    // hand out a seat held for someone else.
+    if from.is_none() {
+        app.admission().connected();
+    }
     let mut batches = room.subscribe_batches();
     let mut snapshots = room.subscribe_snapshots();
     let mut shutdown = app.shutdown();

@@ -89,7 +89,18 @@ pub struct Gate {
     /// Seats of listeners admitted but not yet connected (released by [`Gate::connected`]).
     admitted_pending: Holds,
     admitted: u64,
+    /// Numbers called in the current window of [`RATE_WINDOW_S`] seconds, and when it began.
+    calls_in_window: u64,
+    window_start_s: u64,
+    /// Numbers called per second over the last complete window: how fast the line moves
+    /// when capacity, not the rate, holds it.
+    recent_call_rate: f64,
 }
+
+/// Seconds over which the queue's pace is measured.
+const RATE_WINDOW_S: u64 = 10;
+/// Longest ETA announced (an hour): beyond that it says nothing useful.
+const MAX_ETA_S: u64 = 3_600;
 
 impl Gate {
     /// A gate with an empty queue at time `now_us`.
@@ -102,6 +113,9 @@ impl Gate {
             called: Holds::new(config.call_hold_s, now_us),
             admitted_pending: Holds::new(config.connect_hold_s, now_us),
             admitted: 0,
+            calls_in_window: 0,
+            window_start_s: now_us / US,
+            recent_call_rate: 0.0,
         }
     }
 
@@ -155,11 +169,19 @@ impl Gate {
     /// decision and now and then (every 100 ms) so the queue moves without arrivals.
     pub fn tick(&mut self, now_us: u64, listeners: u64) {
         self.expire(now_us);
+        let second = now_us / US;
+        if second >= self.window_start_s + RATE_WINDOW_S {
+            let elapsed = (second - self.window_start_s) as f64;
+            self.recent_call_rate = self.calls_in_window as f64 / elapsed;
+            self.calls_in_window = 0;
+            self.window_start_s = second;
+        }
         while self.serving < self.issued && self.has_room(listeners) {
             if !self.bucket.try_take(now_us) {
                 break;
             }
             self.serving += 1;
+            self.calls_in_window += 1;
             self.called.hold();
         }
     }
@@ -197,22 +219,29 @@ impl Gate {
             return Decision::Queue {
                 number,
                 position: 1,
-                eta_s: self.eta_s(now_us, 1),
+                eta_s: self.eta_s(now_us, listeners, 1),
             };
         }
         let position = number - self.serving + 1;
         Decision::Queue {
             number,
             position,
-            eta_s: self.eta_s(now_us, position),
+            eta_s: self.eta_s(now_us, listeners, position),
         }
     }
 
-    /// Seconds until `position` is called at the admission rate.
-    fn eta_s(&mut self, now_us: u64, position: u64) -> u64 {
+    /// Seconds until `position` is called: at the admission rate while there is room; when the
+    /// node is full, at the pace seats have been freeing (at least one a minute assumed).
+    fn eta_s(&mut self, now_us: u64, listeners: u64, position: u64) -> u64 {
+        if !self.has_room(listeners) {
+            let pace = self.recent_call_rate.max(1.0 / 60.0);
+            return ((position as f64 / pace).ceil() as u64).clamp(1, MAX_ETA_S);
+        }
         let rate = u64::from(self.config.join_rate.max(1));
         let first = self.bucket.wait_us(now_us).unwrap_or(US);
-        (first + (position.saturating_sub(1)) * US / rate).div_ceil(US)
+        (first + (position.saturating_sub(1)) * US / rate)
+            .div_ceil(US)
+            .min(MAX_ETA_S)
     }
 
     /// A listener resuming with a valid listen ticket: in, whatever the queue (it was in).
@@ -340,6 +369,32 @@ mod tests {
         assert_eq!((s.lapsed, s.serving, s.promised), (1, 2, 1));
         // A lapsed holder that comes back late still enters if a seat is free.
         assert_eq!(g.rejoin(7 * US, 0, n), Decision::Admit);
+    }
+
+    #[test]
+    fn a_full_node_estimates_from_the_pace_seats_free() {
+        let mut g = gate(10, 1000);
+        let eta = |d: Decision| match d {
+            Decision::Queue { eta_s, .. } => eta_s,
+            Decision::Admit => panic!("admitted"),
+        };
+        // Full, and nobody has left yet: a minute per place is assumed, not "0 s".
+        assert_eq!(eta(g.join(0, 10)), 60);
+        assert_eq!(eta(g.join(0, 10)), 120);
+        // Over 10 s, 20 seats free one by one (and 20 more wait): 2 per second.
+        for _ in 0..38 {
+            g.join(0, 10);
+        }
+        for i in 0..20u64 {
+            let t = i * US / 2;
+            g.tick(t, 9);
+            assert_eq!(g.rejoin(t, 9, i), Decision::Admit);
+            g.connected(t);
+        }
+        g.tick(10 * US, 10);
+        let last = g.stats().issued - 1;
+        // 20 still wait ahead of and including the last: 10 s at 2 per second.
+        assert_eq!(eta(g.rejoin(10 * US, 10, last)), 10);
     }
 
     #[test]
