@@ -120,8 +120,9 @@ fn panel(
         let _ = writeln!(
             out,
             r##"<text x="{:.1}" y="{:.1}" fill="{}" text-anchor="end">{}</text>"##,
-            WIDTH - RIGHT,
-            top - 8.0 - 14.0 * k as f64,
+            // Legends side by side above the panel's right edge.
+            WIDTH - RIGHT - 60.0 * k as f64,
+            top - 8.0,
             s.colour,
             escape(s.label)
         );
@@ -228,6 +229,7 @@ mod tests {
             server_cpu_pct: None,
             server_rss_mb: None,
             server_listeners: None,
+            crowd_cpu_pct: None,
         }
     }
 

@@ -33,7 +33,7 @@ pub use plan::{PlanConfig, Scenario};
 pub use report::{CrowdReport, TimelinePoint};
 
 use listener::{run_visit, Ctx};
-use report::{Accumulator, RunInfo};
+use report::{Accumulator, Reading, RunInfo};
 use sampler::Sampler;
 use stats::Stats;
 
@@ -123,6 +123,11 @@ pub async fn run(
         },
     };
     sampler.sample().await; // the first CPU reading, so the first second has a rate
+    let mut own = Sampler::Proc {
+        pid: std::process::id(),
+        last: None,
+    };
+    own.sample().await;
 
     let start = Instant::now();
     let run_end = start + cfg.plan.run;
@@ -179,8 +184,15 @@ pub async fn run(
         let server = tokio::time::timeout(Duration::from_millis(900), sampler.sample())
             .await
             .unwrap_or_default();
-        let t_s = (tick - start).as_secs_f64();
-        on_tick(acc.tick(t_s, totals, connected, lat, join, server));
+        on_tick(acc.tick(Reading {
+            t_s: (tick - start).as_secs_f64(),
+            totals,
+            connected,
+            latency: lat,
+            join,
+            server,
+            crowd_cpu_pct: own.sample().await.cpu_pct,
+        }));
     }
     // Listeners leave at the end; counts they keep until then (gaps, loss) arrive now.
     let _ = tokio::time::timeout_at(hard_stop + Duration::from_secs(2), scheduler).await;

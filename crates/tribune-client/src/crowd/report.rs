@@ -37,6 +37,28 @@ pub struct TimelinePoint {
     pub server_rss_mb: Option<f64>,
     /// Listeners as the server counts them (`/metrics`).
     pub server_listeners: Option<u64>,
+    /// This crowd process's own CPU, percent of one core: near 100 % per thread it runs on, the
+    /// instrument itself adds delay to what it measures.
+    pub crowd_cpu_pct: Option<f64>,
+}
+
+/// What the reporter read at the end of one second.
+#[derive(Debug)]
+pub struct Reading {
+    /// Seconds since the start.
+    pub t_s: f64,
+    /// Cumulative counts.
+    pub totals: Totals,
+    /// Open listen connections.
+    pub connected: u64,
+    /// Glass-to-ear samples since the previous reading, µs.
+    pub latency: Histogram,
+    /// Join latency samples since the previous reading, µs.
+    pub join: Histogram,
+    /// The server's sample.
+    pub server: ServerSample,
+    /// The crowd process's own CPU, percent of one core.
+    pub crowd_cpu_pct: Option<f64>,
 }
 
 /// Percentiles of a histogram of microseconds, in milliseconds (rounded to µs).
@@ -116,6 +138,8 @@ pub struct CrowdReport {
     pub server_cpu_pct_per_1000: Option<f64>,
     /// Largest server resident memory sampled, MiB.
     pub server_rss_mb: Option<f64>,
+    /// The crowd process's own CPU over the same samples as `server_cpu_pct`, percent of one core.
+    pub crowd_cpu_pct: Option<f64>,
     /// Error kinds and counts.
     pub errors: BTreeMap<String, u64>,
     /// One point per second.
@@ -151,17 +175,17 @@ pub struct Accumulator {
 }
 
 impl Accumulator {
-    /// Adds the reading at `t_s`: cumulative `totals`, open `connected` connections, the latency
-    /// and join samples since the previous reading, and a server sample.
-    pub fn tick(
-        &mut self,
-        t_s: f64,
-        totals: Totals,
-        connected: u64,
-        latency: Histogram,
-        join: Histogram,
-        server: ServerSample,
-    ) -> &TimelinePoint {
+    /// Adds one second's reading and returns its timeline point.
+    pub fn tick(&mut self, r: Reading) -> &TimelinePoint {
+        let Reading {
+            t_s,
+            totals,
+            connected,
+            latency,
+            join,
+            server,
+            crowd_cpu_pct,
+        } = r;
         let dt = t_s - self.prev_t;
         let rate = |now: u64, before: u64| {
             if dt > 0.0 {
@@ -182,6 +206,7 @@ impl Accumulator {
             server_cpu_pct: server.cpu_pct.map(round2),
             server_rss_mb: server.rss_mb.map(round2),
             server_listeners: server.listeners,
+            crowd_cpu_pct: crowd_cpu_pct.map(round2),
         };
         self.latency.merge(&latency);
         self.join.merge(&join);
@@ -221,6 +246,10 @@ impl Accumulator {
         let cpu_mean = (!window.is_empty()).then(|| {
             window.iter().filter_map(|p| p.server_cpu_pct).sum::<f64>() / window.len() as f64
         });
+        let crowd_cpu = {
+            let v: Vec<f64> = window.iter().filter_map(|p| p.crowd_cpu_pct).collect();
+            (!v.is_empty()).then(|| round2(v.iter().sum::<f64>() / v.len() as f64))
+        };
         let conn_mean =
             window.iter().map(|p| p.connected as f64).sum::<f64>() / (window.len().max(1)) as f64;
         let per_1000 = cpu_mean
@@ -261,6 +290,7 @@ impl Accumulator {
             server_cpu_pct_max: max_of(|p| p.server_cpu_pct),
             server_cpu_pct_per_1000: per_1000,
             server_rss_mb: max_of(|p| p.server_rss_mb),
+            crowd_cpu_pct: crowd_cpu,
             errors,
             timeline: self.timeline,
         }
@@ -281,6 +311,9 @@ pub fn progress_line(p: &TimelinePoint) -> String {
     }
     if let Some(m) = p.server_rss_mb {
         let _ = write!(s, " {m:.1} MiB");
+    }
+    if let Some(c) = p.crowd_cpu_pct {
+        let _ = write!(s, "  crowd {c:.0}% cpu");
     }
     s
 }
@@ -337,6 +370,7 @@ pub fn table(r: &CrowdReport) -> String {
             ),
         ),
         ("server rss", opt(r.server_rss_mb, " MiB")),
+        ("crowd cpu", opt(r.crowd_cpu_pct, "% (this process)")),
     ];
     let mut out = String::new();
     for (k, v) in rows {
@@ -384,15 +418,17 @@ mod tests {
             frames: 25_000,
             ..Totals::default()
         };
+        let reading = |t_s, totals, connected, lat: &[u64], join: &[u64], cpu| Reading {
+            t_s,
+            totals,
+            connected,
+            latency: hist(lat),
+            join: hist(join),
+            server: sample(cpu),
+            crowd_cpu_pct: Some(cpu / 2.0),
+        };
         let p = acc
-            .tick(
-                1.0,
-                t,
-                1000,
-                hist(&[10_000, 20_000]),
-                hist(&[3_000]),
-                sample(50.0),
-            )
+            .tick(reading(1.0, t, 1000, &[10_000, 20_000], &[3_000], 50.0))
             .clone();
         assert_eq!(
             (p.joins_per_s, p.frames_per_s, p.connected),
@@ -407,13 +443,13 @@ mod tests {
         t.lost = 2;
         t.listeners_connected = 2000;
         let p = acc
-            .tick(3.0, t, 2000, hist(&[30_000]), hist(&[]), sample(20.0))
+            .tick(reading(3.0, t, 2000, &[30_000], &[], 20.0))
             .clone();
         assert_eq!(
             (p.joins_per_s, p.frames_per_s, p.frames_lost),
             (500.0, 50_000.0, 2)
         );
-        acc.tick(4.0, t, 2000, hist(&[40_000]), hist(&[]), sample(40.0));
+        acc.tick(reading(4.0, t, 2000, &[40_000], &[], 40.0));
         let r = acc.finish(info(), BTreeMap::new());
         assert_eq!((r.listeners_connected, r.peak_connected), (2000, 2000));
         assert_eq!((r.frames_received, r.frames_lost), (125_000, 2));
@@ -425,6 +461,7 @@ mod tests {
         assert_eq!(r.server_cpu_pct_per_1000, Some(15.0));
         assert_eq!(r.server_cpu_pct_max, Some(50.0));
         assert_eq!(r.server_rss_mb, Some(60.0));
+        assert_eq!(r.crowd_cpu_pct, Some(15.0));
         assert_eq!(r.timeline.len(), 3);
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["join_ms"]["p50"], 3.0);
@@ -435,14 +472,15 @@ mod tests {
     #[test]
     fn no_samples_means_no_server_figures() {
         let mut acc = Accumulator::default();
-        acc.tick(
-            1.0,
-            Totals::default(),
-            0,
-            Histogram::default(),
-            Histogram::default(),
-            ServerSample::default(),
-        );
+        acc.tick(Reading {
+            t_s: 1.0,
+            totals: Totals::default(),
+            connected: 0,
+            latency: Histogram::default(),
+            join: Histogram::default(),
+            server: ServerSample::default(),
+            crowd_cpu_pct: None,
+        });
         let r = acc.finish(info(), BTreeMap::new());
         assert_eq!((r.server_cpu_pct, r.server_rss_mb), (None, None));
         assert!(table(&r).contains("server cpu           - of one core"));
