@@ -4,6 +4,7 @@
 #
 #   bench/crowd.sh                                   # 5 000 listeners, flash, ramp 1 000/s, 30 s
 #   LISTENERS=18000 RAMP=3000 SECONDS_RUN=30 BATCH_MS=20 bench/crowd.sh
+#   SCENARIO=steady EXTRA="--stay 10" LISTENERS=2000 bench/crowd.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LISTENERS=${LISTENERS:-5000}
@@ -40,4 +41,4 @@ echo "date: $(date -u +%FT%TZ)  nproc: $(nproc)  cpu: $(grep -m1 'model name' /p
 set -x
 taskset -c 1 "$BIN" crowd --server "http://127.0.0.1:$PORT" --room "$ROOM" --listeners "$LISTENERS" \
   --ramp "$RAMP" --seconds "$SECONDS_RUN" --scenario "$SCENARIO" --server-pid "$SERVER" \
-  --json "$NAME.json" --chart "$NAME.svg" | tee -a "$NAME.txt"
+  --json "$NAME.json" --chart "$NAME.svg" ${EXTRA:-} | tee -a "$NAME.txt"

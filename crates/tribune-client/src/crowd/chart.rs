@@ -228,6 +228,7 @@ mod tests {
             join_p99_ms: 0.0,
             server_cpu_pct: None,
             server_rss_mb: None,
+            server_wait_pct: None,
             server_listeners: None,
             crowd_cpu_pct: None,
         }

@@ -68,10 +68,12 @@ pub struct CrowdConfig {
     pub grace: Duration,
 }
 
-/// HTTP clients used for joins: each holds a small pool of keep-alive connections.
-const JOIN_CLIENTS: u32 = 8;
+/// HTTP clients used for joins, each from its own source address with a small pool of keep-alive
+/// connections: joins past the pools open new connections, and spreading them over several
+/// addresses keeps their TIME_WAIT ports from running out during long churn.
+const JOIN_CLIENTS: u32 = 32;
 /// Idle keep-alive connections each join client keeps (bounds the file descriptors joins use).
-const JOIN_POOL: usize = 32;
+const JOIN_POOL: usize = 16;
 /// File descriptors kept free beyond one per listener: join connections, the sampler, stdio.
 const FD_MARGIN: u64 = JOIN_CLIENTS as u64 * JOIN_POOL as u64 + 64;
 
@@ -112,7 +114,11 @@ pub async fn run(
         );
     }
     let mut sampler = match cfg.server_pid {
-        Some(pid) => Sampler::Proc { pid, last: None },
+        Some(pid) => Sampler::Proc {
+            pid,
+            last: None,
+            last_wait: None,
+        },
         None => Sampler::Metrics {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_millis(800))
@@ -126,6 +132,7 @@ pub async fn run(
     let mut own = Sampler::Proc {
         pid: std::process::id(),
         last: None,
+        last_wait: None,
     };
     own.sample().await;
 

@@ -35,6 +35,8 @@ pub struct TimelinePoint {
     pub server_cpu_pct: Option<f64>,
     /// Server resident memory, MiB.
     pub server_rss_mb: Option<f64>,
+    /// Server threads' run-queue wait, percent of wall time (starved by other work when high).
+    pub server_wait_pct: Option<f64>,
     /// Listeners as the server counts them (`/metrics`).
     pub server_listeners: Option<u64>,
     /// This crowd process's own CPU, percent of one core: near 100 % per thread it runs on, the
@@ -138,6 +140,9 @@ pub struct CrowdReport {
     pub server_cpu_pct_per_1000: Option<f64>,
     /// Largest server resident memory sampled, MiB.
     pub server_rss_mb: Option<f64>,
+    /// Server run-queue wait over the same samples as `server_cpu_pct`, percent of wall time:
+    /// when high, the server was starved by other work and its figures are not its own limits.
+    pub server_wait_pct: Option<f64>,
     /// The crowd process's own CPU over the same samples as `server_cpu_pct`, percent of one core.
     pub crowd_cpu_pct: Option<f64>,
     /// Error kinds and counts.
@@ -205,6 +210,7 @@ impl Accumulator {
             join_p99_ms: ms(join.percentile(99.0)),
             server_cpu_pct: server.cpu_pct.map(round2),
             server_rss_mb: server.rss_mb.map(round2),
+            server_wait_pct: server.wait_pct.map(round2),
             server_listeners: server.listeners,
             crowd_cpu_pct: crowd_cpu_pct.map(round2),
         };
@@ -246,10 +252,12 @@ impl Accumulator {
         let cpu_mean = (!window.is_empty()).then(|| {
             window.iter().filter_map(|p| p.server_cpu_pct).sum::<f64>() / window.len() as f64
         });
-        let crowd_cpu = {
-            let v: Vec<f64> = window.iter().filter_map(|p| p.crowd_cpu_pct).collect();
+        let mean_of = |f: fn(&TimelinePoint) -> Option<f64>| {
+            let v: Vec<f64> = window.iter().filter_map(|p| f(p)).collect();
             (!v.is_empty()).then(|| round2(v.iter().sum::<f64>() / v.len() as f64))
         };
+        let crowd_cpu = mean_of(|p| p.crowd_cpu_pct);
+        let server_wait = mean_of(|p| p.server_wait_pct);
         let conn_mean =
             window.iter().map(|p| p.connected as f64).sum::<f64>() / (window.len().max(1)) as f64;
         let per_1000 = cpu_mean
@@ -290,6 +298,7 @@ impl Accumulator {
             server_cpu_pct_max: max_of(|p| p.server_cpu_pct),
             server_cpu_pct_per_1000: per_1000,
             server_rss_mb: max_of(|p| p.server_rss_mb),
+            server_wait_pct: server_wait,
             crowd_cpu_pct: crowd_cpu,
             errors,
             timeline: self.timeline,
@@ -311,6 +320,9 @@ pub fn progress_line(p: &TimelinePoint) -> String {
     }
     if let Some(m) = p.server_rss_mb {
         let _ = write!(s, " {m:.1} MiB");
+    }
+    if let Some(w) = p.server_wait_pct {
+        let _ = write!(s, " wait {w:.0}%");
     }
     if let Some(c) = p.crowd_cpu_pct {
         let _ = write!(s, "  crowd {c:.0}% cpu");
@@ -370,6 +382,10 @@ pub fn table(r: &CrowdReport) -> String {
             ),
         ),
         ("server rss", opt(r.server_rss_mb, " MiB")),
+        (
+            "server cpu wait",
+            opt(r.server_wait_pct, "% (runnable, waiting for a CPU)"),
+        ),
         ("crowd cpu", opt(r.crowd_cpu_pct, "% (this process)")),
     ];
     let mut out = String::new();
@@ -411,6 +427,7 @@ mod tests {
         let sample = |cpu: f64| ServerSample {
             cpu_pct: Some(cpu),
             rss_mb: Some(10.0 + cpu),
+            wait_pct: Some(cpu / 10.0),
             listeners: None,
         };
         let mut t = Totals {
@@ -462,6 +479,7 @@ mod tests {
         assert_eq!(r.server_cpu_pct_max, Some(50.0));
         assert_eq!(r.server_rss_mb, Some(60.0));
         assert_eq!(r.crowd_cpu_pct, Some(15.0));
+        assert_eq!(r.server_wait_pct, Some(3.0));
         assert_eq!(r.timeline.len(), 3);
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["join_ms"]["p50"], 3.0);

@@ -18,6 +18,10 @@ pub struct ServerSample {
     pub cpu_pct: Option<f64>,
     /// Resident memory, MiB.
     pub rss_mb: Option<f64>,
+    /// Time the process's threads were runnable but waiting for a CPU since the previous
+    /// sample, percent of wall time (summed over threads): high when other work on the machine
+    /// starves the server, which its CPU figure alone cannot tell from an idle server.
+    pub wait_pct: Option<f64>,
     /// Open listener connections as the server counts them.
     pub listeners: Option<u64>,
 }
@@ -52,6 +56,26 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// Run-queue wait of one thread, nanoseconds: the second field of /proc/PID/task/TID/schedstat.
+pub fn schedstat_wait_ns(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Run-queue wait of all threads of `pid`, nanoseconds (threads that ended are not counted).
+fn process_wait_ns(pid: u32) -> Option<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in dir.flatten() {
+        if let Some(ns) = std::fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|s| schedstat_wait_ns(&s))
+        {
+            total += ns;
+        }
+    }
+    Some(total)
+}
+
 /// Percent of one core used between two CPU readings.
 pub fn cpu_pct(ticks_before: u64, ticks_after: u64, wall: Duration) -> f64 {
     let secs = wall.as_secs_f64();
@@ -69,6 +93,8 @@ pub enum Sampler {
         pid: u32,
         /// The previous CPU reading.
         last: Option<(u64, Instant)>,
+        /// The previous run-queue wait reading, ns.
+        last_wait: Option<u64>,
     },
     /// The server's `/metrics`.
     Metrics {
@@ -85,7 +111,11 @@ impl Sampler {
     /// Takes a sample. Missing figures are `None` (the process is gone, the scrape failed).
     pub async fn sample(&mut self) -> ServerSample {
         match self {
-            Sampler::Proc { pid, last } => {
+            Sampler::Proc {
+                pid,
+                last,
+                last_wait,
+            } => {
                 let now = Instant::now();
                 let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
                     .ok()
@@ -93,14 +123,26 @@ impl Sampler {
                 let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
                     .ok()
                     .and_then(|s| status_kib(&s, "VmRSS"));
-                let cpu = match (ticks, *last) {
-                    (Some(t), Some((t0, at))) => Some(cpu_pct(t0, t, now - at)),
-                    _ => None,
+                let wait = process_wait_ns(*pid);
+                let (cpu, wait_pct) = match (ticks, *last) {
+                    (Some(t), Some((t0, at))) => {
+                        let wall = (now - at).as_secs_f64();
+                        let w = match (wait, *last_wait) {
+                            (Some(w), Some(w0)) if wall > 0.0 => {
+                                Some(w.saturating_sub(w0) as f64 / 1e9 / wall * 100.0)
+                            }
+                            _ => None,
+                        };
+                        (Some(cpu_pct(t0, t, now - at)), w)
+                    }
+                    _ => (None, None),
                 };
                 *last = ticks.map(|t| (t, now));
+                *last_wait = wait;
                 ServerSample {
                     cpu_pct: cpu,
                     rss_mb: rss.map(|k| k as f64 / 1024.0),
+                    wait_pct,
                     listeners: None,
                 }
             }
@@ -125,6 +167,7 @@ impl Sampler {
                     cpu_pct: cpu,
                     rss_mb: metric(&text, "process_resident_memory_bytes")
                         .map(|b| b / (1024.0 * 1024.0)),
+                    wait_pct: None,
                     listeners: metric(&text, "tribune_listeners").map(|v| v.max(0.0) as u64),
                 }
             }
@@ -147,6 +190,8 @@ mod tests {
         assert_eq!(status_kib(status, "VmRSS"), Some(56_068));
         assert_eq!(status_kib(status, "RssAnon"), Some(4_000));
         assert_eq!(status_kib(status, "VmSwap"), None);
+        assert_eq!(schedstat_wait_ns("123456 7890 12\n"), Some(7890));
+        assert_eq!(schedstat_wait_ns("123456"), None);
     }
 
     #[test]
