@@ -300,4 +300,105 @@ mod tests {
         assert!((mean - 0.5).abs() < 0.02, "mean {mean}");
         assert_ne!(Jitter::new(1).unit(), Jitter::new(2).unit());
     }
+
+    /// A one-shot HTTP server answering each connection with the next canned response; returns
+    /// its URL and the request bodies it saw.
+    async fn fake_server(
+        answers: Vec<&'static str>,
+    ) -> (String, tokio::task::JoinHandle<Vec<String>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/rooms/r/join", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut bodies = Vec::new();
+            for answer in answers {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                // Read the head, then as much body as Content-Length says.
+                let body = loop {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len: usize = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().to_owned())
+                            })
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        if text.len() >= end + 4 + len {
+                            break text[end + 4..end + 4 + len].to_owned();
+                        }
+                    }
+                    assert!(n > 0, "request cut short");
+                };
+                bodies.push(body);
+                sock.write_all(answer.as_bytes()).await.unwrap();
+                let _ = sock.shutdown().await;
+            }
+            bodies
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn join_honours_retry_after_and_the_queue() {
+        let (url, server) = fake_server(vec![
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0.3\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 202 Accepted\r\nRetry-After: 0.2\r\nContent-Type: application/json\r\nContent-Length: 36\r\nConnection: close\r\n\r\n{\"queue_ticket\":\"q1\",\"position\":10}\n",
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 26\r\nConnection: close\r\n\r\n{\"listen_url\":\"/listen?t\"}",
+        ])
+        .await;
+        let http = reqwest::Client::new();
+        let start = Instant::now();
+        let out = join(
+            &http,
+            &url,
+            start + Duration::from_secs(10),
+            &mut Jitter::new(7),
+        )
+        .await;
+        let took = start.elapsed();
+        assert_eq!(out.result, Ok("/listen?t".to_owned()));
+        assert_eq!((out.retries, out.queued), (1, 1));
+        // 0.3 s after the 503 (plus at most 200 ms of jitter), then 0.2 s in the queue.
+        assert!(took >= Duration::from_millis(500), "{took:?}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        let bodies = server.await.unwrap();
+        assert_eq!(bodies[0], "{}");
+        assert_eq!(bodies[1], "{}");
+        assert_eq!(bodies[2], r#"{"queue_ticket":"q1"}"#);
+    }
+
+    #[tokio::test]
+    async fn join_gives_up_on_a_final_refusal_and_when_out_of_time() {
+        let (url, _server) = fake_server(vec![
+            "HTTP/1.1 410 Gone\r\nContent-Type: application/json\r\nContent-Length: 24\r\nConnection: close\r\n\r\n{\"error\":\"room_ended\"}\n\n",
+        ])
+        .await;
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let out = join(&http, &url, deadline, &mut Jitter::new(1)).await;
+        assert_eq!(out.result, Err("410 room_ended".to_owned()));
+        // A Retry-After past the deadline ends the join at once instead of sleeping past it.
+        let (url, _server) = fake_server(vec![
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ])
+        .await;
+        let start = Instant::now();
+        let out = join(
+            &http,
+            &url,
+            start + Duration::from_secs(1),
+            &mut Jitter::new(1),
+        )
+        .await;
+        assert!(start.elapsed() < Duration::from_millis(500));
+        assert_eq!(out.result, Err("429 (no time left to retry)".to_owned()));
+        assert_eq!(out.retries, 1);
+    }
 }
