@@ -169,11 +169,8 @@ fn demo_speaks_and_tells_how_to_listen() {
     let stdout = demo.0.stdout.take().unwrap();
     let mut room = None;
     let mut listen_cmd = None;
-    for line in BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .take(12)
-    {
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref().map_while(Result::ok).take(12) {
         if let Some(rest) = line.strip_prefix("room ") {
             room = rest.split_whitespace().next().map(str::to_owned);
         }
@@ -182,6 +179,9 @@ fn demo_speaks_and_tells_how_to_listen() {
             break;
         }
     }
+    // Keep reading what the demo prints: closing the pipe would make its next line fail (EPIPE)
+    // and the demo exit, racing the listener below.
+    std::thread::spawn(move || lines.for_each(drop));
     let room = room.expect("demo prints the room");
     assert!(listen_cmd.unwrap().contains(&room));
     std::thread::sleep(Duration::from_millis(1500));
