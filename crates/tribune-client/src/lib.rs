@@ -1,8 +1,9 @@
 //! Tribune's Rust client: the room API over HTTP, speaking (publishing Opus frames over the speak
 //! WebSocket) and listening (receiving the program track, measuring loss and glass-to-ear
-//! latency, decoding to PCM).
+//! latency, decoding to PCM), and the `crowd` load generator.
 
 pub mod api;
+pub mod crowd;
 pub mod join;
 pub mod listen;
 pub mod speak;

@@ -1,5 +1,7 @@
-//! The `tribune` command: run a node (`serve`, `demo`), manage rooms, speak and listen.
+//! The `tribune` command: run a node (`serve`, `demo`), manage rooms, speak, listen, and replay
+//! a crowd of listeners (`crowd`).
 
+mod crowd;
 mod demo;
 
 use std::net::SocketAddr;
@@ -38,6 +40,8 @@ enum Command {
     Speak(SpeakArgs),
     /// Listen to a room and report what arrived.
     Listen(ListenArgs),
+    /// Replay a crowd of listeners against a node and report what they experienced.
+    Crowd(crowd::CrowdArgs),
 }
 
 #[derive(Args, Clone)]
@@ -229,6 +233,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Speak(args) => speak(args).await,
         Command::Listen(args) => listen(args).await,
+        Command::Crowd(args) => crowd::run(args).await,
     }
 }
 

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_addr, run_json, tribune, wait_listening, Proc};
+use serde_json::Value;
 
 use tribune_media::analysis::{band_energy_ratio, dominant_frequency, peaks, rms};
 
@@ -220,4 +221,85 @@ fn bad_arguments_fail_with_a_message() {
     let out = tribune(&["serve", "--batch-ms", "5"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--batch-ms"));
+}
+
+#[test]
+fn crowd_reports_json_and_a_chart_and_refuses_remote_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let url = format!("http://{addr}");
+    let server = Proc(
+        tribune(&["serve", "--listen", &addr.to_string()])
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(addr);
+    let room = run_json(&[
+        "room", "create", "--server", &url, "--title", "crowd", "--json",
+    ]);
+    let id = room["id"].as_str().unwrap();
+    let (json_path, svg_path) = (dir.path().join("crowd.json"), dir.path().join("crowd.svg"));
+    let pid = server.0.id().to_string();
+    let out = tribune(&[
+        "crowd",
+        "--server",
+        &url,
+        "--room",
+        id,
+        "--listeners",
+        "50",
+        "--ramp",
+        "100",
+        "--seconds",
+        "2",
+        "--server-pid",
+        &pid,
+        "--json",
+        json_path.to_str().unwrap(),
+        "--chart",
+        svg_path.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A progress line per second on stderr, the table on stdout.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("] connected").count(), 2, "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("listeners connected  50 of 50"));
+    // The contract's fields (ARCHITECTURE §3).
+    let r: Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert_eq!(r["listeners_connected"], 50);
+    assert_eq!(r["joins_failed"], 0);
+    assert_eq!(r["frames_lost"], 0);
+    for key in ["p50", "p99"] {
+        assert!(r["join_ms"][key].as_f64().unwrap() > 0.0);
+    }
+    for key in ["p50", "p99", "max"] {
+        assert!(r["latency_ms"][key].as_f64().unwrap() > 0.0);
+    }
+    assert!(r["server_cpu_pct"].as_f64().is_some());
+    assert!(r["server_rss_mb"].as_f64().unwrap() > 1.0);
+    assert_eq!(r["timeline"].as_array().unwrap().len(), 2);
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+
+    let out = tribune(&[
+        "crowd",
+        "--server",
+        "http://192.0.2.1:80",
+        "--room",
+        id,
+        "--listeners",
+        "1",
+        "--seconds",
+        "1",
+    ])
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-remote"));
 }

@@ -1,0 +1,236 @@
+//! `tribune crowd`: an open-model load generator that replays a crowd of listeners against a
+//! Tribune deployment and reports what each experienced.
+//!
+//! * [`plan`] schedules arrivals, departures and churn breaks up front (sans-IO); the scheduler
+//!   spawns each arrival as its own task at its time, whatever the server is doing, so a slow
+//!   server meets the same arrivals as a fast one.
+//! * [`listener`] is one visit: [`join`] (with retries and the waiting room), then the listen
+//!   WebSocket from its own 127.x.y.z source address ([`net`]), resuming with `from=SEQ`.
+//! * Listeners record into sharded counters and fixed-bucket histograms ([`stats`],
+//!   [`histogram`]); once a second the reporter drains them, samples the server ([`sampler`])
+//!   and folds everything into a timeline ([`report`]); [`chart`] draws it.
+//!
+//! Every loop is bounded in count and time, and nothing runs past the run's length plus a short
+//! grace period.
+
+pub mod chart;
+pub mod histogram;
+pub mod join;
+pub mod listener;
+pub mod net;
+pub mod plan;
+pub mod report;
+pub mod sampler;
+pub mod stats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+pub use plan::{PlanConfig, Scenario};
+pub use report::{CrowdReport, TimelinePoint};
+
+use listener::{run_visit, Ctx};
+use report::{Accumulator, Reading, RunInfo};
+use sampler::Sampler;
+use stats::Stats;
+
+/// Why a crowd cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum CrowdError {
+    /// A flag or the environment does not allow the run.
+    #[error("{0}")]
+    Config(String),
+    /// The schedule cannot be made.
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    /// The server cannot be used (unreachable, no such room).
+    #[error("server: {0}")]
+    Server(String),
+}
+
+/// A crowd run.
+#[derive(Debug, Clone)]
+pub struct CrowdConfig {
+    /// The server (`http://127.0.0.1:8080`).
+    pub server: String,
+    /// The room to listen to.
+    pub room: String,
+    /// Who arrives when.
+    pub plan: PlanConfig,
+    /// Sample this process's CPU and memory from /proc (the server, on this machine).
+    pub server_pid: Option<u32>,
+    /// Allow a target outside 127.0.0.0/8.
+    pub allow_remote: bool,
+    /// Time after the run's end for listeners to say goodbye before they are dropped.
+    pub grace: Duration,
+}
+
+/// HTTP clients used for joins, each from its own source address with a small pool of keep-alive
+/// connections: joins past the pools open new connections, and spreading them over several
+/// addresses keeps their TIME_WAIT ports from running out during long churn.
+const JOIN_CLIENTS: u32 = 32;
+/// Idle keep-alive connections each join client keeps (bounds the file descriptors joins use).
+const JOIN_POOL: usize = 16;
+/// File descriptors kept free beyond one per listener: join connections, the sampler, stdio.
+const FD_MARGIN: u64 = JOIN_CLIENTS as u64 * JOIN_POOL as u64 + 64;
+
+/// Runs the crowd; `on_tick` sees each second's point as it is made (for a progress line).
+pub async fn run(
+    cfg: CrowdConfig,
+    mut on_tick: impl FnMut(&TimelinePoint),
+) -> Result<CrowdReport, CrowdError> {
+    let visits = cfg.plan.visits()?;
+    let target = net::target(&cfg.server, cfg.allow_remote).await?;
+    let limit = net::raise_fd_limit()?;
+    let need = u64::from(cfg.plan.listeners) + FD_MARGIN;
+    if limit < need {
+        return Err(CrowdError::Config(format!(
+            "the open-file limit is {limit}; {} listeners need about {need} (one socket each, \
+             plus joins): lower --listeners or raise the hard limit",
+            cfg.plan.listeners
+        )));
+    }
+    let room_url = target
+        .base
+        .join(&format!("/api/rooms/{}", cfg.room))
+        .map_err(|e| CrowdError::Config(format!("--room {}: {e}", cfg.room)))?;
+    check_room(&room_url).await?;
+    let join_url = format!("{room_url}/join");
+
+    let mut join_clients = Vec::new();
+    for k in 0..JOIN_CLIENTS {
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(JOIN_POOL);
+        if target.spread_sources {
+            b = b.local_address(std::net::IpAddr::V4(net::join_source_addr(k)));
+        }
+        join_clients.push(
+            b.build()
+                .map_err(|e| CrowdError::Config(format!("HTTP client: {e}")))?,
+        );
+    }
+    let mut sampler = match cfg.server_pid {
+        Some(pid) => Sampler::Proc {
+            pid,
+            last: None,
+            last_wait: None,
+        },
+        None => Sampler::Metrics {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_millis(800))
+                .build()
+                .map_err(|e| CrowdError::Config(format!("HTTP client: {e}")))?,
+            url: format!("{}metrics", target.base),
+            last: None,
+        },
+    };
+    sampler.sample().await; // the first CPU reading, so the first second has a rate
+    let mut own = Sampler::Proc {
+        pid: std::process::id(),
+        last: None,
+        last_wait: None,
+    };
+    own.sample().await;
+
+    let start = Instant::now();
+    let run_end = start + cfg.plan.run;
+    let hard_stop = run_end + cfg.grace;
+    let stats = Arc::new(Stats::default());
+    let ctx = Arc::new(Ctx {
+        target,
+        join_url,
+        join_clients,
+        plan: cfg.plan,
+        start,
+        hard_stop,
+        stats: stats.clone(),
+    });
+    let info = RunInfo {
+        scenario: scenario_name(cfg.plan.scenario).to_owned(),
+        listeners: cfg.plan.listeners,
+        ramp_per_s: cfg.plan.ramp_per_s,
+        seconds: cfg.plan.run.as_secs_f64(),
+        visits: visits.len() as u64,
+        ramp_end_s: cfg
+            .plan
+            .ramp_at(cfg.plan.listeners.saturating_sub(1))
+            .as_secs_f64(),
+    };
+
+    // The scheduler: each arrival is spawned at its time and never waits for another.
+    let scheduler = tokio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            let mut tasks = JoinSet::new();
+            for v in visits {
+                tokio::time::sleep_until(ctx.start + v.arrive).await;
+                tasks.spawn(run_visit(ctx.clone(), v));
+                // Reap finished visits as we go (steady runs have many).
+                while tasks.try_join_next().is_some() {}
+            }
+            let _ = tokio::time::timeout_at(ctx.hard_stop, async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+            tasks.abort_all();
+        }
+    });
+
+    let mut acc = Accumulator::default();
+    let mut tick = start;
+    while tick < run_end {
+        tick = (tick + Duration::from_secs(1)).min(run_end);
+        tokio::time::sleep_until(tick).await;
+        let totals = stats.totals();
+        let connected = stats.open_connections();
+        let (lat, join) = stats.drain();
+        let server = tokio::time::timeout(Duration::from_millis(900), sampler.sample())
+            .await
+            .unwrap_or_default();
+        on_tick(acc.tick(Reading {
+            t_s: (tick - start).as_secs_f64(),
+            totals,
+            connected,
+            latency: lat,
+            join,
+            server,
+            crowd_cpu_pct: own.sample().await.cpu_pct,
+        }));
+    }
+    // Listeners leave at the end; counts they keep until then (gaps, loss) arrive now.
+    let _ = tokio::time::timeout_at(hard_stop + Duration::from_secs(2), scheduler).await;
+    let (lat, join) = stats.drain();
+    acc.settle(stats.totals(), lat, join);
+    Ok(acc.finish(info, stats.errors()))
+}
+
+/// The scenario's name in reports.
+pub fn scenario_name(s: Scenario) -> &'static str {
+    match s {
+        Scenario::Flash => "flash",
+        Scenario::Steady => "steady",
+        Scenario::Churn => "churn",
+    }
+}
+
+/// Fails early and clearly when the server is unreachable or the room unknown.
+async fn check_room(room_url: &url::Url) -> Result<(), CrowdError> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| CrowdError::Config(format!("HTTP client: {e}")))?;
+    let resp = http
+        .get(room_url.clone())
+        .send()
+        .await
+        .map_err(|e| CrowdError::Server(format!("{room_url}: {e}")))?;
+    match resp.status().as_u16() {
+        200 => Ok(()),
+        404 => Err(CrowdError::Server(format!("no such room: {room_url}"))),
+        s => Err(CrowdError::Server(format!("{room_url} answered {s}"))),
+    }
+}

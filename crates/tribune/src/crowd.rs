@@ -1,0 +1,128 @@
+//! `tribune crowd`: the command-line face of `tribune_client::crowd`. Parses the flags, prints a
+//! progress line each second on stderr, then the final table on stdout, and writes the JSON
+//! report and the SVG chart when asked.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use tribune_client::crowd::{self, chart, report, CrowdConfig, PlanConfig, Scenario};
+
+/// What the crowd does.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ScenarioArg {
+    /// Ramp to N listeners and hold them until the end.
+    Flash,
+    /// Ramp to N, then listeners leave and new ones arrive, keeping about N.
+    Steady,
+    /// Ramp to N; listeners drop their connection now and then and resume where they left.
+    Churn,
+}
+
+#[derive(Args)]
+pub struct CrowdArgs {
+    /// Server URL (on 127.0.0.0/8 unless --allow-remote).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Room id.
+    #[arg(long)]
+    room: String,
+    /// Listeners to hold (N).
+    #[arg(long)]
+    listeners: u32,
+    /// Arrivals per second during the ramp.
+    #[arg(long, default_value_t = 500.0)]
+    ramp: f64,
+    /// Length of the run, seconds (the crowd leaves then).
+    #[arg(long)]
+    seconds: f64,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write an SVG chart (listeners, join rate, latency over time) to this file.
+    #[arg(long)]
+    chart: Option<PathBuf>,
+    /// What the crowd does.
+    #[arg(long, value_enum, default_value = "flash")]
+    scenario: ScenarioArg,
+    /// Sample this server process's CPU and memory from /proc (same machine); otherwise the
+    /// server's /metrics is read.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// `steady`: mean seconds a listener stays (each stays 0.5–1.5 times this).
+    #[arg(long, default_value_t = 30.0)]
+    stay: f64,
+    /// `churn`: seconds between a listener's connection drops.
+    #[arg(long, default_value_t = 10.0)]
+    churn_every: f64,
+    /// `churn`: seconds a listener stays away before resuming.
+    #[arg(long, default_value_t = 2.0)]
+    churn_gap: f64,
+    /// Allow a server outside 127.0.0.0/8 (a crowd is a load test: only aim it at your own).
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+/// Seconds from a flag, refused unless finite and in range.
+fn seconds(name: &str, v: f64, max: f64) -> Result<Duration> {
+    if !(v.is_finite() && v > 0.0 && v <= max) {
+        bail!("--{name} must be more than 0 and at most {max}");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Runs `tribune crowd`.
+pub async fn run(args: CrowdArgs) -> Result<()> {
+    let plan = PlanConfig {
+        scenario: match args.scenario {
+            ScenarioArg::Flash => Scenario::Flash,
+            ScenarioArg::Steady => Scenario::Steady,
+            ScenarioArg::Churn => Scenario::Churn,
+        },
+        listeners: args.listeners,
+        ramp_per_s: args.ramp,
+        run: seconds("seconds", args.seconds, 86_400.0)?,
+        stay: seconds("stay", args.stay, 86_400.0)?,
+        churn_every: seconds("churn-every", args.churn_every, 86_400.0)?,
+        churn_gap: seconds("churn-gap", args.churn_gap, 86_400.0)?,
+    };
+    let grace = Duration::from_secs(5);
+    // A hard stop past every bound of the run, in case anything hangs anyway.
+    let limit = plan.run + grace + Duration::from_secs(30);
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("tribune crowd: overall time limit reached, exiting");
+        std::process::exit(3);
+    });
+    let cfg = CrowdConfig {
+        server: args.server,
+        room: args.room,
+        plan,
+        server_pid: args.server_pid,
+        allow_remote: args.allow_remote,
+        grace,
+    };
+    let title = format!(
+        "tribune crowd: {} {} listeners, ramp {}/s, {} s",
+        crowd::scenario_name(plan.scenario),
+        plan.listeners,
+        plan.ramp_per_s,
+        plan.run.as_secs_f64()
+    );
+    let report = crowd::run(cfg, |p| {
+        let _ = writeln!(std::io::stderr(), "{}", report::progress_line(p));
+    })
+    .await?;
+    print!("{}", report::table(&report));
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.chart {
+        std::fs::write(path, chart::svg(&title, &report.timeline))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! `tribune crowd` against a real in-process node with a speaker: small crowds, a few seconds.
+
+use std::time::Duration;
+
+use tribune_client::crowd::{self, CrowdConfig, CrowdReport, PlanConfig, Scenario};
+use tribune_client::{Api, AudioSource, SpeakOptions};
+use tribune_server::{RunningServer, Server, ServerConfig};
+
+/// A node on an ephemeral loopback port with a live room and a speaker talking for `speak_s`.
+async fn node_with_speaker(speak_s: f64) -> (RunningServer, String) {
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("loopback address"),
+        ..ServerConfig::default()
+    };
+    let server = Server::bind(config).await.expect("bind").spawn();
+    let api = Api::new(&server.url()).expect("api");
+    let room = api.create_room("crowd test").await.expect("room");
+    let id = room.id.clone();
+    tokio::spawn(async move {
+        let _ = tribune_client::speak(
+            &api,
+            SpeakOptions {
+                room: room.id,
+                token: room.host_token,
+                source: AudioSource::Tone(440.0),
+                duration: Some(Duration::from_secs_f64(speak_s)),
+                bitrate_bps: 48_000,
+            },
+        )
+        .await;
+    });
+    // Let the speaker's jitter buffer fill so the program carries its timestamps.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (server, id)
+}
+
+fn plan(scenario: Scenario, listeners: u32, ramp: f64, secs: f64) -> PlanConfig {
+    PlanConfig {
+        scenario,
+        listeners,
+        ramp_per_s: ramp,
+        run: Duration::from_secs_f64(secs),
+        stay: Duration::from_secs(30),
+        churn_every: Duration::from_millis(1500),
+        churn_gap: Duration::from_millis(500),
+    }
+}
+
+async fn run(server: &RunningServer, room: &str, plan: PlanConfig) -> CrowdReport {
+    let mut ticks = 0;
+    let report = crowd::run(
+        CrowdConfig {
+            server: server.url(),
+            room: room.to_owned(),
+            plan,
+            // The node runs in this process: its CPU and memory are ours.
+            server_pid: Some(std::process::id()),
+            allow_remote: false,
+            grace: Duration::from_secs(5),
+        },
+        |_| ticks += 1,
+    )
+    .await
+    .expect("crowd runs");
+    eprintln!("{}", crowd::report::table(&report));
+    assert_eq!(
+        ticks,
+        plan.run.as_secs_f64().ceil() as usize,
+        "one point per second"
+    );
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flash_crowd_of_500_all_connect_and_lose_nothing() {
+    let (server, room) = node_with_speaker(10.0).await;
+    let report = run(&server, &room, plan(Scenario::Flash, 500, 500.0, 4.0)).await;
+    assert_eq!(report.listeners_connected, 500, "{report:#?}");
+    assert_eq!(report.joins_ok, 500);
+    assert_eq!(report.joins_failed, 0);
+    assert_eq!(report.connect_failed, 0);
+    assert_eq!(report.frames_lost, 0, "{:?}", report.errors);
+    assert_eq!((report.skips, report.disconnects), (0, 0));
+    assert_eq!(report.peak_connected, 500);
+    // Listener i arrives at i / 500 s and stays until just after the last sample (4.2 s):
+    // 50 frames a second each, so about 500 × 50 × (4.2 − 0.5) = 92 500 frames (joins and
+    // handshakes take a little of that time, the prefill on connecting adds a frame).
+    let expected = 500.0 * 50.0 * (4.2 - 0.499);
+    let got = report.frames_received as f64;
+    assert!(
+        (0.85 * expected..=1.05 * expected).contains(&got),
+        "{got} frames, expected about {expected}"
+    );
+    // Glass-to-ear on one host: positive, and far below a second on loopback.
+    assert!(report.latency_ms.p50 > 0.0);
+    assert!(report.latency_ms.p99 < 1000.0, "{:?}", report.latency_ms);
+    assert!(report.join_ms.p99 > 0.0);
+    // The node's figures were sampled from /proc.
+    assert!(report.server_cpu_pct.is_some() && report.server_rss_mb.is_some());
+    assert_eq!(report.timeline.len(), 4);
+    assert_eq!(report.timeline[3].connected, 500);
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churning_listeners_resume_without_loss() {
+    let (server, room) = node_with_speaker(10.0).await;
+    let report = run(&server, &room, plan(Scenario::Churn, 50, 100.0, 4.0)).await;
+    assert_eq!(report.listeners_connected, 50, "{report:#?}");
+    assert_eq!(report.joins_failed, 0);
+    // Each listener drops 0.75–2.25 s after arriving and again 1.5 s later when that still
+    // returns before 4 s: at least one resume each.
+    assert!(report.resumes >= 50, "{} resumes", report.resumes);
+    // Resuming with from=SEQ replays what was missed from the ring: nothing is lost, and the
+    // frames captured while away arrive as backlog.
+    assert_eq!(report.frames_lost, 0, "{:?}", report.errors);
+    assert!(
+        report.frames_backlog >= 50 * 20,
+        "{} backlog",
+        report.frames_backlog
+    );
+    server.shutdown().await.expect("shutdown");
+}
