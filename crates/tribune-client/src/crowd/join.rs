@@ -34,6 +34,13 @@ pub enum JoinAnswer {
         /// The server's `Retry-After`.
         retry_after: Option<Duration>,
     },
+    /// The node is under attack: solve this proof of work and join with it.
+    Challenge {
+        /// The signed challenge.
+        challenge: String,
+        /// Leading zero bits asked for.
+        bits: u8,
+    },
     /// Too many joins now (`429`, `503`) or no answer: try again later.
     Busy {
         /// Why (status code or transport error), for the report.
@@ -75,6 +82,22 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &Value) -> JoinAns
                 reason: "202 without queue_ticket".into(),
             },
         },
+        401 if body["error"] == "proof_of_work_required" => {
+            match (
+                body["challenge"].as_str(),
+                body["bits"].as_u64().and_then(|b| u8::try_from(b).ok()),
+            ) {
+                (Some(c), Some(bits)) if bits <= tribune_core::admission::MAX_BITS => {
+                    JoinAnswer::Challenge {
+                        challenge: c.to_owned(),
+                        bits,
+                    }
+                }
+                _ => JoinAnswer::Refused {
+                    reason: "401 with a bad challenge".into(),
+                },
+            }
+        }
         429 | 503 => JoinAnswer::Busy {
             reason: status.to_string(),
             retry_after,
@@ -128,6 +151,8 @@ pub struct JoinOutcome {
     pub retries: u32,
     /// Times the join waited in the queue (`202`).
     pub queued: u32,
+    /// Proofs of work solved (`401 proof_of_work_required`).
+    pub solved: u32,
 }
 
 /// Joins `room`, retrying and waiting in the queue as the server says, until admitted, refused,
@@ -142,12 +167,15 @@ pub async fn join(
         result: Err("no attempt".into()),
         retries: 0,
         queued: 0,
+        solved: 0,
     };
     let mut queue_ticket: Option<String> = None;
+    let mut proof: Option<Value> = None;
     for _ in 0..MAX_ATTEMPTS {
-        let body = match &queue_ticket {
-            Some(t) => json!({ "queue_ticket": t }),
-            None => json!({}),
+        let body = match (&queue_ticket, proof.take()) {
+            (Some(t), _) => json!({ "queue_ticket": t }),
+            (None, Some(p)) => json!({ "pow": p }),
+            (None, None) => json!({}),
         };
         let send = async {
             let resp = http.post(url).json(&body).send().await?;
@@ -179,6 +207,25 @@ pub async fn join(
             JoinAnswer::Refused { reason } => {
                 out.result = Err(reason);
                 return out;
+            }
+            JoinAnswer::Challenge { challenge, bits } => {
+                out.solved += 1;
+                // Solved off the runtime's threads: listeners keep reading meanwhile.
+                let c = challenge.clone();
+                let nonce = tokio::task::spawn_blocking(move || {
+                    tribune_core::admission::solve(&c, bits, 1 << 28)
+                })
+                .await
+                .ok()
+                .flatten();
+                match nonce {
+                    Some(n) => proof = Some(json!({ "challenge": challenge, "nonce": n })),
+                    None => {
+                        out.result = Err("proof of work not found".into());
+                        return out;
+                    }
+                }
+                Duration::ZERO
             }
             JoinAnswer::Queued {
                 queue_ticket: t,
