@@ -333,6 +333,29 @@ mod tests {
     }
 
     #[test]
+    fn sweeping_forgets_clients_whose_buckets_refilled() {
+        let limiter = JoinLimiter::new(&LimitsConfig {
+            join_rate_per_ip: 10,
+            join_burst_per_ip: 1000,
+            join_rate_per_subnet: 10,
+            join_burst_per_subnet: 1000,
+            ..LimitsConfig::default()
+        });
+        for i in 0..100u32 {
+            let ip = IpAddr::V4(Ipv4Addr::from(0xc000_0200 + (i << 8)));
+            assert!(limiter.check(ip).is_ok());
+        }
+        assert_eq!(limiter.tracked(), 200);
+        // A sweep right away keeps them: their buckets are not full yet.
+        limiter.sweep();
+        assert_eq!(limiter.tracked(), 200);
+        // The one token each used refills in 100 ms.
+        std::thread::sleep(Duration::from_millis(150));
+        limiter.sweep();
+        assert_eq!(limiter.tracked(), 0);
+    }
+
+    #[test]
     fn connection_slots_are_capped_and_returned() {
         let per_ip = PerIpConnections::new(2);
         let a = per_ip.try_open(ip("192.0.2.1")).unwrap();
