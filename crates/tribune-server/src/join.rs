@@ -80,7 +80,8 @@ pub async fn join(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    // Before anything else: a flood from one address or subnet costs a map lookup, no parsing.
+    // Before the body is parsed or a credential checked: a flood from one address or subnet
+    // costs a map lookup each.
     if let Some(peer) = peer {
         let client = limiter.client_ip(peer.ip(), &headers);
         if let Err(limited) = limiter.check(client) {
