@@ -7,6 +7,7 @@ use std::time::Duration;
 use tribune_core::reactions::ReactionLimits;
 
 use crate::admission::AdmissionConfig;
+pub use ipnet::IpNet;
 use tribune_core::{Keyring, StageLimits};
 
 /// How a node runs; every field has a sensible default.
@@ -56,6 +57,57 @@ pub struct ServerConfig {
     pub data_dir: Option<PathBuf>,
     /// How long a recording is kept after its room ended; `None` keeps it forever.
     pub recording_retention: Option<Duration>,
+    /// Connection-level limits: connection caps, header timeout and size, per-client join rates.
+    pub limits: LimitsConfig,
+}
+
+/// Connection-level limits of a node (ARCHITECTURE §5): what a flood of connections or joins
+/// from few addresses may cost it. "Per IP" means per /64 for IPv6, since one host usually gets
+/// a whole /64 and could otherwise take a fresh address for every attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Most TCP connections (HTTP and WebSocket) open at once. When reached, the node stops
+    /// accepting until one closes (new ones wait in the kernel's backlog), so a flood cannot
+    /// exhaust file descriptors. Must exceed the listener capacity.
+    pub max_connections: usize,
+    /// Most connections open at once from one client address; the excess is closed at once.
+    /// Trusted proxies are exempt (they carry many clients). 0: no cap.
+    pub max_connections_per_ip: usize,
+    /// Time a client has to send a complete request head, from when the node starts waiting
+    /// for it; this is also how long an idle keep-alive connection stays open.
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers); larger ones are answered `431`.
+    pub max_header_bytes: usize,
+    /// Joins per second per client address (token bucket refill); 0: no limit.
+    pub join_rate_per_ip: u32,
+    /// Joins one client address may make at once before the rate applies.
+    pub join_burst_per_ip: u32,
+    /// Joins per second per /24 (IPv4) or /56 (IPv6); 0: no limit.
+    pub join_rate_per_subnet: u32,
+    /// Joins one subnet may make at once before the rate applies.
+    pub join_burst_per_subnet: u32,
+    /// Proxies (a CDN, our own edges) whose `X-Forwarded-For` is believed: requests through
+    /// them are limited by the client address they forward. Empty: no proxy is trusted.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 110_000,
+            header_read_timeout: Duration::from_secs(5),
+            max_header_bytes: 16 * 1024,
+            // The per-client limits are off by default: load tools and tests drive a node from
+            // one loopback address, and the right values depend on how many listeners share an
+            // address (NAT). README.md gives values for a public node.
+            max_connections_per_ip: 0,
+            join_rate_per_ip: 0,
+            join_burst_per_ip: 20,
+            join_rate_per_subnet: 0,
+            join_burst_per_subnet: 200,
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -82,6 +134,7 @@ impl Default for ServerConfig {
             admission: AdmissionConfig::default(),
             data_dir: None,
             recording_retention: None,
+            limits: LimitsConfig::default(),
         }
     }
 }

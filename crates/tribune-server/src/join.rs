@@ -7,14 +7,16 @@
 //! Answers: `200 {ticket, listener_id, listen_url, hls_url, expires_at, seq}`;
 //! `202 {queue_ticket, position, eta_s}` with `Retry-After` (call again with the queue ticket);
 //! `401 {error: "proof_of_work_required", challenge, bits}` under attack; `403` for a forged,
-//! expired, other-room or other-key ticket or a wrong or replayed proof; `404`, `410`, `503`.
+//! expired, other-room or other-key ticket or a wrong or replayed proof; `429` with
+//! `Retry-After` when the client's address or subnet joins too fast; `404`, `410`, `503`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 use tribune_core::admission::{Decision, PowChallenge, PowError, QueueTicket};
@@ -22,6 +24,7 @@ use tribune_core::{unix_micros, Claims, ListenerId, Role, RoomState, TokenKind};
 
 use crate::api::optional_json;
 use crate::error::ApiError;
+use crate::limits::{JoinLimiter, RateLimited};
 use crate::live_room::LiveRoom;
 use crate::state::AppState;
 
@@ -52,13 +55,40 @@ fn now_s() -> u64 {
     unix_micros() / 1_000_000
 }
 
+/// The TCP peer of a request, when it came through the node's accept loop (a router driven
+/// directly, as in unit tests, has none: then no per-client limit applies).
+pub struct Peer(pub Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0);
+        Ok(Peer(peer))
+    }
+}
+
 /// `POST /api/rooms/{id}/join`.
 pub async fn join(
     State(app): State<AppState>,
+    Extension(limiter): Extension<std::sync::Arc<JoinLimiter>>,
+    Peer(peer): Peer,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // Before the body is parsed or a credential checked: a flood from one address or subnet
+    // costs a map lookup each.
+    if let Some(peer) = peer {
+        let client = limiter.client_ip(peer.ip(), &headers);
+        if let Err(limited) = limiter.check(client) {
+            app.metrics().joins_rate_limited.inc();
+            return rate_limited(limited);
+        }
+    }
     let result = match body {
         Ok(body) => decide(&app, &id, &headers, &body),
         Err(e) => Err(ApiError::from(e)),
@@ -145,6 +175,21 @@ fn decide(
             eta_s,
         } => queued(app, &room, number, position, eta_s, now),
     })
+}
+
+/// `429` with the API's error body and `Retry-After` in whole seconds (at least 1).
+fn rate_limited(limited: RateLimited) -> Response {
+    let who = match limited {
+        RateLimited::Client(_) => "this address",
+        RateLimited::Subnet(_) => "this address's network",
+    };
+    let retry = limited.wait().as_secs_f64().ceil().max(1.0) as u64;
+    let mut r =
+        ApiError::TooManyRequests(format!("too many joins from {who}; retry after {retry} s"))
+            .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry));
+    r
 }
 
 /// `401` with a fresh challenge.

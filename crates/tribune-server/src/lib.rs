@@ -9,6 +9,7 @@ pub mod connections;
 pub mod error;
 pub mod hls;
 pub mod join;
+pub mod limits;
 pub mod listen;
 pub mod live_room;
 pub mod metrics;
@@ -16,6 +17,7 @@ pub mod moderation;
 pub mod reactions;
 pub mod recording;
 pub mod seats;
+mod serve;
 pub mod speak;
 pub mod state;
 pub mod web;
@@ -32,6 +34,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::limits::JoinLimiter;
 use crate::metrics::Metrics;
 use crate::recording::Recordings;
 
@@ -40,6 +43,12 @@ pub use state::AppState;
 
 /// The HTTP routes of one node.
 pub fn router(app: AppState) -> Router {
+    let joins = Arc::new(JoinLimiter::new(&app.config().limits));
+    router_with(app, joins)
+}
+
+/// The HTTP routes of one node, with its join rate limiter.
+fn router_with(app: AppState, joins: Arc<JoinLimiter>) -> Router {
     let body_limit = app.config().max_body_bytes;
     Router::new()
         .route("/api/rooms", post(api::create_room).get(api::list_rooms))
@@ -89,6 +98,7 @@ pub fn router(app: AppState) -> Router {
         .route("/web/{*path}", get(web::asset))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(Extension(joins))
         .with_state(app)
 }
 
@@ -163,26 +173,26 @@ impl Server {
         }
         let grace = app.config().shutdown_grace;
         let connections = app.connections().clone();
-        let tx = shutdown_tx.clone();
-        let stop = async move {
-            signal.await;
-            tracing::info!("shutting down: closing connections");
-            let _ = tx.send(true);
+        let joins = Arc::new(JoinLimiter::new(&app.config().limits));
+        tokio::spawn(sweep_join_limits(joins.clone(), app.shutdown()));
+        let acceptor = serve::Acceptor::new(&app.config().limits, app.metrics().clone());
+        let shutdown = app.shutdown();
+        let service = router_with(app, joins).layer(Extension(whip));
+        acceptor.run(listener, service, shutdown, signal).await;
+        tracing::info!("shutting down: closing connections");
+        let _ = shutdown_tx.send(true);
+        // In-flight requests finish; WebSockets are told to reconnect (1012) and close. Every
+        // socket holds an accept slot until it closes, so waiting for the slots waits for all.
+        let closed = async {
+            connections.wait_idle().await;
+            acceptor.wait_closed().await;
         };
-        axum::serve(
-            listener,
-            router(app)
-                .layer(Extension(whip))
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop)
-        .await?;
-        // Upgraded WebSockets are not tracked by the HTTP server; wait for them here.
-        if tokio::time::timeout(grace, connections.wait_idle())
-            .await
-            .is_err()
-        {
-            tracing::warn!(open = connections.count(), "shutdown grace expired");
+        if tokio::time::timeout(grace, closed).await.is_err() {
+            tracing::warn!(
+                websockets = connections.count(),
+                connections = acceptor.open(),
+                "shutdown grace expired"
+            );
         }
         drop(shutdown_tx);
         let _ = udp_task.await;
@@ -232,6 +242,19 @@ impl RunningServer {
             let _ = stop.send(());
         }
         self.task.await.unwrap_or(Ok(()))
+    }
+}
+
+/// Forgets idle entries of the join rate limiters now and then, so their memory follows the
+/// clients of the last seconds, not every address ever seen.
+async fn sweep_join_limits(joins: Arc<JoinLimiter>, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => joins.sweep(),
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

@@ -51,6 +51,14 @@ pub struct Metrics {
     pub listeners: Gauge,
     /// Open speaker connections.
     pub speakers: Gauge,
+    /// Open TCP connections (HTTP and WebSocket).
+    pub connections_open: Gauge,
+    /// Connections closed at once for exceeding the per-address cap.
+    pub connections_refused: Counter,
+    /// Connections closed for not sending a complete request head in time (or idling).
+    pub header_timeouts: Counter,
+    /// Joins refused with 429 by the per-address or per-subnet join rate.
+    pub joins_rate_limited: Counter,
     /// Rooms that are live.
     pub rooms_live: Gauge,
     /// Rooms created since start.
@@ -145,6 +153,30 @@ impl Metrics {
             "gauge",
             "Open speaker connections.",
             self.speakers.get(),
+        );
+        put(
+            "connections_open",
+            "gauge",
+            "Open TCP connections (HTTP and WebSocket).",
+            self.connections_open.get(),
+        );
+        put(
+            "connections_refused_total",
+            "counter",
+            "Connections closed at once by the per-address connection cap.",
+            self.connections_refused.get(),
+        );
+        put(
+            "header_timeouts_total",
+            "counter",
+            "Connections closed for not completing a request head in time.",
+            self.header_timeouts.get(),
+        );
+        put(
+            "joins_rate_limited_total",
+            "counter",
+            "Joins refused by the per-address or per-subnet join rate.",
+            self.joins_rate_limited.get(),
         );
         put(
             "rooms_live",

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tribune_core::admission::GateConfig;
 use tribune_server::admission::AdmissionConfig;
+use tribune_server::config::LimitsConfig;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -84,6 +85,32 @@ struct ServeArgs {
     /// Joins per second without proof of work above which the node asks for one; 0: never.
     #[arg(long, default_value_t = 0)]
     pow_threshold: u32,
+    /// Most TCP connections open at once (HTTP and WebSocket); at most the open-file limit
+    /// minus a reserve.
+    #[arg(long, default_value_t = 110_000)]
+    max_connections: usize,
+    /// Most connections open at once from one address (IPv6: one /64); 0: no cap.
+    #[arg(long, default_value_t = 0)]
+    max_connections_per_ip: usize,
+    /// Seconds a client has to send a request's headers (also the keep-alive idle timeout).
+    #[arg(long, default_value_t = 5)]
+    header_timeout: u64,
+    /// Joins per second from one address (IPv6: one /64); 0: no limit.
+    #[arg(long, default_value_t = 0)]
+    join_rate_per_ip: u32,
+    /// Joins per second from one /24 (IPv6: one /56); 0: no limit.
+    #[arg(long, default_value_t = 0)]
+    join_rate_per_subnet: u32,
+    /// A proxy (address or CIDR network) whose X-Forwarded-For names the client; repeatable.
+    #[arg(long = "trusted-proxy", value_parser = parse_net)]
+    trusted_proxies: Vec<tribune_server::config::IpNet>,
+}
+
+/// A network in CIDR notation, or one address.
+fn parse_net(s: &str) -> Result<tribune_server::config::IpNet, String> {
+    s.parse()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(Into::into))
+        .map_err(|_| format!("{s:?} is neither an address nor a CIDR network"))
 }
 
 impl ServeArgs {
@@ -102,6 +129,10 @@ impl ServeArgs {
         if self.join_rate == 0 {
             bail!("--join-rate must be at least 1");
         }
+        if !(1..=3600).contains(&self.header_timeout) {
+            bail!("--header-timeout must be between 1 and 3600 seconds");
+        }
+        let defaults = LimitsConfig::default();
         let keys = match &self.secret {
             Some(s) if s.len() < 16 => bail!("the secret must be at least 16 characters"),
             Some(s) => Keyring::new("k1", s.as_bytes().to_vec()),
@@ -126,6 +157,19 @@ impl ServeArgs {
             },
             data_dir: (!self.no_data).then(|| self.data_dir.clone()),
             recording_retention: retention,
+            limits: LimitsConfig {
+                max_connections: self.max_connections.max(1),
+                max_connections_per_ip: self.max_connections_per_ip,
+                header_read_timeout: Duration::from_secs(self.header_timeout),
+                join_rate_per_ip: self.join_rate_per_ip,
+                join_burst_per_ip: defaults.join_burst_per_ip.max(self.join_rate_per_ip),
+                join_rate_per_subnet: self.join_rate_per_subnet,
+                join_burst_per_subnet: defaults
+                    .join_burst_per_subnet
+                    .max(self.join_rate_per_subnet),
+                trusted_proxies: self.trusted_proxies.clone(),
+                ..defaults
+            },
             ..ServerConfig::default()
         })
     }
@@ -245,8 +289,22 @@ pub fn raise_fd_limit() {
     }
 }
 
-async fn serve(config: ServerConfig) -> Result<()> {
+async fn serve(mut config: ServerConfig) -> Result<()> {
     raise_fd_limit();
+    // Past the open-file limit, accept() fails instead of waiting for a free slot; keep a
+    // reserve for recordings, the UDP socket and outgoing connections.
+    if let Ok((soft, _)) = rlimit::Resource::NOFILE.get() {
+        let usable = usize::try_from(soft.saturating_sub(256))
+            .unwrap_or(usize::MAX)
+            .max(1);
+        if config.limits.max_connections > usable {
+            tracing::info!(
+                max_connections = usable,
+                "--max-connections lowered to the open-file limit"
+            );
+            config.limits.max_connections = usable;
+        }
+    }
     let server = Server::bind(config.clone())
         .await
         .with_context(|| format!("binding {}", config.listen))?;
