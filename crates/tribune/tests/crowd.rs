@@ -8,9 +8,14 @@ use tribune_server::{RunningServer, Server, ServerConfig};
 
 /// A node on an ephemeral loopback port with a live room and a speaker talking for `speak_s`.
 async fn node_with_speaker(speak_s: f64) -> (RunningServer, String) {
+    node_with_speaker_and(speak_s, ServerConfig::default()).await
+}
+
+/// The same with these settings.
+async fn node_with_speaker_and(speak_s: f64, config: ServerConfig) -> (RunningServer, String) {
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().expect("loopback address"),
-        ..ServerConfig::default()
+        ..config
     };
     let server = Server::bind(config).await.expect("bind").spawn();
     let api = Api::new(&server.url()).expect("api");
@@ -119,5 +124,35 @@ async fn churning_listeners_resume_without_loss() {
         "{} backlog",
         report.frames_backlog
     );
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_solves_proofs_of_work_and_waits_in_line() {
+    use tribune_core::admission::GateConfig;
+    use tribune_server::admission::AdmissionConfig;
+    // Proof of work past 20 unproven joins a second, and admissions paced at 100 a second:
+    // a crowd of 200 arriving at 200 a second meets both.
+    let config = ServerConfig {
+        admission: AdmissionConfig {
+            gate: GateConfig {
+                join_rate: 100,
+                join_burst: 20,
+                ..GateConfig::default()
+            },
+            pow_threshold: 20,
+            ..AdmissionConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let (server, room) = node_with_speaker_and(10.0, config).await;
+    let report = run(&server, &room, plan(Scenario::Flash, 200, 200.0, 5.0)).await;
+    assert_eq!(report.listeners_connected, 200, "{report:#?}");
+    assert_eq!(report.joins_failed, 0, "{:?}", report.errors);
+    assert_eq!(report.frames_lost, 0);
+    let m = server.state.metrics();
+    assert!(m.pow_accepted.get() > 0, "proofs were asked for and solved");
+    assert_eq!(m.pow_refused.get(), 0);
+    assert!(m.joins_queued.get() > 0, "some waited in line");
     server.shutdown().await.expect("shutdown");
 }
