@@ -50,6 +50,9 @@ pub struct JoinTicket {
     pub listen_url: String,
 }
 
+/// How long an idle pooled connection is kept for reuse.
+pub const IDLE_POOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A Tribune server's HTTP API.
 #[derive(Clone, Debug)]
 pub struct Api {
@@ -68,6 +71,9 @@ impl Api {
         }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
+            // Under the server's idle keep-alive timeout (5 s by default), so a pooled
+            // connection is not reused just as the server closes it.
+            .pool_idle_timeout(IDLE_POOL_TIMEOUT)
             .build()?;
         Ok(Api { base, http })
     }

@@ -8,6 +8,9 @@ use serde_json::{json, Value};
 
 use crate::api::{Api, ClientError, JoinTicket};
 
+/// Retries of a join request that got no answer at all.
+const MAX_TRANSPORT_RETRIES: u32 = 8;
+
 /// How long and how hard a join tries.
 #[derive(Debug, Clone, Copy)]
 pub struct JoinPolicy {
@@ -85,7 +88,18 @@ impl Api {
         let mut body = json!({});
         let mut attempt = 0u32;
         loop {
-            let resp = self.post_raw(&path, &body).await?;
+            let resp = match self.post_raw(&path, &body).await {
+                Ok(r) => r,
+                // No answer (reset, refused, timed out): like a 503, try again after a while.
+                Err(e) if attempt < MAX_TRANSPORT_RETRIES => {
+                    attempt += 1;
+                    let wait = full_jitter(attempt, Duration::from_millis(250), policy.max_backoff);
+                    tracing::debug!("join request failed ({e}); again in {wait:?}");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let status = resp.status().as_u16();
             let told = retry_after(&resp);
             let v: Value = resp.json().await.unwrap_or(Value::Null);

@@ -104,6 +104,7 @@ pub async fn run(
     for k in 0..JOIN_CLIENTS {
         let mut b = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            .pool_idle_timeout(crate::api::IDLE_POOL_TIMEOUT)
             .pool_max_idle_per_host(JOIN_POOL);
         if target.spread_sources {
             b = b.local_address(std::net::IpAddr::V4(net::join_source_addr(k)));
