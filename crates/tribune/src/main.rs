@@ -1,6 +1,7 @@
 //! The `tribune` command: run a node (`serve`, `demo`), manage rooms, speak, listen, and replay
 //! a crowd of listeners (`crowd`).
 
+mod config_file;
 mod crowd;
 mod demo;
 
@@ -12,7 +13,7 @@ use tribune_server::admission::AdmissionConfig;
 use tribune_server::config::LimitsConfig;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tribune_client::{Api, AudioSource, ListenOptions, SpeakOptions};
 use tribune_core::Keyring;
 use tribune_server::{Server, ServerConfig};
@@ -47,6 +48,9 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct ServeArgs {
+    /// A TOML file with any of these settings (same names, `_` for `-`); flags given here win.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -239,7 +243,13 @@ struct ListenArgs {
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Serve(args) | Command::Demo(args) = &mut cli.command {
+        if let (Some(path), Some((_, sub))) = (args.config.clone(), matches.subcommand()) {
+            config_file::FileConfig::read(&path)?.apply(args, sub)?;
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

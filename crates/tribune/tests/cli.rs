@@ -303,3 +303,49 @@ fn crowd_reports_json_and_a_chart_and_refuses_remote_targets() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-remote"));
 }
+
+#[test]
+fn serve_reads_a_config_file_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let file = dir.path().join("tribune.toml");
+    // The file says: listen here, hold no listener at all (every join waits in line), and a
+    // batch interval the command line overrides.
+    std::fs::write(
+        &file,
+        format!("listen = \"{addr}\"\nmax_listeners = 0\nbatch_ms = 5\nno_data = true\n"),
+    )
+    .unwrap();
+    let _server = Proc(
+        tribune(&[
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--batch-ms",
+            "40",
+        ])
+        .spawn()
+        .unwrap(),
+    );
+    // batch_ms = 5 would be refused at start; the flag's 40 is what counts.
+    wait_listening(addr);
+    let url = format!("http://{addr}");
+    let room = run_json(&[
+        "room", "create", "--server", &url, "--title", "cfg", "--json",
+    ]);
+    let id = room["id"].as_str().unwrap();
+    let (code, v) = common::post_json(addr, &format!("/api/rooms/{id}/join"), "{}");
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["position"], 1);
+    // A misspelt key is an error naming the file, not a silent default.
+    std::fs::write(&file, "max_listener = 5\n").unwrap();
+    let out = tribune(&["serve", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tribune.toml") && err.contains("max_listener"),
+        "{err}"
+    );
+}

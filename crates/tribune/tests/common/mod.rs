@@ -97,3 +97,28 @@ pub fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
     let (status, body) = http_get(addr, path);
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
+
+/// A plain HTTP/1.1 POST of a JSON body over loopback: (status, JSON answer).
+pub fn post_json(addr: SocketAddr, path: &str, body: &str) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP head");
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        serde_json::from_slice(&buf[split + 4..]).unwrap_or(Value::Null),
+    )
+}
