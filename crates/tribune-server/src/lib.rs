@@ -14,6 +14,7 @@ pub mod listen;
 pub mod live_room;
 pub mod metrics;
 pub mod moderation;
+pub mod process;
 pub mod reactions;
 pub mod recording;
 pub mod seats;

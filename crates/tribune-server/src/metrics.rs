@@ -394,6 +394,21 @@ impl Metrics {
             "WebRTC datagrams dropped (unroutable, malformed, queue full).",
             self.udp_dropped.get(),
         );
+        if let Some(p) = crate::process::current() {
+            let _ = write!(
+                out,
+                "# HELP process_cpu_seconds_total User and system CPU time of the node.\n\
+                 # TYPE process_cpu_seconds_total counter\n\
+                 process_cpu_seconds_total {:.2}\n\
+                 # HELP process_resident_memory_bytes Resident memory of the node.\n\
+                 # TYPE process_resident_memory_bytes gauge\n\
+                 process_resident_memory_bytes {}\n\
+                 # HELP process_open_fds Open file descriptors of the node.\n\
+                 # TYPE process_open_fds gauge\n\
+                 process_open_fds {}\n",
+                p.cpu_seconds, p.resident_bytes, p.open_fds
+            );
+        }
         out
     }
 }
