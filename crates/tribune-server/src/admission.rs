@@ -110,14 +110,6 @@ impl Admission {
         m.bits(now_s)
     }
 
-    /// The difficulty asked now, without counting anything.
-    pub fn difficulty(&self, now_s: u64) -> u8 {
-        if self.config.pow_threshold == 0 {
-            return 0;
-        }
-        self.meter.lock().bits(now_s)
-    }
-
     /// The replay guard of solved challenges.
     pub fn guard(&self) -> &Mutex<ReplayGuard> {
         &self.guard

@@ -92,7 +92,12 @@ pub async fn recorded_media(
         Resource::Init => (app.recordings().init().clone(), "init".to_string()),
         Resource::Segment(msn) => {
             // Only segments the index lists: a number is never turned into a path otherwise.
-            let listed = rec.view.read().entries.iter().any(|e| e.msn == msn);
+            let listed = rec
+                .view
+                .read()
+                .entries
+                .binary_search_by_key(&msn, |e| e.msn)
+                .is_ok();
             if !listed {
                 return None;
             }

@@ -54,9 +54,6 @@ pub struct Recording {
     view: RwLock<View>,
     /// Commands to the writer task (closed once the recording has ended).
     commands: Mutex<Option<mpsc::UnboundedSender<Command>>>,
-    /// Bumped whenever a segment is added or the recording ends (so tests and the replay of a
-    /// live room can wait for it).
-    changed: watch::Sender<u64>,
 }
 
 /// A consistent copy of what a recording holds.
@@ -106,11 +103,6 @@ impl Recording {
         }
     }
 
-    /// Whether new audio is being recorded.
-    pub fn enabled(&self) -> bool {
-        self.view.read().meta.enabled
-    }
-
     /// Turns recording of new audio on or off; false if the recording has already ended.
     pub fn set_enabled(&self, on: bool) -> bool {
         let sent = self
@@ -125,11 +117,6 @@ impl Recording {
         sent
     }
 
-    /// A receiver that sees a new value whenever a segment is recorded or the recording ends.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changed.subscribe()
-    }
-
     /// Reserves one of the room's clip slots; false when they are used up.
     pub fn reserve_clip(&self) -> bool {
         let mut v = self.view.write();
@@ -138,10 +125,6 @@ impl Recording {
         }
         v.clips += 1;
         true
-    }
-
-    fn bump(&self) {
-        self.changed.send_modify(|g| *g += 1);
     }
 }
 
@@ -227,7 +210,6 @@ impl Recordings {
                 clips: 0,
             }),
             commands: Mutex::new(Some(tx)),
-            changed: watch::Sender::new(0),
         });
         self.by_room.write().insert(room, rec.clone());
         tokio::spawn(recorder::run(
@@ -316,7 +298,6 @@ fn recover_one(dir: &Path) -> std::io::Result<Option<Recording>> {
         found.meta.ended_at = Some(end_us / 1_000_000);
         store::write_meta(dir, &found.meta)?;
     }
-    let (changed, _) = watch::channel(0);
     Ok(Some(Recording {
         dir: dir.to_path_buf(),
         view: RwLock::new(View {
@@ -325,7 +306,6 @@ fn recover_one(dir: &Path) -> std::io::Result<Option<Recording>> {
             clips: count_clips(dir),
         }),
         commands: Mutex::new(None),
-        changed,
     }))
 }
 

@@ -57,7 +57,6 @@ pub(super) async fn run(
     meta.enabled = rec.view.read().meta.enabled;
     meta.ended_at = Some(unix_micros() / 1_000_000);
     save_meta(&rec, &meta, &metrics).await;
-    rec.bump();
     tracing::info!(room = %meta.room, segments = rec.view.read().entries.len(), "recording ended");
 }
 
@@ -70,7 +69,6 @@ async fn write_segment(rec: &Arc<Recording>, segment: Segment, metrics: &Metrics
             metrics.recording_segments.inc();
             metrics.recording_bytes.add(entry.bytes);
             rec.view.write().entries.push(entry);
-            rec.bump();
         }
         Err(e) => {
             metrics.recording_write_errors.inc();
