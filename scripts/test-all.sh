@@ -21,6 +21,9 @@ if ! "$py" -c "import aiortc, av, numpy" >/dev/null 2>&1; then
       -r tests/whip/requirements.txt
 fi
 
+# A one-off build gains nothing from incremental state, which doubles the target directory.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 echo "== format"
 cargo fmt --all -- --check
 echo "== clippy"

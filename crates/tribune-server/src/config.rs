@@ -7,6 +7,7 @@ use std::time::Duration;
 use tribune_core::reactions::ReactionLimits;
 
 use crate::admission::AdmissionConfig;
+use crate::batching::Batching;
 pub use ipnet::IpNet;
 use tribune_core::{Keyring, StageLimits};
 
@@ -17,9 +18,15 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Keys that sign and verify tokens and tickets.
     pub keys: Keyring,
-    /// How often a listener connection is woken to write new frames. Server cost is set by
-    /// writes per second, so this is the main dial between latency and listeners per core.
+    /// Shortest interval between a listener connection's writes (the latency floor). Server
+    /// cost is set by writes per second, so the interval is the main dial between latency and
+    /// listeners per core; it grows with the node's listeners up to `batch_interval_max`.
     pub batch_interval: Duration,
+    /// Longest batch interval (the latency ceiling); equal to `batch_interval` for a fixed one.
+    pub batch_interval_max: Duration,
+    /// Listener writes per second the node aims at: the interval is listeners / this, within
+    /// the bounds (see [`crate::batching`]).
+    pub batch_writes_per_s: u32,
     /// How much program audio the fan-out ring keeps for resuming and lagging readers.
     pub ring_duration: Duration,
     /// Program bitrate (Opus), bits per second.
@@ -116,6 +123,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             keys: Keyring::random(),
             batch_interval: Duration::from_millis(20),
+            batch_interval_max: Duration::from_millis(400),
+            batch_writes_per_s: 45_000,
             ring_duration: Duration::from_secs(30),
             program_bitrate: 32_000,
             max_body_bytes: 16 * 1024,
@@ -140,9 +149,13 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Program frames per listener write (at least one).
-    pub fn batch_frames(&self) -> u64 {
-        (self.batch_interval.as_millis() as u64 / tribune_media::FRAME_MS as u64).max(1)
+    /// The batch-interval rule.
+    pub fn batching(&self) -> Batching {
+        Batching::new(
+            self.batch_interval,
+            self.batch_interval_max,
+            self.batch_writes_per_s,
+        )
     }
 
     /// Frames the ring holds.

@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod batching;
 pub mod close;
 pub mod config;
 pub mod connections;

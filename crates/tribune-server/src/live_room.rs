@@ -21,6 +21,7 @@ use tribune_core::{
 };
 use tribune_media::{Mixer, MixerConfig};
 
+use crate::batching::Batching;
 use crate::config::ServerConfig;
 use crate::hls::Hls;
 use crate::metrics::Metrics;
@@ -156,7 +157,7 @@ impl LiveRoom {
             room: room.clone(),
             rx,
             metrics,
-            batch_frames: config.batch_frames(),
+            batching: config.batching(),
             mixer_cfg,
         };
         tokio::spawn(task.run());
@@ -445,7 +446,7 @@ struct MixTask {
     room: Arc<LiveRoom>,
     rx: mpsc::Receiver<Ingress>,
     metrics: Arc<Metrics>,
-    batch_frames: u64,
+    batching: Batching,
     mixer_cfg: MixerConfig,
 }
 
@@ -543,7 +544,13 @@ impl MixTask {
             self.room
                 .hls
                 .push(seq, frame.capture_us, frame.payload.clone());
-            if head.0 - published.0 >= self.batch_frames {
+            // The interval follows the node's listeners (read each tick: one atomic load).
+            let batch_frames = self.batching.frames(self.metrics.listeners.get());
+            let interval_ms = batch_frames * u64::from(tribune_media::FRAME_MS);
+            if self.metrics.batch_interval_ms.get() != interval_ms {
+                self.metrics.batch_interval_ms.set(interval_ms);
+            }
+            if head.0 - published.0 >= batch_frames {
                 self.publish(published, head);
                 published = head;
             }

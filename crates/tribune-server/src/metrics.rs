@@ -42,6 +42,10 @@ impl Gauge {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+    /// Sets the value.
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
 }
 
 /// Everything `/metrics` reports.
@@ -51,6 +55,8 @@ pub struct Metrics {
     pub listeners: Gauge,
     /// Open speaker connections.
     pub speakers: Gauge,
+    /// The batch interval live rooms write listeners at now, ms (it grows with listeners).
+    pub batch_interval_ms: Gauge,
     /// Open TCP connections (HTTP and WebSocket).
     pub connections_open: Gauge,
     /// Connections closed at once for exceeding the per-address cap.
@@ -153,6 +159,12 @@ impl Metrics {
             "gauge",
             "Open speaker connections.",
             self.speakers.get(),
+        );
+        put(
+            "batch_interval_ms",
+            "gauge",
+            "Interval between a listener's audio writes, ms (grows with the node's listeners).",
+            self.batch_interval_ms.get(),
         );
         put(
             "connections_open",

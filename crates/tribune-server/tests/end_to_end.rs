@@ -202,3 +202,52 @@ async fn room_events_show_who_is_speaking() {
     assert_eq!(gone["state"], "live");
     server.shutdown().await.unwrap();
 }
+
+/// Frames per audio message over `window`, skipping the first message (the prefill).
+async fn frames_per_message(ws: &mut common::Ws, window: Duration) -> Vec<usize> {
+    let deadline = tokio::time::Instant::now() + window;
+    let mut sizes = Vec::new();
+    while let Ok(Some(Ok(m))) =
+        tokio::time::timeout_at(deadline, futures_util::StreamExt::next(ws)).await
+    {
+        if let tokio_tungstenite::tungstenite::Message::Binary(b) = m {
+            sizes.push(tribune_media::wire::parse_message(&b).unwrap().count());
+        }
+    }
+    sizes.split_off(1.min(sizes.len()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_interval_grows_with_the_audience() {
+    // A budget of 100 writes a second: one listener is written every 20 ms, ten every 100 ms.
+    let server = common::start_with(tribune_server::ServerConfig {
+        batch_interval: Duration::from_millis(20),
+        batch_interval_max: Duration::from_millis(200),
+        batch_writes_per_s: 100,
+        ..Default::default()
+    })
+    .await;
+    let (room, _) = common::create_room(&server.url()).await;
+    let mut first = common::open_listener(&server, &room).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let one = frames_per_message(&mut first, Duration::from_millis(400)).await;
+    assert!(one.len() >= 10, "{one:?}");
+    assert!(one.iter().all(|&n| n == 1), "{one:?}");
+    assert_eq!(common::metric(&server.url(), "batch_interval_ms").await, 20);
+    let mut others = Vec::new();
+    for _ in 0..9 {
+        others.push(common::open_listener(&server, &room).await);
+    }
+    // Drain what queued meanwhile, then measure.
+    let _ = frames_per_message(&mut first, Duration::from_millis(150)).await;
+    let ten = frames_per_message(&mut first, Duration::from_millis(1000)).await;
+    assert_eq!(
+        common::metric(&server.url(), "batch_interval_ms").await,
+        100
+    );
+    // Five frames a message, about ten messages a second (the window's edges may cut one).
+    assert!((8..=11).contains(&ten.len()), "{ten:?}");
+    assert!(ten.iter().all(|&n| n == 5), "{ten:?}");
+    drop(others);
+    server.shutdown().await.unwrap();
+}

@@ -19,6 +19,8 @@ use crate::ServeArgs;
 pub struct FileConfig {
     listen: Option<SocketAddr>,
     batch_ms: Option<u64>,
+    batch_max_ms: Option<u64>,
+    batch_writes: Option<u32>,
     secret: Option<String>,
     udp: Option<SocketAddr>,
     public_ip: Option<IpAddr>,
@@ -71,6 +73,8 @@ impl FileConfig {
         take!(
             listen,
             batch_ms,
+            batch_max_ms,
+            batch_writes,
             ws_read_buffer,
             data_dir,
             no_data,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use tribune_client::crowd::{self, chart, report, CrowdConfig, PlanConfig, Scenario};
+use tribune_client::crowd::{self, chart, report, CrowdConfig, FloodPlan, PlanConfig, Scenario};
 
 /// What the crowd does.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -19,6 +19,9 @@ pub enum ScenarioArg {
     Steady,
     /// Ramp to N; listeners drop their connection now and then and resume where they left.
     Churn,
+    /// Ramp to N, then a flood of new joins (--flood-rate) while some of the N leave
+    /// (--leave-rate): admission control under a join flood.
+    Flood,
 }
 
 #[derive(Args)]
@@ -60,6 +63,19 @@ pub struct CrowdArgs {
     /// `churn`: seconds a listener stays away before resuming.
     #[arg(long, default_value_t = 2.0)]
     churn_gap: f64,
+    /// `flood`: new joins per second during the flood.
+    #[arg(long, default_value_t = 100.0)]
+    flood_rate: f64,
+    /// `flood`: when the flood starts, seconds from the run's start (default: 5 s after the
+    /// ramp's end).
+    #[arg(long)]
+    flood_start: Option<f64>,
+    /// `flood`: how long the flood lasts, seconds (default: to 5 s before the run's end).
+    #[arg(long)]
+    flood_seconds: Option<f64>,
+    /// `flood`: established listeners who leave per second during the flood, freeing seats.
+    #[arg(long, default_value_t = 0.0)]
+    leave_rate: f64,
     /// Allow a server outside 127.0.0.0/8 (a crowd is a load test: only aim it at your own).
     #[arg(long)]
     allow_remote: bool,
@@ -73,13 +89,43 @@ fn seconds(name: &str, v: f64, max: f64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(v))
 }
 
+/// The flood's plan from the flags: by default it starts 5 s after the ramp and ends 5 s before
+/// the run does.
+fn flood_plan(args: &CrowdArgs) -> Result<FloodPlan> {
+    let ramp_end = f64::from(args.listeners.saturating_sub(1)) / args.ramp.max(f64::MIN_POSITIVE);
+    let start = match args.flood_start {
+        Some(s) if s.is_finite() && s >= 0.0 => s,
+        Some(_) => bail!("--flood-start must be 0 or more"),
+        None => ramp_end + 5.0,
+    };
+    let length = match args.flood_seconds {
+        Some(l) => l,
+        None => args.seconds - 5.0 - start,
+    };
+    if matches!(args.scenario, ScenarioArg::Flood) && !(length.is_finite() && length > 0.0) {
+        bail!(
+            "the flood would not fit: the ramp ends at {ramp_end:.1} s and --seconds is {}; \
+             lengthen --seconds or set --flood-start/--flood-seconds",
+            args.seconds
+        );
+    }
+    Ok(FloodPlan {
+        rate: args.flood_rate,
+        start: Duration::from_secs_f64(start.clamp(0.0, 86_400.0)),
+        length: Duration::from_secs_f64(length.clamp(0.0, 86_400.0)),
+        leave_rate: args.leave_rate,
+    })
+}
+
 /// Runs `tribune crowd`.
 pub async fn run(args: CrowdArgs) -> Result<()> {
+    let flood = flood_plan(&args)?;
     let plan = PlanConfig {
         scenario: match args.scenario {
             ScenarioArg::Flash => Scenario::Flash,
             ScenarioArg::Steady => Scenario::Steady,
             ScenarioArg::Churn => Scenario::Churn,
+            ScenarioArg::Flood => Scenario::Flood,
         },
         listeners: args.listeners,
         ramp_per_s: args.ramp,
@@ -87,6 +133,7 @@ pub async fn run(args: CrowdArgs) -> Result<()> {
         stay: seconds("stay", args.stay, 86_400.0)?,
         churn_every: seconds("churn-every", args.churn_every, 86_400.0)?,
         churn_gap: seconds("churn-gap", args.churn_gap, 86_400.0)?,
+        flood,
     };
     let grace = Duration::from_secs(5);
     // A hard stop past every bound of the run, in case anything hangs anyway.

@@ -54,9 +54,17 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// How often each listener connection writes new audio, in milliseconds (latency vs. cost).
+    /// Shortest interval between a listener connection's audio writes, ms (the latency floor).
     #[arg(long, default_value_t = 20)]
     batch_ms: u64,
+    /// Longest interval between a listener's writes, ms: the interval grows with the node's
+    /// listeners up to this (set it to --batch-ms for a fixed interval).
+    #[arg(long, default_value_t = 400)]
+    batch_max_ms: u64,
+    /// Listener writes per second the node aims at: the batch interval is listeners / this,
+    /// between --batch-ms and --batch-max-ms (writes per second set a node's CPU cost).
+    #[arg(long, default_value_t = 45_000)]
+    batch_writes: u32,
     /// Secret that signs tokens and tickets (nodes sharing it accept each other's); random if unset.
     #[arg(long, env = "TRIBUNE_SECRET", hide_env_values = true)]
     secret: Option<String>,
@@ -122,6 +130,12 @@ impl ServeArgs {
         if !(20..=1000).contains(&self.batch_ms) {
             bail!("--batch-ms must be between 20 and 1000");
         }
+        if !(self.batch_ms..=1000).contains(&self.batch_max_ms) {
+            bail!("--batch-max-ms must be between --batch-ms and 1000");
+        }
+        if self.batch_writes < 100 {
+            bail!("--batch-writes must be at least 100");
+        }
         if !(256..=1 << 20).contains(&self.ws_read_buffer) {
             bail!("--ws-read-buffer must be between 256 and 1048576 bytes");
         }
@@ -146,6 +160,8 @@ impl ServeArgs {
             listen: self.listen,
             keys,
             batch_interval: Duration::from_millis(self.batch_ms),
+            batch_interval_max: Duration::from_millis(self.batch_max_ms),
+            batch_writes_per_s: self.batch_writes,
             udp_listen: self.udp.unwrap_or(self.listen),
             public_ip: self.public_ip,
             ws_read_buffer_bytes: self.ws_read_buffer,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tribune_client::crowd::{self, CrowdConfig, CrowdReport, PlanConfig, Scenario};
+use tribune_client::crowd::{self, CrowdConfig, CrowdReport, FloodPlan, PlanConfig, Scenario};
 use tribune_client::{Api, AudioSource, SpeakOptions};
 use tribune_server::{RunningServer, Server, ServerConfig};
 
@@ -48,18 +48,29 @@ fn plan(scenario: Scenario, listeners: u32, ramp: f64, secs: f64) -> PlanConfig 
         stay: Duration::from_secs(30),
         churn_every: Duration::from_millis(1500),
         churn_gap: Duration::from_millis(500),
+        flood: FloodPlan::default(),
     }
 }
 
 async fn run(server: &RunningServer, room: &str, plan: PlanConfig) -> CrowdReport {
+    // The node runs in this process: its CPU and memory are ours.
+    run_sampling(server, room, plan, Some(std::process::id())).await
+}
+
+/// Runs a crowd; with no `server_pid` the server's `/metrics` is read each second.
+async fn run_sampling(
+    server: &RunningServer,
+    room: &str,
+    plan: PlanConfig,
+    server_pid: Option<u32>,
+) -> CrowdReport {
     let mut ticks = 0;
     let report = crowd::run(
         CrowdConfig {
             server: server.url(),
             room: room.to_owned(),
             plan,
-            // The node runs in this process: its CPU and memory are ours.
-            server_pid: Some(std::process::id()),
+            server_pid,
             allow_remote: false,
             grace: Duration::from_secs(5),
         },
@@ -154,5 +165,61 @@ async fn a_crowd_solves_proofs_of_work_and_waits_in_line() {
     assert!(m.pow_accepted.get() > 0, "proofs were asked for and solved");
     assert_eq!(m.pow_refused.get(), 0);
     assert!(m.joins_queued.get() > 0, "some waited in line");
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_flood_is_answered_and_paced_while_the_established_lose_nothing() {
+    use tribune_core::admission::GateConfig;
+    use tribune_server::admission::AdmissionConfig;
+    // A node of 40 seats admitting 10 a second; 30 listeners come in at that rate, then 300
+    // joins arrive over 3 s (10x the admission rate) while 5 of the established leave each
+    // second.
+    let (capacity, rate) = (40u64, 10u32);
+    let config = ServerConfig {
+        admission: AdmissionConfig {
+            gate: GateConfig {
+                max_listeners: capacity,
+                join_rate: rate,
+                join_burst: 5,
+                ..GateConfig::default()
+            },
+            ..AdmissionConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let (server, room) = node_with_speaker_and(14.0, config).await;
+    let mut p = plan(Scenario::Flood, 30, 10.0, 9.0);
+    p.flood = FloodPlan {
+        rate: 100.0,
+        start: Duration::from_millis(3500),
+        length: Duration::from_secs(3),
+        leave_rate: 5.0,
+    };
+    let report = run_sampling(&server, &room, p, None).await;
+    let f = report.flood.clone().expect("a flood summary");
+    // Every join request got an answer, fast.
+    assert_eq!(report.join_answers.none, 0, "{:?}", report.errors);
+    assert!(report.join_answers.queued > 0, "{:?}", report.join_answers);
+    assert!(report.answer_ms.p99 < 1000.0, "{:?}", report.answer_ms);
+    // The listeners already in lost nothing.
+    assert_eq!(report.joins_ok, report.listeners_connected);
+    assert!(report.established_frames > 30 * 50, "{report:#?}");
+    assert_eq!(report.established_lost, 0);
+    // Admissions were paced: at most the burst plus the rate over the flood (and the second
+    // after it, whose queue polls answer late), and a fair share of it.
+    let most = 5 + u64::from(rate) * 4;
+    assert!(
+        (10..=most).contains(&f.admitted),
+        "{} admitted during the flood (at most {most})",
+        f.admitted
+    );
+    // The node never held more listeners than its capacity.
+    let held = f.server_listeners_max.expect("read from /metrics");
+    assert!(
+        held <= capacity,
+        "{held} listeners on a {capacity}-seat node"
+    );
+    assert!(held >= 30, "{held}");
     server.shutdown().await.expect("shutdown");
 }

@@ -226,6 +226,8 @@ mod tests {
             frames_lost: 0,
             latency_ms: Percentiles { p50, p99, max: p99 },
             join_p99_ms: 0.0,
+            answers_per_s: 0.0,
+            answer_p99_ms: 0.0,
             server_cpu_pct: None,
             server_rss_mb: None,
             server_wait_pct: None,

@@ -156,12 +156,14 @@ pub struct JoinOutcome {
 }
 
 /// Joins `room`, retrying and waiting in the queue as the server says, until admitted, refused,
-/// out of attempts, or `deadline`.
+/// out of attempts, or `deadline`. `on_answer` sees every request's answer (None: no answer)
+/// and how long it took.
 pub async fn join(
     http: &reqwest::Client,
     url: &str,
     deadline: Instant,
     jitter: &mut Jitter,
+    on_answer: &mut (dyn FnMut(Option<&JoinAnswer>, Duration) + Send),
 ) -> JoinOutcome {
     let mut out = JoinOutcome {
         result: Err("no attempt".into()),
@@ -188,16 +190,24 @@ pub async fn join(
             let v: Value = resp.json().await.unwrap_or(Value::Null);
             Ok::<_, reqwest::Error>(classify(status, retry_after.as_deref(), &v))
         };
+        let asked = Instant::now();
         let answer = match tokio::time::timeout_at(deadline, send).await {
             Err(_) => {
+                on_answer(None, asked.elapsed());
                 out.result = Err("join timed out".into());
                 return out;
             }
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => JoinAnswer::Busy {
-                reason: transport_reason(&e),
-                retry_after: None,
-            },
+            Ok(Ok(a)) => {
+                on_answer(Some(&a), asked.elapsed());
+                a
+            }
+            Ok(Err(e)) => {
+                on_answer(None, asked.elapsed());
+                JoinAnswer::Busy {
+                    reason: transport_reason(&e),
+                    retry_after: None,
+                }
+            }
         };
         let wait = match answer {
             JoinAnswer::Admitted { listen_url } => {
@@ -232,6 +242,7 @@ pub async fn join(
                 retry_after,
             } => {
                 out.queued += 1;
+                out.result = Err("still queued".into());
                 queue_ticket = Some(t);
                 retry_after.unwrap_or(Duration::from_secs(1))
             }
@@ -402,13 +413,20 @@ mod tests {
         .await;
         let http = reqwest::Client::new();
         let start = Instant::now();
+        let mut answers = Vec::new();
         let out = join(
             &http,
             &url,
             start + Duration::from_secs(10),
             &mut Jitter::new(7),
+            &mut |a, took| answers.push((a.map(std::mem::discriminant), took)),
         )
         .await;
+        // Three requests, three answers, each within the test's bounds.
+        assert_eq!(answers.len(), 3);
+        assert!(answers
+            .iter()
+            .all(|(a, t)| a.is_some() && *t < Duration::from_secs(1)));
         let took = start.elapsed();
         assert_eq!(out.result, Ok("/listen?t".to_owned()));
         assert_eq!((out.retries, out.queued), (1, 1));
@@ -429,7 +447,7 @@ mod tests {
         .await;
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(5);
-        let out = join(&http, &url, deadline, &mut Jitter::new(1)).await;
+        let out = join(&http, &url, deadline, &mut Jitter::new(1), &mut |_, _| {}).await;
         assert_eq!(out.result, Err("410 room_ended".to_owned()));
         // A Retry-After past the deadline ends the join at once instead of sleeping past it.
         let (url, _server) = fake_server(vec![
@@ -442,6 +460,7 @@ mod tests {
             &url,
             start + Duration::from_secs(1),
             &mut Jitter::new(1),
+            &mut |_, _| {},
         )
         .await;
         assert!(start.elapsed() < Duration::from_millis(500));

@@ -12,9 +12,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tribune_media::wire;
 
-use super::join::{backoff, join, Jitter};
+use super::join::{backoff, join, Jitter, JoinAnswer};
 use super::net::{connect, Target};
-use super::plan::{PlanConfig, Visit};
+use super::plan::{Cohort, PlanConfig, Visit};
 use super::stats::{Count, Shard, Stats};
 use crate::listen::SeqTracker;
 use crate::unix_micros;
@@ -167,7 +167,21 @@ pub async fn run_visit(ctx: Arc<Ctx>, visit: Visit) {
 
     let t0 = Instant::now();
     let client = &ctx.join_clients[visit.index as usize % ctx.join_clients.len()];
-    let joined = join(client, &ctx.join_url, leave, &mut jitter).await;
+    let mut on_answer = |a: Option<&JoinAnswer>, took: Duration| {
+        let which = match a {
+            None => Count::Unanswered,
+            Some(JoinAnswer::Admitted { .. }) => Count::AnsweredAdmitted,
+            Some(JoinAnswer::Queued { .. }) => Count::AnsweredQueued,
+            Some(JoinAnswer::Challenge { .. }) => Count::AnsweredChallenged,
+            Some(JoinAnswer::Busy { .. }) => Count::AnsweredBusy,
+            Some(JoinAnswer::Refused { .. }) => Count::AnsweredRefused,
+        };
+        shard.add(which, 1);
+        if a.is_some() {
+            shard.answer.record(took.as_micros() as u64);
+        }
+    };
+    let joined = join(client, &ctx.join_url, leave, &mut jitter, &mut on_answer).await;
     shard.add(Count::JoinRetries, u64::from(joined.retries));
     shard.add(Count::JoinsQueued, u64::from(joined.queued));
     let url = match joined.result {
@@ -308,6 +322,10 @@ async fn connection(
                 }
                 shard.add(Count::Frames, new);
                 shard.add(Count::Lost, lost);
+                if visit.cohort == Cohort::Established {
+                    shard.add(Count::EstablishedFrames, new);
+                    shard.add(Count::EstablishedLost, lost);
+                }
                 shard.add(Count::Bytes, data.len() as u64);
             }
             Message::Close(_) => break Ended::Early,

@@ -14,6 +14,7 @@
 //! grace period.
 
 pub mod chart;
+pub mod flood;
 pub mod histogram;
 pub mod join;
 pub mod listener;
@@ -29,7 +30,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-pub use plan::{PlanConfig, Scenario};
+pub use plan::{FloodPlan, PlanConfig, Scenario};
 pub use report::{CrowdReport, TimelinePoint};
 
 use listener::{run_visit, Ctx};
@@ -160,6 +161,7 @@ pub async fn run(
             .plan
             .ramp_at(cfg.plan.listeners.saturating_sub(1))
             .as_secs_f64(),
+        flood: (cfg.plan.scenario == Scenario::Flood).then_some(cfg.plan.flood),
     };
 
     // The scheduler: each arrival is spawned at its time and never waits for another.
@@ -188,7 +190,7 @@ pub async fn run(
         tokio::time::sleep_until(tick).await;
         let totals = stats.totals();
         let connected = stats.open_connections();
-        let (lat, join) = stats.drain();
+        let samples = stats.drain();
         let server = tokio::time::timeout(Duration::from_millis(900), sampler.sample())
             .await
             .unwrap_or_default();
@@ -196,16 +198,14 @@ pub async fn run(
             t_s: (tick - start).as_secs_f64(),
             totals,
             connected,
-            latency: lat,
-            join,
+            samples,
             server,
             crowd_cpu_pct: own.sample().await.cpu_pct,
         }));
     }
     // Listeners leave at the end; counts they keep until then (gaps, loss) arrive now.
     let _ = tokio::time::timeout_at(hard_stop + Duration::from_secs(2), scheduler).await;
-    let (lat, join) = stats.drain();
-    acc.settle(stats.totals(), lat, join);
+    acc.settle(stats.totals(), stats.drain());
     Ok(acc.finish(info, stats.errors()))
 }
 
@@ -215,6 +215,7 @@ pub fn scenario_name(s: Scenario) -> &'static str {
         Scenario::Flash => "flash",
         Scenario::Steady => "steady",
         Scenario::Churn => "churn",
+        Scenario::Flood => "flood",
     }
 }
 

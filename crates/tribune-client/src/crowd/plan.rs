@@ -16,6 +16,46 @@ pub enum Scenario {
     Steady,
     /// Ramp to N; each listener drops its connection now and then and resumes where it left.
     Churn,
+    /// Ramp to N (the node's capacity, say), then a flood of new joins at [`FloodPlan::rate`]
+    /// while some of the established listeners leave: what admission control does under a
+    /// join flood, told apart for the listeners already in and for the newcomers.
+    Flood,
+}
+
+/// Which part of a crowd a visit belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cohort {
+    /// Arrived with the ramp: the listeners already in when a flood comes.
+    #[default]
+    Established,
+    /// One of the flood's joins.
+    Flood,
+}
+
+/// `Flood`: the join flood that follows the ramp.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FloodPlan {
+    /// New joins per second during the flood.
+    pub rate: f64,
+    /// When the flood starts, from the run's start.
+    pub start: Duration,
+    /// How long it lasts.
+    pub length: Duration,
+    /// Established listeners who leave per second during the flood (the seats that free up for
+    /// the queue), oldest first.
+    pub leave_rate: f64,
+}
+
+impl FloodPlan {
+    /// Joins the flood makes.
+    pub fn joins(&self) -> u64 {
+        (self.rate * self.length.as_secs_f64()).floor() as u64
+    }
+
+    /// Established listeners who leave during the flood.
+    pub fn leavers(&self) -> u64 {
+        (self.leave_rate * self.length.as_secs_f64()).floor() as u64
+    }
 }
 
 /// The schedule's inputs.
@@ -35,6 +75,8 @@ pub struct PlanConfig {
     pub churn_every: Duration,
     /// `Churn`: how long a listener stays away before resuming.
     pub churn_gap: Duration,
+    /// `Flood`: the flood after the ramp.
+    pub flood: FloodPlan,
 }
 
 /// Why a schedule cannot be made.
@@ -59,6 +101,8 @@ pub struct Visit {
     pub arrive: Duration,
     /// When it leaves (at most the run's length).
     pub leave: Duration,
+    /// Established listener or flood join.
+    pub cohort: Cohort,
 }
 
 /// A deterministic spread in [0, 1) for slot/visit `k` (the golden-ratio sequence): departures
@@ -93,8 +137,32 @@ impl PlanConfig {
             Scenario::Churn if self.churn_every < Duration::from_millis(100) => {
                 Err(PlanError::Invalid("--churn-every must be at least 0.1 s"))
             }
+            Scenario::Flood => self.validate_flood(),
             _ => Ok(()),
         }
+    }
+
+    fn validate_flood(&self) -> Result<(), PlanError> {
+        let f = &self.flood;
+        if !(f.rate.is_finite() && f.rate > 0.0 && f.rate <= 1e6) {
+            return Err(PlanError::Invalid(
+                "--flood-rate must be between 0 and 1 000 000 per second",
+            ));
+        }
+        if !(f.leave_rate.is_finite() && (0.0..=1e6).contains(&f.leave_rate)) {
+            return Err(PlanError::Invalid(
+                "--leave-rate must be between 0 and 1 000 000 per second",
+            ));
+        }
+        if f.length.is_zero() || f.start + f.length > self.run {
+            return Err(PlanError::Invalid(
+                "the flood (--flood-start + --flood-seconds) must end within --seconds",
+            ));
+        }
+        if f.joins() + u64::from(self.listeners) > MAX_VISITS as u64 {
+            return Err(PlanError::TooMany);
+        }
+        Ok(())
     }
 
     /// When the `i`-th arrival of the ramp happens: `i / ramp`, the first at 0.
@@ -117,7 +185,11 @@ impl PlanConfig {
                 index: 0,
                 arrive,
                 leave: self.run,
+                cohort: Cohort::Established,
             });
+        }
+        if self.scenario == Scenario::Flood {
+            self.add_flood(&mut out);
         }
         if self.scenario == Scenario::Steady {
             // Each place is refilled the moment its visitor leaves, so about N stay connected.
@@ -138,6 +210,7 @@ impl PlanConfig {
                         index: 0,
                         arrive: leave,
                         leave: self.run,
+                        cohort: Cohort::Established,
                     });
                 }
                 i += 1;
@@ -149,6 +222,31 @@ impl PlanConfig {
             v.index = i as u32;
         }
         Ok(out)
+    }
+
+    /// `Flood`: the oldest established listeners leave at the leave rate from the flood's start,
+    /// and the flood's joins arrive at its rate; each flood join stays to the end.
+    fn add_flood(&self, out: &mut Vec<Visit>) {
+        let f = self.flood;
+        let leavers = usize::try_from(f.leavers()).unwrap_or(usize::MAX);
+        for (k, v) in out.iter_mut().take(leavers).enumerate() {
+            let at = f.start + Duration::from_secs_f64(k as f64 / f.leave_rate);
+            v.leave = at.max(v.arrive).min(self.run);
+        }
+        for j in 0..f.joins() {
+            let arrive = f.start + Duration::from_secs_f64(j as f64 / f.rate);
+            if arrive >= self.run {
+                break;
+            }
+            out.push(Visit {
+                slot: self.listeners.saturating_add(j as u32),
+                index: 0,
+                arrive,
+                leave: self.run,
+                cohort: Cohort::Flood,
+            });
+        }
+        out.sort_by_key(|v| v.arrive);
     }
 
     /// `Churn`: the connection drops of `visit` as (drop, return) times from the run's start. The
@@ -182,6 +280,12 @@ mod tests {
             stay: Duration::from_secs(4),
             churn_every: Duration::from_secs(3),
             churn_gap: Duration::from_secs(1),
+            flood: FloodPlan {
+                rate: 3.0,
+                start: Duration::from_secs(4),
+                length: Duration::from_secs(2),
+                leave_rate: 1.0,
+            },
         }
     }
 
@@ -237,6 +341,40 @@ mod tests {
         let b: Vec<(f64, f64)> = c.breaks(&v[0]).map(|(a, b)| (secs(a), secs(b))).collect();
         assert_eq!(b, vec![(1.5, 2.5), (4.5, 5.5), (7.5, 8.5)]);
         assert_eq!(cfg(Scenario::Flash).breaks(&v[0]).count(), 0);
+    }
+
+    #[test]
+    fn flood_follows_the_ramp_while_the_oldest_leave() {
+        let v = cfg(Scenario::Flood).visits().unwrap();
+        // 4 established (0, 0.5, 1, 1.5 s), then 6 joins at 3/s from 4 s; 2 leave at 1/s.
+        assert_eq!(v.len(), 10);
+        let flood: Vec<f64> = v
+            .iter()
+            .filter(|v| v.cohort == Cohort::Flood)
+            .map(|v| secs(v.arrive))
+            .collect();
+        assert_eq!(flood.len(), 6);
+        for (got, want) in flood
+            .iter()
+            .zip([4.0, 4.0 + 1.0 / 3.0, 4.0 + 2.0 / 3.0, 5.0])
+        {
+            assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+        }
+        let leaves: Vec<(u32, f64)> = v
+            .iter()
+            .filter(|v| v.cohort == Cohort::Established)
+            .map(|v| (v.slot, secs(v.leave)))
+            .collect();
+        assert_eq!(leaves, vec![(0, 4.0), (1, 5.0), (2, 10.0), (3, 10.0)]);
+        assert!(v.windows(2).all(|w| w[0].arrive <= w[1].arrive));
+        assert!(v.iter().enumerate().all(|(i, v)| v.index as usize == i));
+        // The flood must end within the run.
+        let mut late = cfg(Scenario::Flood);
+        late.flood.start = Duration::from_secs(9);
+        assert!(late.visits().is_err());
+        let mut none = cfg(Scenario::Flood);
+        none.flood.rate = 0.0;
+        assert!(none.visits().is_err());
     }
 
     #[test]

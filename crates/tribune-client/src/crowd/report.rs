@@ -7,9 +7,11 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::flood::{self, FloodSummary};
 use super::histogram::Histogram;
+use super::plan::FloodPlan;
 use super::sampler::ServerSample;
-use super::stats::Totals;
+use super::stats::{Answers, Samples, Totals};
 use crate::stats::Percentiles;
 
 /// One second of the run.
@@ -31,6 +33,10 @@ pub struct TimelinePoint {
     pub latency_ms: Percentiles,
     /// Join latency of this interval's admissions, ms (p99).
     pub join_p99_ms: f64,
+    /// Join requests answered per second over this interval (any status).
+    pub answers_per_s: f64,
+    /// Time to the answer of this interval's join requests, ms (p99).
+    pub answer_p99_ms: f64,
     /// Server CPU, percent of one core.
     pub server_cpu_pct: Option<f64>,
     /// Server resident memory, MiB.
@@ -53,10 +59,8 @@ pub struct Reading {
     pub totals: Totals,
     /// Open listen connections.
     pub connected: u64,
-    /// Glass-to-ear samples since the previous reading, µs.
-    pub latency: Histogram,
-    /// Join latency samples since the previous reading, µs.
-    pub join: Histogram,
+    /// Latency samples since the previous reading.
+    pub samples: Samples,
     /// The server's sample.
     pub server: ServerSample,
     /// The crowd process's own CPU, percent of one core.
@@ -109,6 +113,10 @@ pub struct CrowdReport {
     pub joins_queued: u64,
     /// Join latency (first request to admission), ms.
     pub join_ms: Percentiles,
+    /// Time to the answer of each join request (first asks, queue polls, retries), ms.
+    pub answer_ms: Percentiles,
+    /// How the server answered the join requests.
+    pub join_answers: Answers,
     /// Glass-to-ear latency of every live frame received, ms.
     pub latency_ms: Percentiles,
     /// Frames received.
@@ -131,6 +139,12 @@ pub struct CrowdReport {
     pub connect_failed: u64,
     /// Audio bytes received.
     pub bytes_received: u64,
+    /// Frames received by the established listeners (all of them but a flood's joins).
+    pub established_frames: u64,
+    /// Frames the established listeners missed.
+    pub established_lost: u64,
+    /// `flood`: what the flood did.
+    pub flood: Option<FloodSummary>,
     /// Server CPU, percent of one core: mean over the samples after the ramp (all samples if the
     /// run ended before the ramp did).
     pub server_cpu_pct: Option<f64>,
@@ -166,6 +180,8 @@ pub struct RunInfo {
     pub visits: u64,
     /// When the ramp's last arrival is scheduled, seconds.
     pub ramp_end_s: f64,
+    /// `flood`: the flood's plan.
+    pub flood: Option<FloodPlan>,
 }
 
 /// Folds the per-second readings into the timeline and the run's totals.
@@ -175,6 +191,7 @@ pub struct Accumulator {
     prev_t: f64,
     latency: Histogram,
     join: Histogram,
+    answer: Histogram,
     timeline: Vec<TimelinePoint>,
     last: Totals,
 }
@@ -186,8 +203,7 @@ impl Accumulator {
             t_s,
             totals,
             connected,
-            latency,
-            join,
+            samples,
             server,
             crowd_cpu_pct,
         } = r;
@@ -206,16 +222,17 @@ impl Accumulator {
             joins_failed: totals.joins_failed,
             frames_per_s: rate(totals.frames, self.prev.frames),
             frames_lost: totals.lost,
-            latency_ms: percentiles_ms(&latency),
-            join_p99_ms: ms(join.percentile(99.0)),
+            latency_ms: percentiles_ms(&samples.latency),
+            join_p99_ms: ms(samples.join.percentile(99.0)),
+            answers_per_s: rate(totals.answers.answered(), self.prev.answers.answered()),
+            answer_p99_ms: ms(samples.answer.percentile(99.0)),
             server_cpu_pct: server.cpu_pct.map(round2),
             server_rss_mb: server.rss_mb.map(round2),
             server_wait_pct: server.wait_pct.map(round2),
             server_listeners: server.listeners,
             crowd_cpu_pct: crowd_cpu_pct.map(round2),
         };
-        self.latency.merge(&latency);
-        self.join.merge(&join);
+        self.merge(&samples);
         self.prev = totals;
         self.last = totals;
         self.prev_t = t_s;
@@ -225,10 +242,15 @@ impl Accumulator {
 
     /// Takes in what arrived after the last tick (listeners leaving at the end add their
     /// samples, and the per-visit counts they keep until then), without a timeline point.
-    pub fn settle(&mut self, totals: Totals, latency: Histogram, join: Histogram) {
-        self.latency.merge(&latency);
-        self.join.merge(&join);
+    pub fn settle(&mut self, totals: Totals, samples: Samples) {
+        self.merge(&samples);
         self.last = totals;
+    }
+
+    fn merge(&mut self, s: &Samples) {
+        self.latency.merge(&s.latency);
+        self.join.merge(&s.join);
+        self.answer.merge(&s.answer);
     }
 
     /// The report of the run.
@@ -269,6 +291,9 @@ impl Accumulator {
                 .filter_map(f)
                 .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
         };
+        let flood = info
+            .flood
+            .map(|plan| flood::summary(&plan, &self.timeline, &t, &self.answer));
         CrowdReport {
             scenario: info.scenario,
             listeners: info.listeners,
@@ -283,6 +308,8 @@ impl Accumulator {
             join_retries: t.join_retries,
             joins_queued: t.joins_queued,
             join_ms: percentiles_ms(&self.join),
+            answer_ms: percentiles_ms(&self.answer),
+            join_answers: t.answers,
             latency_ms: percentiles_ms(&self.latency),
             frames_received: t.frames,
             frames_lost: t.lost,
@@ -294,6 +321,9 @@ impl Accumulator {
             resumes: t.resumes,
             connect_failed: t.connect_failed,
             bytes_received: t.bytes,
+            established_frames: t.established_frames,
+            established_lost: t.established_lost,
+            flood,
             server_cpu_pct: cpu_mean.map(round2),
             server_cpu_pct_max: max_of(|p| p.server_cpu_pct),
             server_cpu_pct_per_1000: per_1000,
@@ -357,6 +387,20 @@ pub fn table(r: &CrowdReport) -> String {
             ),
         ),
         ("join ms", pct(&r.join_ms)),
+        (
+            "join answers",
+            format!(
+                "{} in {}: {} admitted, {} queued, {} challenged, {} busy, {} refused; {} unanswered",
+                r.join_answers.answered(),
+                pct(&r.answer_ms).replace("  ", " ").replace("p50", "ms p50"),
+                r.join_answers.admitted,
+                r.join_answers.queued,
+                r.join_answers.challenged,
+                r.join_answers.busy,
+                r.join_answers.refused,
+                r.join_answers.none
+            ),
+        ),
         ("glass-to-ear ms", pct(&r.latency_ms)),
         (
             "frames",
@@ -392,6 +436,9 @@ pub fn table(r: &CrowdReport) -> String {
     for (k, v) in rows {
         let _ = writeln!(out, "{k:<20} {v}");
     }
+    if let Some(f) = &r.flood {
+        out.push_str(&flood::table(f));
+    }
     for (e, n) in &r.errors {
         let _ = writeln!(out, "{:<20} {n} × {e}", "error");
     }
@@ -418,6 +465,7 @@ mod tests {
             seconds: 5.0,
             visits: 2000,
             ramp_end_s: 2.0,
+            flood: None,
         }
     }
 
@@ -439,8 +487,11 @@ mod tests {
             t_s,
             totals,
             connected,
-            latency: hist(lat),
-            join: hist(join),
+            samples: Samples {
+                latency: hist(lat),
+                join: hist(join),
+                answer: hist(join),
+            },
             server: sample(cpu),
             crowd_cpu_pct: Some(cpu / 2.0),
         };
@@ -494,8 +545,7 @@ mod tests {
             t_s: 1.0,
             totals: Totals::default(),
             connected: 0,
-            latency: Histogram::default(),
-            join: Histogram::default(),
+            samples: Samples::default(),
             server: ServerSample::default(),
             crowd_cpu_pct: None,
         });

@@ -49,19 +49,55 @@ pub struct Totals {
     pub visits_done: u64,
     /// Audio bytes received.
     pub bytes: u64,
+    /// Frames received by established listeners (see [`super::plan::Cohort`]).
+    pub established_frames: u64,
+    /// Frames established listeners missed.
+    pub established_lost: u64,
+    /// How the server answered each join request.
+    pub answers: Answers,
+}
+
+/// How the server answered join requests (every request: first asks, queue polls, retries).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Answers {
+    /// `200`: admitted.
+    pub admitted: u64,
+    /// `202`: queued.
+    pub queued: u64,
+    /// `401` with a proof-of-work challenge.
+    pub challenged: u64,
+    /// `429`/`503`: come back later.
+    pub busy: u64,
+    /// Any other status: a final refusal.
+    pub refused: u64,
+    /// No answer: the connection failed or the request timed out.
+    pub none: u64,
+}
+
+impl Answers {
+    /// Requests the server answered (with any status).
+    pub fn answered(&self) -> u64 {
+        self.admitted + self.queued + self.challenged + self.busy + self.refused
+    }
 }
 
 /// One shard: padded to its own cache lines.
 #[repr(align(128))]
 #[derive(Default)]
 pub struct Shard {
-    c: [AtomicU64; 16],
+    c: [AtomicU64; COUNTS],
     connected: AtomicI64,
     /// Glass-to-ear latency, µs, since the last drain.
     pub latency: AtomicHistogram,
     /// Join latency (first request to admission), µs, since the last drain.
     pub join: AtomicHistogram,
+    /// Time to the answer of each join request, µs, since the last drain.
+    pub answer: AtomicHistogram,
 }
+
+/// Counters per shard (the number of [`Count`] variants).
+const COUNTS: usize = 24;
+const _: () = assert!(Count::Unanswered as usize + 1 == COUNTS);
 
 /// Which counter.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +119,14 @@ pub enum Count {
     ListenersWithLoss,
     VisitsDone,
     Bytes,
+    EstablishedFrames,
+    EstablishedLost,
+    AnsweredAdmitted,
+    AnsweredQueued,
+    AnsweredChallenged,
+    AnsweredBusy,
+    AnsweredRefused,
+    Unanswered,
 }
 
 impl Shard {
@@ -97,6 +141,17 @@ impl Shard {
     pub fn connected(&self, delta: i64) {
         self.connected.fetch_add(delta, Ordering::Relaxed);
     }
+}
+
+/// Latency samples drained from the shards, µs.
+#[derive(Debug, Default)]
+pub struct Samples {
+    /// Glass-to-ear latency of live frames.
+    pub latency: Histogram,
+    /// Join latency (first request to admission).
+    pub join: Histogram,
+    /// Time to the answer of each join request.
+    pub answer: Histogram,
 }
 
 /// Everything the crowd shares.
@@ -149,6 +204,16 @@ impl Stats {
             listeners_with_loss: sum(Count::ListenersWithLoss),
             visits_done: sum(Count::VisitsDone),
             bytes: sum(Count::Bytes),
+            established_frames: sum(Count::EstablishedFrames),
+            established_lost: sum(Count::EstablishedLost),
+            answers: Answers {
+                admitted: sum(Count::AnsweredAdmitted),
+                queued: sum(Count::AnsweredQueued),
+                challenged: sum(Count::AnsweredChallenged),
+                busy: sum(Count::AnsweredBusy),
+                refused: sum(Count::AnsweredRefused),
+                none: sum(Count::Unanswered),
+            },
         }
     }
 
@@ -162,14 +227,15 @@ impl Stats {
         n.max(0) as u64
     }
 
-    /// Moves the latency and join samples recorded since the last drain into fresh histograms.
-    pub fn drain(&self) -> (Histogram, Histogram) {
-        let (mut lat, mut join) = (Histogram::default(), Histogram::default());
+    /// Moves the samples recorded since the last drain into fresh histograms.
+    pub fn drain(&self) -> Samples {
+        let mut out = Samples::default();
         for s in &self.shards {
-            s.latency.drain_into(&mut lat);
-            s.join.drain_into(&mut join);
+            s.latency.drain_into(&mut out.latency);
+            s.join.drain_into(&mut out.join);
+            s.answer.drain_into(&mut out.answer);
         }
-        (lat, join)
+        out
     }
 }
 
@@ -192,9 +258,25 @@ mod tests {
         let t = s.totals();
         assert_eq!((t.frames, t.lost, t.skips), (12, 2, 0));
         assert_eq!(s.open_connections(), 1);
-        let (lat, join) = s.drain();
-        assert_eq!((lat.count(), lat.max(), join.count()), (2, 60_000, 1));
-        assert_eq!(s.drain().0.count(), 0);
+        s.shard(5).add(Count::Unanswered, 1);
+        s.shard(6).add(Count::AnsweredQueued, 2);
+        s.shard(6).answer.record(900);
+        let t = s.totals();
+        assert_eq!(
+            (t.answers.none, t.answers.queued, t.answers.answered()),
+            (1, 2, 2)
+        );
+        let d = s.drain();
+        assert_eq!(
+            (
+                d.latency.count(),
+                d.latency.max(),
+                d.join.count(),
+                d.answer.count()
+            ),
+            (2, 60_000, 1, 1)
+        );
+        assert_eq!(s.drain().latency.count(), 0);
         s.error("503");
         s.error("503");
         assert_eq!(s.errors().get("503"), Some(&2));
