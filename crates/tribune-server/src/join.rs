@@ -219,9 +219,8 @@ fn queued(
 ) -> Response {
     let ttl = app.admission().config().queue_ticket_ttl.as_secs();
     let ticket = QueueTicket::issue(app.keys(), &room.id, number, now + ttl);
-    // Come back within the seat hold; sooner when the turn is close.
-    let hold = u64::from(app.admission().config().gate.call_hold_s);
-    let retry = eta_s.clamp(1, (hold / 2).max(1));
+    // Come back within the seat hold; sooner when the turn may be close.
+    let retry = app.admission().retry_after_s(position, eta_s);
     let body = json!({
         "queue_ticket": ticket,
         "position": position,
