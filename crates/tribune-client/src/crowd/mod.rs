@@ -15,6 +15,7 @@
 
 pub mod chart;
 pub mod histogram;
+pub mod icecast;
 pub mod join;
 pub mod listener;
 pub mod net;
