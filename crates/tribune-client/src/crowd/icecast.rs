@@ -11,8 +11,8 @@
 //!   `joins_failed`: visits that never got one; every failed attempt is `connect_failed`.
 //! * `frames_received`: Opus packets (20 ms each from ffmpeg) in new audio pages;
 //!   `frames_lost`: gaps in the Ogg page sequence number, times the packets of the page after
-//!   the gap; `frames_stale`: pages replayed after a reconnect; `frames_backlog`: pages of the
-//!   burst on connect (or from while away), not timed.
+//!   the gap; `frames_stale`: packets of pages replayed after a reconnect; `frames_backlog`:
+//!   packets of the burst on connect (or from while away), not timed.
 //! * `latency_ms`: lateness against the stream clock, not glass-to-ear (an HTTP stream carries
 //!   no capture time): for each page, arrival − (anchor + granule / 48 000 s), the anchor being
 //!   the earliest any page arrived for its granule. It shows the server falling behind, not
@@ -431,13 +431,19 @@ impl Conn<'_> {
         }
         shard.connected(-1);
         if reader.resyncs > 0 {
-            ctx.stats.error("icecast: lost the Ogg capture pattern (resynchronised)");
+            ctx.stats
+                .error("icecast: lost the Ogg capture pattern (resynchronised)");
         }
         Ok(ended.unwrap_or(Ended::Early))
     }
 
     /// Accounts for the pages in `bytes`; `Some(Early)` when the stream is not Ogg.
-    fn pages(&self, reader: &mut OggReader, tally: &mut StreamTally, bytes: &[u8]) -> Option<Ended> {
+    fn pages(
+        &self,
+        reader: &mut OggReader,
+        tally: &mut StreamTally,
+        bytes: &[u8],
+    ) -> Option<Ended> {
         let now_us = unix_micros();
         let shard = self.shard;
         shard.add(Count::Bytes, bytes.len() as u64);

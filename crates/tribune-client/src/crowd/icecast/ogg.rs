@@ -369,7 +369,10 @@ mod tests {
         read_all(&mut OggReader::default(), &s, &mut pages);
         assert_eq!(pages.len(), 2);
         assert_eq!((pages[0].packets, pages[0].body_len), (0, 0));
-        assert_eq!((pages[1].packets, pages[1].body_len, pages[1].seq), (0, 255, 1));
+        assert_eq!(
+            (pages[1].packets, pages[1].body_len, pages[1].seq),
+            (0, 255, 1)
+        );
         assert_eq!(pages[1].granule, u64::MAX);
     }
 }

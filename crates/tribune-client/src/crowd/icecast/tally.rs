@@ -111,9 +111,9 @@ pub struct StreamTally {
     pub lost: u64,
     /// Gaps in the page sequence.
     pub gaps: u64,
-    /// Pages received again.
+    /// Opus packets of pages received again.
     pub stale: u64,
-    /// Pages not timed (burst).
+    /// Opus packets of pages not timed (burst).
     pub backlog: u64,
     /// Logical stream changes (new serial) after the first.
     pub restarts: u64,
@@ -136,7 +136,7 @@ impl StreamTally {
         }
         let lost_pages = match self.next_seq {
             Some(next) if p.seq < next => {
-                self.stale += 1;
+                self.stale += u64::from(p.packets);
                 return PageEvent::Stale;
             }
             Some(next) => u64::from(p.seq - next),
@@ -157,7 +157,7 @@ impl StreamTally {
             match self.clock.time(p.granule, now_us) {
                 Timing::Late(us) => Some(us),
                 Timing::Backlog => {
-                    self.backlog += 1;
+                    self.backlog += frames;
                     None
                 }
             }
@@ -270,7 +270,10 @@ mod tests {
             timed.push(c.time(4_800 * (k + 1), 5_000_000 + k * 10));
         }
         assert_eq!(timed[0], Timing::Late(0));
-        assert!(timed[1..].iter().all(|t| *t == Timing::Backlog), "{timed:?}");
+        assert!(
+            timed[1..].iter().all(|t| *t == Timing::Backlog),
+            "{timed:?}"
+        );
         // The live edge: page 20 arrives 100 ms after page 19, page 21 12 ms late.
         assert_eq!(c.time(4_800 * 21, 5_100_190), Timing::Late(0));
         assert_eq!(c.time(4_800 * 22, 5_212_190), Timing::Late(12_000));
@@ -295,7 +298,10 @@ mod tests {
             ..page(0, 0, 1)
         };
         assert_eq!(t.page(&head, 0), PageEvent::Header);
-        assert!(matches!(t.page(&audio(2), 100_000), PageEvent::Audio { lost_pages: 0, .. }));
+        assert!(matches!(
+            t.page(&audio(2), 100_000),
+            PageEvent::Audio { lost_pages: 0, .. }
+        ));
         t.page(&audio(3), 200_000);
         // Pages 4 and 5 are missing: 2 pages × 5 packets.
         assert_eq!(
@@ -312,13 +318,19 @@ mod tests {
         assert_eq!(t.page(&head, 600_000), PageEvent::Header);
         assert_eq!(t.page(&audio(6), 600_000), PageEvent::Stale);
         t.page(&audio(7), 620_000);
-        assert_eq!((t.pages, t.frames, t.lost, t.gaps, t.stale), (4, 20, 10, 1, 1));
+        assert_eq!(
+            (t.pages, t.frames, t.lost, t.gaps, t.stale),
+            (4, 20, 10, 1, 5)
+        );
         // A new serial (the source restarted) starts the numbering over without loss.
         let other = Page {
             serial: 10,
             ..audio(0)
         };
-        assert!(matches!(t.page(&other, 700_000), PageEvent::Audio { lost_pages: 0, .. }));
+        assert!(matches!(
+            t.page(&other, 700_000),
+            PageEvent::Audio { lost_pages: 0, .. }
+        ));
         assert_eq!((t.restarts, t.lost), (1, 10));
     }
 
