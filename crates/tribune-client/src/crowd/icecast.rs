@@ -223,7 +223,7 @@ async fn probe(target: &Target, request: &[u8]) -> Result<(), CrowdError> {
     let opened = tokio::time::timeout(Duration::from_secs(5), async {
         let mut s = TcpStream::connect(target.addr)
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| format!("connect: {e}"))?;
         open_stream(&mut s, request, &mut buf).await.map(|_| ())
     })
     .await;
