@@ -48,8 +48,11 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   apt-get update -qq >&2
   apt-get install -y -qq "${need_pkgs[@]}" >&2
 fi
-ffmpeg -hide_banner -encoders 2>/dev/null | grep -q libopus || { echo "ffmpeg has no libopus" >&2; exit 1; }
-ffmpeg -hide_banner -protocols 2>/dev/null | grep -q icecast || { echo "ffmpeg has no icecast output" >&2; exit 1; }
+# (Read whole: `grep -q` closing the pipe early would fail the pipeline under pipefail.)
+encoders=$(ffmpeg -hide_banner -encoders 2>/dev/null || true)
+protocols=$(ffmpeg -hide_banner -protocols 2>/dev/null || true)
+grep -q libopus <<<"$encoders" || { echo "ffmpeg has no libopus" >&2; exit 1; }
+grep -q icecast <<<"$protocols" || { echo "ffmpeg has no icecast output" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is needed for the table" >&2; exit 1; }
 ICE_USER=
 for u in icecast2 icecast; do getent passwd "$u" >/dev/null && { ICE_USER=$u; break; }; done
@@ -148,7 +151,9 @@ start_icecast() {
     2>"$dir/ffmpeg.log" &
   LOAD_PID=$!
   for _ in $(seq 50); do
-    curl -sf "http://127.0.0.1:$ICECAST_PORT/status-json.xsl" | grep -q "$MOUNT" && return 0
+    case $(curl -sf "http://127.0.0.1:$ICECAST_PORT/status-json.xsl" || true) in
+      *"/$MOUNT"*) return 0 ;;
+    esac
     sleep 0.1
   done
   echo "the mount did not appear (see $dir/ffmpeg.log)" >&2
@@ -174,8 +179,8 @@ start_tribune() {
     "tribune $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+dirty')," \
     "--batch-ms ${BATCH_MS:-default}; hold ${HOLD} s after ramp + ${SETTLE} s; Icecast burst ${BURST_SIZE} B"
   echo
-  echo "| server | listeners | connected | CPU % of one core | CPU % per 1 000 | RSS MB (idle) | KB per listener | p99 latency ms | lost | skips (gaps+stalls) | disconnects | stream kbit/s |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| server | listeners | connected | CPU % of one core | CPU % per 1 000 | RSS MB (idle) | KB per listener | p99 latency ms | lost | skips (gaps+stalls) | disconnects | stream kbit/s | server wait % |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 } >"$RESULTS"
 cat "$RESULTS"
 for n in $STEPS; do
@@ -218,6 +223,8 @@ settle time), percent of one core; RSS: largest sample in the window, with the i
 p99 latency: Tribune glass-to-ear (capture timestamp to arrival); Icecast lateness against the
 stream clock (granule positions), which leaves out the constant delay of ffmpeg's pages and the
 burst on connect (docs/CROWD.md). lost: 20 ms frames (Icecast: Ogg page gaps × packets per
-page). skips: sequence gaps, plus (Icecast) stalls of more than 1 s without a byte.
+page). skips: sequence gaps, plus (Icecast) stalls of more than 1 s without a byte. stream
+kbit/s: audio bytes received per open connection-second. server wait %: the server's threads
+runnable but not running (the machine was busy elsewhere when this is well above 0).
 NOTE
 echo "results: $RESULTS (JSON, charts and logs in $OUT)" >&2

@@ -9,7 +9,9 @@ after the ramp's last arrival ((N - 1) / RAMP) for HOLD s. RSS is the largest sa
 window; KB per listener is its growth over the idle server (source connected, no listener)
 divided by the mean number of open connections in the window. Latency p99 is the whole run's.
 The stream rate is the audio bytes received per open connection-second (Icecast's includes the
-burst on connect, so it reads a little high on short runs).
+burst on connect, so it reads a little high on short runs). Server wait is the hold window's mean
+run-queue wait of the server's threads, % of wall time: well above 0, other work on the machine
+took the server's core and its CPU figure is not its own cost.
 """
 import json
 import sys
@@ -29,11 +31,12 @@ def row(path, server, n, ramp, settle, hold, idle):
         with open(path) as f:
             r = json.load(f)
     except (OSError, ValueError) as e:
-        return f"| {server} | {n} | no report ({e}) | | | | | | | | | |"
+        return f"| {server} | {n} | no report ({e}) | | | | | | | | | | |"
     t0 = (n - 1) / ramp + settle
     pts = [p for p in r["timeline"] if t0 < p["t_s"] <= t0 + hold + 1e-6]
     cpu = mean(p["server_cpu_pct"] for p in pts)
     conn = mean(p["connected"] for p in pts)
+    wait = mean(p.get("server_wait_pct") for p in pts)
     rss = max((p["server_rss_mb"] for p in pts if p["server_rss_mb"] is not None), default=None)
     per_1000 = cpu / (conn / 1000) if cpu is not None and conn else None
     kb = (rss - idle) * 1024 / conn if rss is not None and conn else None
@@ -44,7 +47,7 @@ def row(path, server, n, ramp, settle, hold, idle):
     return (
         f"| {server} | {n} | {r['listeners_connected']} | {fmt(cpu)} | {fmt(per_1000, '.2f')} "
         f"| {rss_s} | {fmt(kb)} | {fmt(r['latency_ms']['p99'])} | {r['frames_lost']} "
-        f"| {r['skips']} | {r['disconnects']} | {fmt(kbps)} |"
+        f"| {r['skips']} | {r['disconnects']} | {fmt(kbps)} | {fmt(wait, '.0f')} |"
     )
 
 
