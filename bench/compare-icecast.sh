@@ -11,7 +11,7 @@
 # Environment: STEPS, HOLD (seconds measured after the ramp, 30), SETTLE (seconds after the ramp
 # left out of the hold, 3), ICECAST_RAMP (joins/s, 100: Icecast's listen backlog is 5, faster
 # ramps drop connections), TRIBUNE_RAMP (1000), BATCH_MS (tribune serve --batch-ms; unset: the
-# server's default), SERVERS ("icecast tribune"), ICECAST_PORT (18000), TRIBUNE_PORT (18096),
+# server's default), SERVERS ("icecast tribune"), ICECAST_PORT (18000), TRIBUNE_PORT (18497),
 # BURST_SIZE (Icecast burst-on-connect bytes, 8192 ≈ 2 s at 32 kbps), OUT (result directory,
 # /tmp/tribune-compare-icecast), CARGO_TARGET_DIR (./target).
 #
@@ -30,7 +30,7 @@ TRIBUNE_RAMP=${TRIBUNE_RAMP:-1000}
 BATCH_MS=${BATCH_MS:-}
 SERVERS=${SERVERS:-"icecast tribune"}
 ICECAST_PORT=${ICECAST_PORT:-18000}
-TRIBUNE_PORT=${TRIBUNE_PORT:-18096}
+TRIBUNE_PORT=${TRIBUNE_PORT:-18497}
 BURST_SIZE=${BURST_SIZE:-8192}
 OUT=${OUT:-/tmp/tribune-compare-icecast}
 FDS=20000
@@ -130,6 +130,7 @@ start_icecast() {
   PASS=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
   icecast_conf "$dir"
   chown -R "$ICE_USER" "$dir"
+  port_free "$ICECAST_PORT" || return 1
   taskset -c 0 su -s /bin/bash "$ICE_USER" -c "ulimit -n $FDS && exec icecast2 -c $dir/icecast.xml" \
     >"$dir/stdout.log" 2>&1 &
   SERVER_PID=

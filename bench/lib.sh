@@ -9,14 +9,25 @@ tribune_build() {
   BIN="$CARGO_TARGET_DIR/release/tribune"
 }
 
+# port_free PORT: fails, saying so, when something already listens on 127.0.0.1:PORT (another
+# server there would answer in place of the one under test).
+port_free() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    echo "port $1 on 127.0.0.1 is already in use: choose another" >&2
+    return 1
+  fi
+}
+
 # tribune_serve PORT LOG [serve flags...]: starts `tribune serve` on 127.0.0.1:PORT pinned to
 # core 0, sets TRIBUNE_PID and waits (at most 5 s) for /healthz.
 tribune_serve() {
   local port=$1 log=$2
   shift 2
+  port_free "$port" || return 1
   taskset -c 0 "$BIN" serve --listen "127.0.0.1:$port" "$@" 2>"$log" &
   TRIBUNE_PID=$!
   for _ in $(seq 50); do
+    kill -0 "$TRIBUNE_PID" 2>/dev/null || break
     curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && return 0
     sleep 0.1
   done
