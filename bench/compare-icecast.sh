@@ -225,7 +225,8 @@ p99 latency: Tribune glass-to-ear (capture timestamp to arrival); Icecast latene
 stream clock (granule positions), which leaves out the constant delay of ffmpeg's pages and the
 burst on connect (docs/CROWD.md). lost: 20 ms frames (Icecast: Ogg page gaps × packets per
 page). skips: sequence gaps, plus (Icecast) stalls of more than 1 s without a byte. stream
-kbit/s: audio bytes received per open connection-second. server wait %: the server's threads
-runnable but not running (the machine was busy elsewhere when this is well above 0).
+kbit/s: audio bytes received per open connection-second. server wait %: run-queue wait summed
+over the server's threads, % of wall time: other work on its core, or (Tribune runs several
+threads) its own threads queueing behind each other on the one core it is pinned to.
 NOTE
 echo "results: $RESULTS (JSON, charts and logs in $OUT)" >&2

@@ -10,8 +10,8 @@ window; KB per listener is its growth over the idle server (source connected, no
 divided by the mean number of open connections in the window. Latency p99 is the whole run's.
 The stream rate is the audio bytes received per open connection-second (Icecast's includes the
 burst on connect, so it reads a little high on short runs). Server wait is the hold window's mean
-run-queue wait of the server's threads, % of wall time: well above 0, other work on the machine
-took the server's core and its CPU figure is not its own cost.
+run-queue wait summed over the server's threads, % of wall time: other work on the server's
+core, or a multi-threaded server's threads queueing behind each other on that one core.
 """
 import json
 import sys
