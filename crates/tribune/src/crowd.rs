@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use tribune_client::crowd::icecast::{self, IcecastConfig};
 use tribune_client::crowd::{self, chart, report, CrowdConfig, FloodPlan, PlanConfig, Scenario};
 
 /// What the crowd does.
@@ -30,8 +31,13 @@ pub struct CrowdArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     server: String,
     /// Room id.
-    #[arg(long)]
-    room: String,
+    #[arg(long, required_unless_present = "icecast")]
+    room: Option<String>,
+    /// Compare with Icecast: listen to this HTTP Ogg Opus stream (an Icecast mount, e.g.
+    /// http://127.0.0.1:8000/tribune.opus) instead of a Tribune room; server figures need
+    /// --server-pid.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["room", "server"])]
+    icecast: Option<String>,
     /// Listeners to hold (N).
     #[arg(long)]
     listeners: u32,
@@ -143,26 +149,51 @@ pub async fn run(args: CrowdArgs) -> Result<()> {
         eprintln!("tribune crowd: overall time limit reached, exiting");
         std::process::exit(3);
     });
-    let cfg = CrowdConfig {
-        server: args.server,
-        room: args.room,
-        plan,
-        server_pid: args.server_pid,
-        allow_remote: args.allow_remote,
-        grace,
-    };
     let title = format!(
-        "tribune crowd: {} {} listeners, ramp {}/s, {} s",
+        "tribune crowd{}: {} {} listeners, ramp {}/s, {} s",
+        args.icecast
+            .as_deref()
+            .map_or(String::new(), |u| format!(" (icecast {u})")),
         crowd::scenario_name(plan.scenario),
         plan.listeners,
         plan.ramp_per_s,
         plan.run.as_secs_f64()
     );
-    let report = crowd::run(cfg, |p| {
+    let progress = |p: &report::TimelinePoint| {
         let _ = writeln!(std::io::stderr(), "{}", report::progress_line(p));
-    })
-    .await?;
-    print!("{}", report::table(&report));
+    };
+    let report = if let Some(url) = args.icecast.clone() {
+        if args.server_pid.is_none() {
+            eprintln!(
+                "tribune crowd: Icecast has no /metrics: without --server-pid the report has no \
+                 server CPU or memory"
+            );
+        }
+        let cfg = IcecastConfig {
+            url,
+            plan,
+            server_pid: args.server_pid,
+            allow_remote: args.allow_remote,
+            grace,
+        };
+        icecast::run(cfg, progress).await?
+    } else {
+        let cfg = CrowdConfig {
+            server: args.server,
+            room: args.room.context("--room is required")?,
+            plan,
+            server_pid: args.server_pid,
+            allow_remote: args.allow_remote,
+            grace,
+        };
+        crowd::run(cfg, progress).await?
+    };
+    let mut table = report::table(&report);
+    if args.icecast.is_some() {
+        // Over an HTTP stream the latency figures are lateness against the stream clock.
+        table = table.replacen("glass-to-ear ms     ", "stream lateness ms  ", 1);
+    }
+    print!("{table}");
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;

@@ -16,6 +16,7 @@
 pub mod chart;
 pub mod flood;
 pub mod histogram;
+pub mod icecast;
 pub mod join;
 pub mod listener;
 pub mod net;
@@ -81,7 +82,7 @@ const FD_MARGIN: u64 = JOIN_CLIENTS as u64 * JOIN_POOL as u64 + 64;
 /// Runs the crowd; `on_tick` sees each second's point as it is made (for a progress line).
 pub async fn run(
     cfg: CrowdConfig,
-    mut on_tick: impl FnMut(&TimelinePoint),
+    on_tick: impl FnMut(&TimelinePoint),
 ) -> Result<CrowdReport, CrowdError> {
     let visits = cfg.plan.visits()?;
     let target = net::target(&cfg.server, cfg.allow_remote).await?;
@@ -115,7 +116,7 @@ pub async fn run(
                 .map_err(|e| CrowdError::Config(format!("HTTP client: {e}")))?,
         );
     }
-    let mut sampler = match cfg.server_pid {
+    let sampler = match cfg.server_pid {
         Some(pid) => Sampler::Proc {
             pid,
             last: None,
@@ -130,17 +131,8 @@ pub async fn run(
             last: None,
         },
     };
-    sampler.sample().await; // the first CPU reading, so the first second has a rate
-    let mut own = Sampler::Proc {
-        pid: std::process::id(),
-        last: None,
-        last_wait: None,
-    };
-    own.sample().await;
-
     let start = Instant::now();
-    let run_end = start + cfg.plan.run;
-    let hard_stop = run_end + cfg.grace;
+    let hard_stop = start + cfg.plan.run + cfg.grace;
     let stats = Arc::new(Stats::default());
     let ctx = Arc::new(Ctx {
         target,
@@ -151,36 +143,92 @@ pub async fn run(
         hard_stop,
         stats: stats.clone(),
     });
-    let info = RunInfo {
-        scenario: scenario_name(cfg.plan.scenario).to_owned(),
-        listeners: cfg.plan.listeners,
-        ramp_per_s: cfg.plan.ramp_per_s,
-        seconds: cfg.plan.run.as_secs_f64(),
-        visits: visits.len() as u64,
-        ramp_end_s: cfg
-            .plan
-            .ramp_at(cfg.plan.listeners.saturating_sub(1))
-            .as_secs_f64(),
-        flood: (cfg.plan.scenario == Scenario::Flood).then_some(cfg.plan.flood),
+    let clock = RunClock {
+        start,
+        run: cfg.plan.run,
+        hard_stop,
     };
+    let info = run_info(&cfg.plan, visits.len());
+    Ok(drive(
+        clock,
+        visits,
+        move |v| run_visit(ctx.clone(), v),
+        stats,
+        Some(sampler),
+        info,
+        on_tick,
+    )
+    .await)
+}
 
-    // The scheduler: each arrival is spawned at its time and never waits for another.
-    let scheduler = tokio::spawn({
-        let ctx = ctx.clone();
-        async move {
-            let mut tasks = JoinSet::new();
-            for v in visits {
-                tokio::time::sleep_until(ctx.start + v.arrive).await;
-                tasks.spawn(run_visit(ctx.clone(), v));
-                // Reap finished visits as we go (steady runs have many).
-                while tasks.try_join_next().is_some() {}
-            }
-            let _ = tokio::time::timeout_at(ctx.hard_stop, async {
-                while tasks.join_next().await.is_some() {}
-            })
-            .await;
-            tasks.abort_all();
+/// When a run starts and ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunClock {
+    /// The run's start.
+    pub start: Instant,
+    /// Its length.
+    pub run: Duration,
+    /// Nothing runs past this instant.
+    pub hard_stop: Instant,
+}
+
+/// The fixed facts of a run for its report.
+pub(crate) fn run_info(plan: &PlanConfig, visits: usize) -> RunInfo {
+    RunInfo {
+        scenario: scenario_name(plan.scenario).to_owned(),
+        listeners: plan.listeners,
+        ramp_per_s: plan.ramp_per_s,
+        seconds: plan.run.as_secs_f64(),
+        visits: visits as u64,
+        ramp_end_s: plan.ramp_at(plan.listeners.saturating_sub(1)).as_secs_f64(),
+        flood: (plan.scenario == Scenario::Flood).then_some(plan.flood),
+    }
+}
+
+/// Runs a schedule to its end and reports it: spawns `visit(v)` at each arrival's time (never
+/// waiting for another), and once a second drains the counters, samples the server (when there
+/// is a sampler) and this process, and folds them into the timeline.
+pub(crate) async fn drive<F, Fut>(
+    clock: RunClock,
+    visits: Vec<plan::Visit>,
+    visit: F,
+    stats: Arc<Stats>,
+    mut sampler: Option<Sampler>,
+    info: RunInfo,
+    mut on_tick: impl FnMut(&TimelinePoint),
+) -> CrowdReport
+where
+    F: Fn(plan::Visit) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    if let Some(s) = sampler.as_mut() {
+        s.sample().await; // the first CPU reading, so the first second has a rate
+    }
+    let mut own = Sampler::Proc {
+        pid: std::process::id(),
+        last: None,
+        last_wait: None,
+    };
+    own.sample().await;
+    let RunClock {
+        start,
+        run,
+        hard_stop,
+    } = clock;
+    let run_end = start + run;
+    let scheduler = tokio::spawn(async move {
+        let mut tasks = JoinSet::new();
+        for v in visits {
+            tokio::time::sleep_until(start + v.arrive).await;
+            tasks.spawn(visit(v));
+            // Reap finished visits as we go (steady runs have many).
+            while tasks.try_join_next().is_some() {}
         }
+        let _ = tokio::time::timeout_at(hard_stop, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        tasks.abort_all();
     });
 
     let mut acc = Accumulator::default();
@@ -191,9 +239,12 @@ pub async fn run(
         let totals = stats.totals();
         let connected = stats.open_connections();
         let samples = stats.drain();
-        let server = tokio::time::timeout(Duration::from_millis(900), sampler.sample())
-            .await
-            .unwrap_or_default();
+        let server = match sampler.as_mut() {
+            Some(s) => tokio::time::timeout(Duration::from_millis(900), s.sample())
+                .await
+                .unwrap_or_default(),
+            None => Default::default(),
+        };
         on_tick(acc.tick(Reading {
             t_s: (tick - start).as_secs_f64(),
             totals,
@@ -206,7 +257,7 @@ pub async fn run(
     // Listeners leave at the end; counts they keep until then (gaps, loss) arrive now.
     let _ = tokio::time::timeout_at(hard_stop + Duration::from_secs(2), scheduler).await;
     acc.settle(stats.totals(), stats.drain());
-    Ok(acc.finish(info, stats.errors()))
+    acc.finish(info, stats.errors())
 }
 
 /// The scenario's name in reports.
