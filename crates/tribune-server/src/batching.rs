@@ -36,6 +36,11 @@ impl Batching {
         frames.clamp(self.min_frames, self.max_frames)
     }
 
+    /// The most frames one write can carry (the ceiling).
+    pub fn max_frames(&self) -> u64 {
+        self.max_frames
+    }
+
     /// The interval for `listeners`.
     pub fn interval(&self, listeners: u64) -> Duration {
         Duration::from_millis(self.frames(listeners) * u64::from(FRAME_MS))

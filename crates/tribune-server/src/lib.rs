@@ -8,6 +8,7 @@ pub mod close;
 pub mod config;
 pub mod connections;
 pub mod error;
+pub mod fanout;
 pub mod hls;
 pub mod join;
 pub mod limits;

@@ -23,6 +23,7 @@ use tribune_media::{Mixer, MixerConfig};
 
 use crate::batching::Batching;
 use crate::config::ServerConfig;
+use crate::fanout::{Fanout, Phases};
 use crate::hls::Hls;
 use crate::metrics::Metrics;
 use crate::seats::Seats;
@@ -94,7 +95,7 @@ pub struct LiveRoom {
     pub id: RoomId,
     info: Mutex<RoomInfo>,
     ring: RwLock<Ring>,
-    batch: watch::Sender<Batch>,
+    batches: Fanout,
     snapshot: watch::Sender<Snapshot>,
     ingress: mpsc::Sender<Ingress>,
     listeners: AtomicU64,
@@ -118,17 +119,13 @@ impl LiveRoom {
     /// Creates the room and starts its mixer task.
     pub fn spawn(info: RoomInfo, config: &ServerConfig, metrics: Arc<Metrics>) -> Arc<LiveRoom> {
         let (ingress, rx) = mpsc::channel(INGRESS_QUEUE);
-        let empty = Batch {
-            start: Seq(0),
-            end: Seq(0),
-            bytes: Bytes::new(),
-        };
+        let batching = config.batching();
         let state = info.state;
         let room = Arc::new(LiveRoom {
             id: info.id.clone(),
             info: Mutex::new(info),
             ring: RwLock::new(Ring::new(config.ring_frames(), Seq(0))),
-            batch: watch::Sender::new(empty),
+            batches: Fanout::new(batching.max_frames() as usize),
             snapshot: watch::Sender::new(Snapshot {
                 state,
                 text: Utf8Bytes::from_static("{}"),
@@ -157,7 +154,7 @@ impl LiveRoom {
             room: room.clone(),
             rx,
             metrics,
-            batching: config.batching(),
+            batching,
             mixer_cfg,
         };
         tokio::spawn(task.run());
@@ -194,9 +191,9 @@ impl LiveRoom {
         &self.hls
     }
 
-    /// Follows the published batches.
+    /// Follows the published batches (of one phase group; see `fanout`).
     pub fn subscribe_batches(&self) -> watch::Receiver<Batch> {
-        self.batch.subscribe()
+        self.batches.subscribe()
     }
 
     /// Follows the room-state events.
@@ -462,7 +459,7 @@ impl MixTask {
         let mut tick = tokio::time::interval(Duration::from_millis(tribune_media::FRAME_MS as u64));
         // A late task catches up with a burst of ticks so the timeline stays at real-time rate.
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        let mut published = self.room.head();
+        let mut phases = Phases::new(self.room.batches.len(), self.room.head());
         let mut ticks: u64 = 0;
         let mut stage = Stage::default();
         let mut stage_changed = false;
@@ -499,7 +496,7 @@ impl MixTask {
                     }
                     Ok(Ingress::Mute(slot, muted)) => mixer.set_muted(slot, muted),
                     Ok(Ingress::End) | Err(mpsc::error::TryRecvError::Disconnected) => {
-                        self.finish(published);
+                        self.finish(&mut phases);
                         return;
                     }
                     Err(mpsc::error::TryRecvError::Empty) => break,
@@ -550,10 +547,7 @@ impl MixTask {
             if self.metrics.batch_interval_ms.get() != interval_ms {
                 self.metrics.batch_interval_ms.set(interval_ms);
             }
-            if head.0 - published.0 >= batch_frames {
-                self.publish(published, head);
-                published = head;
-            }
+            self.publish(phases.due(ticks, batch_frames, head));
             for (slot, level) in &frame.levels {
                 if let Some(s) = stage.speakers.get_mut(slot) {
                     s.peak = s.peak.max(*level);
@@ -579,18 +573,27 @@ impl MixTask {
         }
     }
 
-    fn publish(&self, start: Seq, end: Seq) {
-        let Some(bytes) = self.room.ring.read().message(start, end) else {
-            return;
-        };
-        self.room.batch.send_replace(Batch { start, end, bytes });
+    /// Publishes each due group's range; groups due with the same range share one message.
+    fn publish(&self, due: Vec<(usize, Seq, Seq)>) {
+        let mut last: Option<(Seq, Seq, Bytes)> = None;
+        for (g, start, end) in due {
+            let bytes = match &last {
+                Some((s, e, b)) if (*s, *e) == (start, end) => b.clone(),
+                _ => {
+                    let Some(b) = self.room.ring.read().message(start, end) else {
+                        continue;
+                    };
+                    last = Some((start, end, b.clone()));
+                    b
+                }
+            };
+            self.room.batches.publish(g, Batch { start, end, bytes });
+        }
     }
 
-    fn finish(&self, published: Seq) {
+    fn finish(&self, phases: &mut Phases) {
         let head = self.room.head();
-        if head > published {
-            self.publish(published, head);
-        }
+        self.publish(phases.flush(head));
         if self.room.info.lock().started_at.is_some() {
             self.metrics.rooms_live.dec();
         }

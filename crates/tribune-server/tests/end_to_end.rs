@@ -251,3 +251,42 @@ async fn the_batch_interval_grows_with_the_audience() {
     drop(others);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_are_written_in_staggered_phases() {
+    // Ten listeners at 100 ms a write (a budget of 100 writes a second): their batches start on
+    // five different frame phases, so each 20 ms tick writes to two of them, not all ten every
+    // fifth tick.
+    let server = common::start_with(tribune_server::ServerConfig {
+        batch_interval: Duration::from_millis(20),
+        batch_interval_max: Duration::from_millis(200),
+        batch_writes_per_s: 100,
+        ..Default::default()
+    })
+    .await;
+    let (room, _) = common::create_room(&server.url()).await;
+    let mut ws = Vec::new();
+    for _ in 0..10 {
+        ws.push(common::open_listener(&server, &room).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut phases = std::collections::BTreeSet::new();
+    for w in &mut ws {
+        // Drain what queued, then read one fresh batch.
+        let _ = frames_per_message(w, Duration::from_millis(50)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(Some(Ok(m))) =
+            tokio::time::timeout_at(deadline, futures_util::StreamExt::next(w)).await
+        {
+            if let tokio_tungstenite::tungstenite::Message::Binary(b) = m {
+                let recs: Vec<_> = tribune_media::wire::parse_message(&b).unwrap().collect();
+                if recs.len() == 5 {
+                    phases.insert(recs[0].seq % 5);
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(phases.len(), 5, "batch start phases {phases:?}");
+    server.shutdown().await.unwrap();
+}
