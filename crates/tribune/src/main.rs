@@ -59,11 +59,11 @@ struct ServeArgs {
     batch_ms: u64,
     /// Longest interval between a listener's writes, ms: the interval grows with the node's
     /// listeners up to this (set it to --batch-ms for a fixed interval).
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 360)]
     batch_max_ms: u64,
     /// Listener writes per second the node aims at: the batch interval is listeners / this,
     /// between --batch-ms and --batch-max-ms (writes per second set a node's CPU cost).
-    #[arg(long, default_value_t = 45_000)]
+    #[arg(long, default_value_t = 30_000)]
     batch_writes: u32,
     /// Secret that signs tokens and tickets (nodes sharing it accept each other's); random if unset.
     #[arg(long, env = "TRIBUNE_SECRET", hide_env_values = true)]
