@@ -16,9 +16,8 @@ FLOOD_S=${FLOOD_S:-60}
 LEAVE_RATE=${LEAVE_RATE:-$((RATE * 5 / 4))}
 PORT=${PORT:-18097}
 OUT=${OUT:-/tmp/tribune-flood}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -p tribune >/dev/null
-BIN="$CARGO_TARGET_DIR/release/tribune"
+. bench/lib.sh
+tribune_build
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)"
 # The established crowd arrives at the admission rate, so it is admitted as it comes.
@@ -30,23 +29,17 @@ if ((LEAVE_RATE * FLOOD_S > CAPACITY)); then
   echo "LEAVE_RATE x FLOOD_S must not exceed CAPACITY (the leavers are established listeners)" >&2
   exit 2
 fi
-taskset -c 0 "$BIN" serve --listen "127.0.0.1:$PORT" --no-data --max-listeners "$CAPACITY" \
-  --join-rate "$RATE" 2>"$OUT/serve.log" &
-SERVER=$!
-SPEAKER=
+SERVER=
+SPEAKER_PID=
 cleanup() {
-  [ -n "$SPEAKER" ] && kill "$SPEAKER" 2>/dev/null || true
-  kill "$SERVER" 2>/dev/null || true
-  wait 2>/dev/null || true
+  stop_pid "$SPEAKER_PID"
+  stop_pid "$SERVER"
 }
 trap cleanup EXIT
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
-ROOM_JSON=$("$BIN" room create --server "http://127.0.0.1:$PORT" --title flood --json)
-ROOM=$(echo "$ROOM_JSON" | sed -E 's/.*"id":"([^"]+)".*/\1/')
-TOKEN=$(echo "$ROOM_JSON" | sed -E 's/.*"host_token":"([^"]+)".*/\1/')
-taskset -c 1 "$BIN" speak --server "http://127.0.0.1:$PORT" --room "$ROOM" --token "$TOKEN" \
-  --tone 440 --seconds $((SECONDS_RUN + 30)) 2>/dev/null &
-SPEAKER=$!
+tribune_serve "$PORT" "$OUT/serve.log" --no-data --max-listeners "$CAPACITY" --join-rate "$RATE"
+SERVER=$TRIBUNE_PID
+tribune_room "$PORT" flood
+tribune_speaker "$PORT" $((SECONDS_RUN + 30))
 sleep 2
 NAME="$OUT/flood-c$CAPACITY-r$RATE-x$FLOOD_X-${FLOOD_S}s"
 echo "date: $(date -u +%FT%TZ)  nproc: $(nproc)  cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)" | tee "$NAME.txt"

@@ -18,6 +18,13 @@ pub struct JitterConfig {
     pub max_frames: usize,
     /// Most consecutive concealed frames before skipping ahead or re-buffering.
     pub max_conceal: usize,
+    /// Frames above the target the queue may hold for good: when it holds more for
+    /// `drain_every` ticks in a row (a burst after the speaker's network or process stalled),
+    /// one frame is skipped, so the extra delay drains instead of staying for the whole talk.
+    pub drain_slack: usize,
+    /// Ticks above the slack before each skipped frame (25 = one frame every 0.5 s: 4 % of the
+    /// frames while draining).
+    pub drain_every: usize,
 }
 
 impl Default for JitterConfig {
@@ -26,6 +33,8 @@ impl Default for JitterConfig {
             target_frames: 3,
             max_frames: 50,
             max_conceal: 5,
+            drain_slack: 2,
+            drain_every: 25,
         }
     }
 }
@@ -79,6 +88,8 @@ pub struct JitterStats {
     pub overflow_dropped: u64,
     /// Times playback stopped for lack of frames and went back to buffering.
     pub underruns: u64,
+    /// Frames skipped to drain extra delay (see [`JitterConfig::drain_slack`]).
+    pub drained: u64,
 }
 
 /// Reorders one speaker's frames and paces them out.
@@ -91,6 +102,8 @@ pub struct JitterBuffer {
     next_seq: Option<u64>,
     playing: bool,
     conceal_run: usize,
+    /// Consecutive ticks the queue held more than the target plus the slack.
+    over_ticks: usize,
     stats: JitterStats,
 }
 
@@ -102,6 +115,8 @@ impl JitterBuffer {
             max_frames,
             target_frames: cfg.target_frames.clamp(1, max_frames),
             max_conceal: cfg.max_conceal,
+            drain_slack: cfg.drain_slack,
+            drain_every: cfg.drain_every.max(1),
         };
         JitterBuffer {
             cfg,
@@ -109,6 +124,7 @@ impl JitterBuffer {
             next_seq: None,
             playing: false,
             conceal_run: 0,
+            over_ticks: 0,
             stats: JitterStats::default(),
         }
     }
@@ -160,6 +176,7 @@ impl JitterBuffer {
             self.playing = false;
             return Playout::Idle;
         };
+        let next = self.drain(next);
         if let Some((capture_us, payload)) = self.frames.remove(&next) {
             return self.play(next, capture_us, payload);
         }
@@ -179,6 +196,25 @@ impl JitterBuffer {
                 Playout::Idle
             }
         }
+    }
+
+    /// Skips the frame at `next` when the queue has stayed too deep for long enough; returns
+    /// the slot to play now.
+    fn drain(&mut self, next: u64) -> u64 {
+        if self.frames.len() <= self.cfg.target_frames + self.cfg.drain_slack {
+            self.over_ticks = 0;
+            return next;
+        }
+        self.over_ticks += 1;
+        if self.over_ticks < self.cfg.drain_every || !self.frames.contains_key(&next) {
+            return next;
+        }
+        self.over_ticks = 0;
+        self.frames.remove(&next);
+        self.stats.drained += 1;
+        let after = next.saturating_add(1);
+        self.next_seq = Some(after);
+        after
     }
 
     fn play(&mut self, seq: u64, capture_us: u64, payload: Bytes) -> Playout {
@@ -282,6 +318,53 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_of_extra_delay_drains_away() {
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        // Playing steadily with 3 queued; then the speaker stalls and 20 frames arrive at once.
+        let mut seq = 0u64;
+        for _ in 0..3 {
+            jb.push(seq, seq, Bytes::from_static(b"x"));
+            seq += 1;
+        }
+        for _ in 0..20 {
+            assert!(matches!(jb.pop(), Playout::Frame { .. }));
+            jb.push(seq, seq, Bytes::from_static(b"x"));
+            seq += 1;
+        }
+        for _ in 0..20 {
+            jb.push(seq, seq, Bytes::from_static(b"x"));
+            seq += 1;
+        }
+        assert_eq!(jb.len(), 23);
+        // One frame in, one out each tick: 18 frames above target + slack drain one per 25
+        // ticks, so after 18 × 25 ticks the queue is back to 5 and stays there.
+        let mut played = Vec::new();
+        for _ in 0..(18 * 25 + 100) {
+            if let Playout::Frame { seq: s, .. } = jb.pop() {
+                played.push(s);
+            }
+            jb.push(seq, seq, Bytes::from_static(b"x"));
+            seq += 1;
+        }
+        assert_eq!(jb.len(), 5);
+        assert_eq!(jb.stats().drained, 18);
+        // Skips are single frames, never two in a row, and the order holds.
+        assert!(played
+            .windows(2)
+            .all(|w| w[1] == w[0] + 1 || w[1] == w[0] + 2));
+        // Steady jitter within the slack never drains.
+        let mut calm = JitterBuffer::new(JitterConfig::default());
+        for s in 0..5 {
+            calm.push(s, s, Bytes::from_static(b"x"));
+        }
+        for s in 5..500 {
+            calm.pop();
+            calm.push(s, s, Bytes::from_static(b"x"));
+        }
+        assert_eq!(calm.stats().drained, 0);
+    }
+
+    #[test]
     fn counts_duplicates_and_late_frames() {
         let mut jb = JitterBuffer::new(JitterConfig::default());
         for seq in 10..13 {
@@ -317,6 +400,7 @@ mod tests {
             target_frames: 1,
             max_frames: 3,
             max_conceal: 5,
+            ..JitterConfig::default()
         });
         push(&mut jb, 0);
         assert_eq!(kind(&jb.pop()), Some(0));
@@ -386,6 +470,8 @@ mod tests {
             target_frames: 0,
             max_frames: 0,
             max_conceal: 0,
+            drain_slack: 0,
+            drain_every: 0,
         });
         assert_eq!(jb.config().max_frames, 1);
         assert_eq!(jb.pop(), Playout::Idle);

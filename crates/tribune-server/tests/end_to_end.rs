@@ -203,6 +203,17 @@ async fn room_events_show_who_is_speaking() {
     server.shutdown().await.unwrap();
 }
 
+/// A node aiming at 100 listener writes a second, between 20 and 200 ms a write.
+async fn start_with_a_budget_of_100_writes() -> tribune_server::RunningServer {
+    common::start_with(tribune_server::ServerConfig {
+        batch_interval: Duration::from_millis(20),
+        batch_interval_max: Duration::from_millis(200),
+        batch_writes_per_s: 100,
+        ..Default::default()
+    })
+    .await
+}
+
 /// Frames per audio message over `window`, skipping the first message (the prefill).
 async fn frames_per_message(ws: &mut common::Ws, window: Duration) -> Vec<usize> {
     let deadline = tokio::time::Instant::now() + window;
@@ -220,13 +231,7 @@ async fn frames_per_message(ws: &mut common::Ws, window: Duration) -> Vec<usize>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_batch_interval_grows_with_the_audience() {
     // A budget of 100 writes a second: one listener is written every 20 ms, ten every 100 ms.
-    let server = common::start_with(tribune_server::ServerConfig {
-        batch_interval: Duration::from_millis(20),
-        batch_interval_max: Duration::from_millis(200),
-        batch_writes_per_s: 100,
-        ..Default::default()
-    })
-    .await;
+    let server = start_with_a_budget_of_100_writes().await;
     let (room, _) = common::create_room(&server.url()).await;
     let mut first = common::open_listener(&server, &room).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -257,13 +262,7 @@ async fn listeners_are_written_in_staggered_phases() {
     // Ten listeners at 100 ms a write (a budget of 100 writes a second): their batches start on
     // five different frame phases, so each 20 ms tick writes to two of them, not all ten every
     // fifth tick.
-    let server = common::start_with(tribune_server::ServerConfig {
-        batch_interval: Duration::from_millis(20),
-        batch_interval_max: Duration::from_millis(200),
-        batch_writes_per_s: 100,
-        ..Default::default()
-    })
-    .await;
+    let server = start_with_a_budget_of_100_writes().await;
     let (room, _) = common::create_room(&server.url()).await;
     let mut ws = Vec::new();
     for _ in 0..10 {

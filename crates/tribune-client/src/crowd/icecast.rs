@@ -33,12 +33,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::join::{backoff, Jitter};
+use super::join::Jitter;
 use super::net::{self, Target};
 use super::plan::{PlanConfig, Visit};
 use super::report::{CrowdReport, TimelinePoint};
 use super::sampler::Sampler;
 use super::stats::{Count, Shard, Stats};
+use super::visit::{leave_at, reconnects, Ended};
 use super::{drive, run_info, CrowdError, RunClock};
 use crate::unix_micros;
 use ogg::OggReader;
@@ -52,10 +53,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const STALL_AFTER: Duration = Duration::from_secs(1);
 /// No byte for this long drops the connection (it is reopened).
 const DEAD_AFTER: Duration = Duration::from_secs(10);
-/// Most unplanned connection attempts in one visit; each planned churn break adds one.
-const MAX_CONNECTS: u32 = 64;
-/// How long after the run's end the listeners who stayed to the end leave.
-const LAST_SAMPLE_MARGIN: Duration = Duration::from_millis(200);
 /// File descriptors kept free beyond one per listener (the probe, the sampler, stdio).
 const FD_MARGIN: u64 = 64;
 
@@ -213,76 +210,29 @@ async fn open_stream(
     }
 }
 
-/// How one connection ended.
-enum Ended {
-    OnTime,
-    Early,
-}
-
 /// One listener's visit: connections until it leaves, reopened after a drop or a churn break.
 async fn run_visit(ctx: Arc<Ctx>, visit: Visit) {
     let shard = ctx.stats.shard(visit.index);
-    let leave = if visit.leave >= ctx.plan.run {
-        ctx.start + ctx.plan.run + LAST_SAMPLE_MARGIN
-    } else {
-        ctx.start + visit.leave
-    }
-    .min(ctx.hard_stop);
+    let leave = leave_at(&ctx.plan, &visit, ctx.start, ctx.hard_stop);
     let mut jitter = Jitter::new(u64::from(visit.index));
     let mut buf = vec![0u8; READ_BUFFER];
     let mut tally = StreamTally::default();
     let mut stalls = 0u64;
-    let mut breaks = ctx.plan.breaks(&visit);
-    let mut next_break = breaks.next();
-    let planned = ctx.plan.breaks(&visit).count() as u32;
     let first_try = Instant::now();
-    let mut joined = false;
-    let (mut retry, mut failed_before_join) = (0u32, 0u64);
-    for _ in 0..MAX_CONNECTS.saturating_add(planned) {
-        let now = Instant::now();
-        if now >= leave {
-            break;
-        }
-        let until = match next_break {
-            Some((off, _)) if ctx.start + off > now => (ctx.start + off).min(leave),
-            _ => leave,
-        };
-        let first = (!joined).then_some(first_try);
+    let mut conns = reconnects(&ctx.plan, &visit, ctx.start, leave);
+    while let Some(until) = conns.next(Instant::now()) {
+        let first = (!conns.connected).then_some(first_try);
         let conn = Conn {
             ctx: &ctx,
             index: visit.index,
             shard,
             until,
         };
-        match conn.run(&mut buf, &mut tally, &mut stalls, first).await {
-            Ok(ended) => {
-                joined = true;
-                retry = 0;
-                if matches!(ended, Ended::Early) {
-                    shard.add(Count::Disconnects, 1);
-                    let wait = backoff(0, None, jitter.unit());
-                    tokio::time::sleep_until((Instant::now() + wait).min(leave)).await;
-                }
-            }
-            Err(kind) => {
-                shard.add(Count::ConnectFailed, 1);
-                ctx.stats.error(&kind);
-                if !joined {
-                    failed_before_join += 1;
-                }
-                let wait = backoff(retry, None, jitter.unit());
-                retry += 1;
-                tokio::time::sleep_until((Instant::now() + wait).min(leave)).await;
-                continue;
-            }
-        }
-        if let Some((off, back)) = next_break {
-            if Instant::now() >= ctx.start + off {
-                tokio::time::sleep_until((ctx.start + back).min(leave)).await;
-                next_break = breaks.next();
-            }
-        }
+        let ended = conn.run(&mut buf, &mut tally, &mut stalls, first).await;
+        let wait = conns.ended(ended, Instant::now(), jitter.unit(), shard, &ctx.stats);
+        tokio::time::sleep_until(wait).await;
     }
+    let (joined, failed_before_join) = (conns.connected, conns.failed_before_connected);
     if joined {
         shard.add(Count::JoinRetries, failed_before_join);
     } else {

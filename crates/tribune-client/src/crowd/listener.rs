@@ -12,22 +12,18 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tribune_media::wire;
 
-use super::join::{backoff, join, Jitter, JoinAnswer};
+use super::join::{join, Jitter, JoinAnswer};
 use super::net::{connect, Target};
 use super::plan::{Cohort, PlanConfig, Visit};
 use super::stats::{Count, Shard, Stats};
+use super::visit::{leave_at, reconnects, Ended};
 use crate::listen::SeqTracker;
 use crate::unix_micros;
 
 /// Time allowed for one TCP connect plus WebSocket handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most unplanned connection attempts in one visit (first connection, retries, resumes after a
-/// disconnect); each planned churn break adds one.
-const MAX_CONNECTS: u32 = 64;
 /// How long a goodbye (close frame) may take before the socket is just dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long after the run's end the listeners who stayed to the end leave.
-const LAST_SAMPLE_MARGIN: Duration = Duration::from_millis(200);
 /// Read buffer per listen WebSocket: audio messages are a few hundred bytes, and this buffer is
 /// most of what one idle connection costs the crowd process.
 const READ_BUFFER: usize = 4096;
@@ -144,25 +140,10 @@ pub struct Ctx {
     pub stats: Arc<Stats>,
 }
 
-/// How one connection ended.
-enum Ended {
-    /// The planned time came.
-    OnTime,
-    /// The server closed or the connection broke.
-    Early,
-}
-
 /// Runs one visit to its end. Every wait is bounded by the visit's end and the hard stop.
 pub async fn run_visit(ctx: Arc<Ctx>, visit: Visit) {
     let shard = ctx.stats.shard(visit.index);
-    // Listeners who stay to the end leave just after the run's last sample, so that sample
-    // counts them rather than racing their goodbyes.
-    let leave = if visit.leave >= ctx.plan.run {
-        ctx.start + ctx.plan.run + LAST_SAMPLE_MARGIN
-    } else {
-        ctx.start + visit.leave
-    }
-    .min(ctx.hard_stop);
+    let leave = leave_at(&ctx.plan, &visit, ctx.start, ctx.hard_stop);
     let mut jitter = Jitter::new(u64::from(visit.index));
 
     let t0 = Instant::now();
@@ -199,48 +180,12 @@ pub async fn run_visit(ctx: Arc<Ctx>, visit: Visit) {
     };
 
     let mut tally = Tally::default();
-    let mut breaks = ctx.plan.breaks(&visit);
-    let mut next_break = breaks.next();
-    let mut ever_connected = false;
-    let mut retry = 0u32;
-    let planned = ctx.plan.breaks(&visit).count() as u32;
-    for _ in 0..MAX_CONNECTS.saturating_add(planned) {
-        let now = Instant::now();
-        if now >= leave {
-            break;
-        }
-        // This connection lasts until the next planned break, or the end of the visit.
-        let until = match next_break {
-            Some((off, _)) if ctx.start + off > now => (ctx.start + off).min(leave),
-            _ => leave,
-        };
-        let ended = connection(&ctx, &visit, shard, &url, &mut tally, until, ever_connected).await;
-        match ended {
-            Ok(ended) => {
-                ever_connected = true;
-                retry = 0;
-                if matches!(ended, Ended::Early) {
-                    shard.add(Count::Disconnects, 1);
-                    let wait = backoff(0, None, jitter.unit());
-                    tokio::time::sleep_until((Instant::now() + wait).min(leave)).await;
-                }
-            }
-            Err(kind) => {
-                shard.add(Count::ConnectFailed, 1);
-                ctx.stats.error(&kind);
-                let wait = backoff(retry, None, jitter.unit());
-                retry += 1;
-                tokio::time::sleep_until((Instant::now() + wait).min(leave)).await;
-                continue;
-            }
-        }
-        // A planned break: stay away, then resume.
-        if let Some((off, back)) = next_break {
-            if Instant::now() >= ctx.start + off {
-                tokio::time::sleep_until((ctx.start + back).min(leave)).await;
-                next_break = breaks.next();
-            }
-        }
+    let mut conns = reconnects(&ctx.plan, &visit, ctx.start, leave);
+    while let Some(until) = conns.next(Instant::now()) {
+        let resuming = conns.connected;
+        let ended = connection(&ctx, &visit, shard, &url, &mut tally, until, resuming).await;
+        let wait = conns.ended(ended, Instant::now(), jitter.unit(), shard, &ctx.stats);
+        tokio::time::sleep_until(wait).await;
     }
     let (_, lost) = tally.counts();
     if lost > 0 {

@@ -24,6 +24,7 @@ pub mod plan;
 pub mod report;
 pub mod sampler;
 pub mod stats;
+pub mod visit;
 
 use std::sync::Arc;
 use std::time::Duration;
