@@ -18,21 +18,10 @@ OUT=${OUT:-/tmp/tribune-crowd}
 tribune_build
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)"
-SERVER=
-SPEAKER_PID=
-cleanup() {
-  stop_pid "$SPEAKER_PID"
-  stop_pid "$SERVER"
-}
-trap cleanup EXIT
-tribune_serve "$PORT" "$OUT/serve.log" --batch-ms "$BATCH_MS"
-SERVER=$TRIBUNE_PID
-tribune_room "$PORT" crowd
-tribune_speaker "$PORT" $((SECONDS_RUN + 30))
-sleep 2
+tribune_node_with_speaker "$PORT" "$OUT/serve.log" crowd $((SECONDS_RUN + 30)) --batch-ms "$BATCH_MS"
 NAME="$OUT/crowd-$SCENARIO-$LISTENERS-b$BATCH_MS"
 echo "date: $(date -u +%FT%TZ)  nproc: $(nproc)  cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)" | tee "$NAME.txt"
 set -x
 taskset -c 1 "$BIN" crowd --server "http://127.0.0.1:$PORT" --room "$ROOM" --listeners "$LISTENERS" \
-  --ramp "$RAMP" --seconds "$SECONDS_RUN" --scenario "$SCENARIO" --server-pid "$SERVER" \
+  --ramp "$RAMP" --seconds "$SECONDS_RUN" --scenario "$SCENARIO" --server-pid "$TRIBUNE_PID" \
   --json "$NAME.json" --chart "$NAME.svg" ${EXTRA:-} | tee -a "$NAME.txt"

@@ -29,18 +29,8 @@ if ((LEAVE_RATE * FLOOD_S > CAPACITY)); then
   echo "LEAVE_RATE x FLOOD_S must not exceed CAPACITY (the leavers are established listeners)" >&2
   exit 2
 fi
-SERVER=
-SPEAKER_PID=
-cleanup() {
-  stop_pid "$SPEAKER_PID"
-  stop_pid "$SERVER"
-}
-trap cleanup EXIT
-tribune_serve "$PORT" "$OUT/serve.log" --no-data --max-listeners "$CAPACITY" --join-rate "$RATE"
-SERVER=$TRIBUNE_PID
-tribune_room "$PORT" flood
-tribune_speaker "$PORT" $((SECONDS_RUN + 30))
-sleep 2
+tribune_node_with_speaker "$PORT" "$OUT/serve.log" flood $((SECONDS_RUN + 30)) \
+  --no-data --max-listeners "$CAPACITY" --join-rate "$RATE"
 NAME="$OUT/flood-c$CAPACITY-r$RATE-x$FLOOD_X-${FLOOD_S}s"
 echo "date: $(date -u +%FT%TZ)  nproc: $(nproc)  cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)" | tee "$NAME.txt"
 set -x

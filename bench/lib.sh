@@ -51,6 +51,21 @@ tribune_speaker() {
   SPEAKER_PID=$!
 }
 
+# tribune_node_with_speaker PORT LOG TITLE SECONDS [serve flags...]: a node, a room and a
+# 440 Hz speaker talking for SECONDS, all stopped when the script exits; sets TRIBUNE_PID, ROOM,
+# TOKEN and SPEAKER_PID, and leaves the speaker 2 s to start.
+tribune_node_with_speaker() {
+  local port=$1 log=$2 title=$3 secs=$4
+  shift 4
+  TRIBUNE_PID=
+  SPEAKER_PID=
+  trap 'stop_pid "$SPEAKER_PID"; stop_pid "$TRIBUNE_PID"' EXIT
+  tribune_serve "$port" "$log" "$@"
+  tribune_room "$port" "$title"
+  tribune_speaker "$port" "$secs"
+  sleep 2
+}
+
 # stop_pid PID: SIGTERM, then SIGKILL after 5 s; nothing if empty or gone.
 stop_pid() {
   local pid=${1:-}

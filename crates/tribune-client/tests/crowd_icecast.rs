@@ -15,6 +15,20 @@ const MISSING: u32 = 11;
 /// Opus packets per page (100 ms of 20 ms packets).
 const PACKETS: u16 = 5;
 
+/// A flash crowd of `listeners` arriving at `ramp` a second, for `run`.
+fn flash(listeners: u32, ramp: f64, run: Duration) -> PlanConfig {
+    PlanConfig {
+        scenario: Scenario::Flash,
+        listeners,
+        ramp_per_s: ramp,
+        run,
+        stay: Duration::from_secs(30),
+        churn_every: Duration::from_secs(10),
+        churn_gap: Duration::from_secs(1),
+        flood: Default::default(),
+    }
+}
+
 /// One listener of the fake server: the response head, the Opus headers, then `PAGES` audio
 /// pages paced at the stream's rate (one missing), then nothing until the client leaves.
 async fn serve_one(mut s: TcpStream) {
@@ -68,16 +82,7 @@ async fn icecast_mode_counts_frames_loss_and_stalls_exactly() {
     let report = icecast::run(
         IcecastConfig {
             url: format!("http://127.0.0.1:{port}/tribune.opus"),
-            plan: PlanConfig {
-                scenario: Scenario::Flash,
-                listeners: n,
-                ramp_per_s: 100.0,
-                run: Duration::from_secs(4),
-                stay: Duration::from_secs(30),
-                churn_every: Duration::from_secs(10),
-                churn_gap: Duration::from_secs(1),
-                flood: Default::default(),
-            },
+            plan: flash(n, 100.0, Duration::from_secs(4)),
             server_pid: Some(std::process::id()),
             allow_remote: false,
             grace: Duration::from_secs(3),
@@ -124,16 +129,7 @@ async fn a_mount_that_is_not_there_fails_clearly() {
     let err = icecast::run(
         IcecastConfig {
             url: format!("http://127.0.0.1:{port}/nothing.opus"),
-            plan: PlanConfig {
-                scenario: Scenario::Flash,
-                listeners: 1,
-                ramp_per_s: 1.0,
-                run: Duration::from_secs(1),
-                stay: Duration::from_secs(30),
-                churn_every: Duration::from_secs(10),
-                churn_gap: Duration::from_secs(1),
-                flood: Default::default(),
-            },
+            plan: flash(1, 1.0, Duration::from_secs(1)),
             server_pid: None,
             allow_remote: false,
             grace: Duration::from_secs(1),
@@ -145,16 +141,7 @@ async fn a_mount_that_is_not_there_fails_clearly() {
     assert!(err.to_string().contains("404"), "{err}");
     let remote = IcecastConfig {
         url: "http://192.0.2.1:8000/x.opus".into(),
-        plan: PlanConfig {
-            scenario: Scenario::Flash,
-            listeners: 1,
-            ramp_per_s: 1.0,
-            run: Duration::from_secs(1),
-            stay: Duration::from_secs(30),
-            churn_every: Duration::from_secs(10),
-            churn_gap: Duration::from_secs(1),
-            flood: Default::default(),
-        },
+        plan: flash(1, 1.0, Duration::from_secs(1)),
         server_pid: None,
         allow_remote: false,
         grace: Duration::from_secs(1),

@@ -95,11 +95,6 @@ impl Admission {
         self.gate.lock().resume()
     }
 
-    /// When a queued listener at `position`, told `eta_s`, should ask again (seconds).
-    pub fn retry_after_s(&self, position: u64, eta_s: u64) -> u64 {
-        self.gate.lock().retry_after_s(position, eta_s)
-    }
-
     /// Counters of the gate.
     pub fn stats(&self) -> GateStats {
         self.gate.lock().stats()

@@ -44,13 +44,8 @@ impl Fanout {
     }
 
     /// How many groups.
-    pub fn len(&self) -> usize {
+    pub fn groups(&self) -> usize {
         self.groups.len()
-    }
-
-    /// Always false: there is at least one group.
-    pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
     }
 
     /// Publishes `batch` to group `g`.
@@ -60,6 +55,9 @@ impl Fanout {
         }
     }
 }
+
+/// A group due for publishing, with the range of frames it gets: (group, start, end).
+pub type Due = (usize, Seq, Seq);
 
 /// Where each group's published batches end (sans-IO): decides which groups are due.
 #[derive(Debug, Clone)]
@@ -75,12 +73,13 @@ impl Phases {
         }
     }
 
-    /// The groups due at `tick` with `batch_frames` per write and the ring at `head`, each with
-    /// the range to publish: those whose phase comes up and have something new, and any group
-    /// two intervals behind (after the interval changed under it). Marks them published.
-    pub fn due(&mut self, tick: u64, batch_frames: u64, head: Seq) -> Vec<(usize, Seq, Seq)> {
+    /// Puts in `out` the groups due at `tick` with `batch_frames` per write and the ring at
+    /// `head`, each with the range to publish: those whose phase comes up and have something
+    /// new, and any group two intervals behind (after the interval changed under it). Marks them
+    /// published. `out` is the caller's, reused every tick.
+    pub fn due(&mut self, tick: u64, batch_frames: u64, head: Seq, out: &mut Vec<Due>) {
         let b = batch_frames.max(1);
-        let mut out = Vec::new();
+        out.clear();
         for (g, published) in self.published.iter_mut().enumerate() {
             let pending = head.0.saturating_sub(published.0);
             if pending == 0 {
@@ -91,19 +90,18 @@ impl Phases {
                 *published = head;
             }
         }
-        out
     }
 
-    /// Every group with something new, published up to `head` (the room's last batch).
-    pub fn flush(&mut self, head: Seq) -> Vec<(usize, Seq, Seq)> {
-        let mut out = Vec::new();
+    /// Puts in `out` every group with something new, published up to `head` (the room's last
+    /// batch).
+    pub fn flush(&mut self, head: Seq, out: &mut Vec<Due>) {
+        out.clear();
         for (g, published) in self.published.iter_mut().enumerate() {
             if *published < head {
                 out.push((g, *published, head));
                 *published = head;
             }
         }
-        out
     }
 }
 
@@ -116,10 +114,11 @@ mod tests {
         // 4 groups, 4 frames per write: one group per tick, each every 4 ticks.
         let mut p = Phases::new(4, Seq(0));
         let mut got: Vec<Vec<(u64, u64)>> = vec![Vec::new(); 4];
+        let mut due = Vec::new();
         for tick in 1..=16u64 {
-            let due = p.due(tick, 4, Seq(tick));
+            p.due(tick, 4, Seq(tick), &mut due);
             assert_eq!(due.len(), 1, "tick {tick}: {due:?}");
-            for (g, s, e) in due {
+            for &(g, s, e) in &due {
                 got[g].push((s.0, e.0));
             }
         }
@@ -130,15 +129,17 @@ mod tests {
             assert!(ranges[1..].iter().all(|(s, e)| e - s == 4), "{ranges:?}");
         }
         // Every group got the same frames in the end.
-        let tails: Vec<u64> = p.flush(Seq(16)).iter().map(|d| d.0 as u64).collect();
-        assert_eq!(tails.len(), 3, "three groups had frames left");
+        p.flush(Seq(16), &mut due);
+        assert_eq!(due.len(), 3, "three groups had frames left");
     }
 
     #[test]
     fn one_frame_writes_publish_every_group_every_tick() {
         let mut p = Phases::new(3, Seq(10));
-        assert!(p.due(1, 1, Seq(10)).is_empty(), "nothing new");
-        let due = p.due(2, 1, Seq(11));
+        let mut due = Vec::new();
+        p.due(1, 1, Seq(10), &mut due);
+        assert!(due.is_empty(), "nothing new");
+        p.due(2, 1, Seq(11), &mut due);
         assert_eq!(
             due,
             vec![
@@ -154,12 +155,14 @@ mod tests {
         // 2 groups at 10 frames a write; then the interval drops to 3: group 1 is due by phase
         // or by being two intervals behind, never starved.
         let mut p = Phases::new(2, Seq(0));
+        let mut due = Vec::new();
         for tick in 1..=10u64 {
-            p.due(tick, 10, Seq(tick));
+            p.due(tick, 10, Seq(tick), &mut due);
         }
         let mut last = [0u64; 2];
         for tick in 11..=30u64 {
-            for (g, s, e) in p.due(tick, 3, Seq(tick)) {
+            p.due(tick, 3, Seq(tick), &mut due);
+            for &(g, s, e) in &due {
                 assert_eq!(s.0, last[g].max(s.0));
                 last[g] = e.0;
             }

@@ -220,7 +220,7 @@ fn queued(
     let ttl = app.admission().config().queue_ticket_ttl.as_secs();
     let ticket = QueueTicket::issue(app.keys(), &room.id, number, now + ttl);
     // Come back within the seat hold; sooner when the turn may be close.
-    let retry = app.admission().retry_after_s(position, eta_s);
+    let retry = app.admission().config().gate.retry_after_s(position, eta_s);
     let body = json!({
         "queue_ticket": ticket,
         "position": position,

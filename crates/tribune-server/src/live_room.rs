@@ -23,7 +23,7 @@ use tribune_media::{Mixer, MixerConfig};
 
 use crate::batching::Batching;
 use crate::config::ServerConfig;
-use crate::fanout::{Fanout, Phases};
+use crate::fanout::{Due, Fanout, Phases};
 use crate::hls::Hls;
 use crate::metrics::Metrics;
 use crate::seats::Seats;
@@ -459,7 +459,8 @@ impl MixTask {
         let mut tick = tokio::time::interval(Duration::from_millis(tribune_media::FRAME_MS as u64));
         // A late task catches up with a burst of ticks so the timeline stays at real-time rate.
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        let mut phases = Phases::new(self.room.batches.len(), self.room.head());
+        let mut phases = Phases::new(self.room.batches.groups(), self.room.head());
+        let mut due: Vec<Due> = Vec::with_capacity(self.room.batches.groups());
         let mut ticks: u64 = 0;
         let mut stage = Stage::default();
         let mut stage_changed = false;
@@ -496,7 +497,7 @@ impl MixTask {
                     }
                     Ok(Ingress::Mute(slot, muted)) => mixer.set_muted(slot, muted),
                     Ok(Ingress::End) | Err(mpsc::error::TryRecvError::Disconnected) => {
-                        self.finish(&mut phases);
+                        self.finish(&mut phases, &mut due);
                         return;
                     }
                     Err(mpsc::error::TryRecvError::Empty) => break,
@@ -547,7 +548,8 @@ impl MixTask {
             if self.metrics.batch_interval_ms.get() != interval_ms {
                 self.metrics.batch_interval_ms.set(interval_ms);
             }
-            self.publish(phases.due(ticks, batch_frames, head));
+            phases.due(ticks, batch_frames, head, &mut due);
+            self.publish(&due);
             for (slot, level) in &frame.levels {
                 if let Some(s) = stage.speakers.get_mut(slot) {
                     s.peak = s.peak.max(*level);
@@ -574,9 +576,9 @@ impl MixTask {
     }
 
     /// Publishes each due group's range; groups due with the same range share one message.
-    fn publish(&self, due: Vec<(usize, Seq, Seq)>) {
+    fn publish(&self, due: &[Due]) {
         let mut last: Option<(Seq, Seq, Bytes)> = None;
-        for (g, start, end) in due {
+        for &(g, start, end) in due {
             let bytes = match &last {
                 Some((s, e, b)) if (*s, *e) == (start, end) => b.clone(),
                 _ => {
@@ -591,9 +593,10 @@ impl MixTask {
         }
     }
 
-    fn finish(&self, phases: &mut Phases) {
+    fn finish(&self, phases: &mut Phases, due: &mut Vec<Due>) {
         let head = self.room.head();
-        self.publish(phases.flush(head));
+        phases.flush(head, due);
+        self.publish(due);
         if self.room.info.lock().started_at.is_some() {
             self.metrics.rooms_live.dec();
         }

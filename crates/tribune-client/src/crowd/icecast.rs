@@ -40,7 +40,7 @@ use super::report::{CrowdReport, TimelinePoint};
 use super::sampler::Sampler;
 use super::stats::{Count, Shard, Stats};
 use super::visit::{leave_at, reconnects, Ended};
-use super::{drive, run_info, CrowdError, RunClock};
+use super::{drive, CrowdError, RunClock};
 use crate::unix_micros;
 use ogg::OggReader;
 use tally::{check_head, head_end, PageEvent, StreamTally};
@@ -130,30 +130,23 @@ pub async fn run(
         last: None,
         last_wait: None,
     });
-    let start = Instant::now();
-    let hard_stop = start + cfg.plan.run + cfg.grace;
+    let clock = RunClock::now(cfg.plan.run, cfg.grace);
     let stats = Arc::new(Stats::default());
     let ctx = Arc::new(Ctx {
         target,
         request,
         plan: cfg.plan,
-        start,
-        hard_stop,
+        start: clock.start,
+        hard_stop: clock.hard_stop,
         stats: stats.clone(),
     });
-    let clock = RunClock {
-        start,
-        run: cfg.plan.run,
-        hard_stop,
-    };
-    let info = run_info(&cfg.plan, visits.len());
     Ok(drive(
         clock,
+        &cfg.plan,
         visits,
         move |v| run_visit(ctx.clone(), v),
         stats,
         sampler,
-        info,
         on_tick,
     )
     .await)

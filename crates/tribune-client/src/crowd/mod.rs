@@ -132,31 +132,24 @@ pub async fn run(
             last: None,
         },
     };
-    let start = Instant::now();
-    let hard_stop = start + cfg.plan.run + cfg.grace;
+    let clock = RunClock::now(cfg.plan.run, cfg.grace);
     let stats = Arc::new(Stats::default());
     let ctx = Arc::new(Ctx {
         target,
         join_url,
         join_clients,
         plan: cfg.plan,
-        start,
-        hard_stop,
+        start: clock.start,
+        hard_stop: clock.hard_stop,
         stats: stats.clone(),
     });
-    let clock = RunClock {
-        start,
-        run: cfg.plan.run,
-        hard_stop,
-    };
-    let info = run_info(&cfg.plan, visits.len());
     Ok(drive(
         clock,
+        &cfg.plan,
         visits,
         move |v| run_visit(ctx.clone(), v),
         stats,
         Some(sampler),
-        info,
         on_tick,
     )
     .await)
@@ -173,8 +166,20 @@ pub(crate) struct RunClock {
     pub hard_stop: Instant,
 }
 
+impl RunClock {
+    /// A run of length `run` starting now; nothing outlives it by more than `grace`.
+    pub fn now(run: Duration, grace: Duration) -> RunClock {
+        let start = Instant::now();
+        RunClock {
+            start,
+            run,
+            hard_stop: start + run + grace,
+        }
+    }
+}
+
 /// The fixed facts of a run for its report.
-pub(crate) fn run_info(plan: &PlanConfig, visits: usize) -> RunInfo {
+fn run_info(plan: &PlanConfig, visits: usize) -> RunInfo {
     RunInfo {
         scenario: scenario_name(plan.scenario).to_owned(),
         listeners: plan.listeners,
@@ -191,17 +196,18 @@ pub(crate) fn run_info(plan: &PlanConfig, visits: usize) -> RunInfo {
 /// is a sampler) and this process, and folds them into the timeline.
 pub(crate) async fn drive<F, Fut>(
     clock: RunClock,
+    plan: &PlanConfig,
     visits: Vec<plan::Visit>,
     visit: F,
     stats: Arc<Stats>,
     mut sampler: Option<Sampler>,
-    info: RunInfo,
     mut on_tick: impl FnMut(&TimelinePoint),
 ) -> CrowdReport
 where
     F: Fn(plan::Visit) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let info = run_info(plan, visits.len());
     if let Some(s) = sampler.as_mut() {
         s.sample().await; // the first CPU reading, so the first second has a rate
     }

@@ -390,9 +390,12 @@ pub fn table(r: &CrowdReport) -> String {
         (
             "join answers",
             format!(
-                "{} in {}: {} admitted, {} queued, {} challenged, {} busy, {} refused; {} unanswered",
+                "{} answered in ms p50 {:.1} p99 {:.1} max {:.1}: {} admitted, {} queued, \
+                 {} challenged, {} busy, {} refused; {} unanswered",
                 r.join_answers.answered(),
-                pct(&r.answer_ms).replace("  ", " ").replace("p50", "ms p50"),
+                r.answer_ms.p50,
+                r.answer_ms.p99,
+                r.answer_ms.max,
                 r.join_answers.admitted,
                 r.join_answers.queued,
                 r.join_answers.challenged,

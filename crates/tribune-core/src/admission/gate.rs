@@ -44,6 +44,20 @@ impl Default for GateConfig {
     }
 }
 
+impl GateConfig {
+    /// When a queued listener at `position` (told `eta_s`) should ask again: no later than
+    /// half the call hold (so a called number is claimed before its promise lapses), and no
+    /// later than the earliest it can be called at the admission rate (`position / rate`): the
+    /// ETA while a full node frees seats can be far too long, and those near the front must
+    /// come back soon to take the seats as they free. At least a second.
+    pub fn retry_after_s(&self, position: u64, eta_s: u64) -> u64 {
+        let rate = u64::from(self.join_rate.max(1));
+        let earliest = position.div_ceil(rate);
+        let most = u64::from(self.call_hold_s / 2).max(1);
+        eta_s.min(earliest).clamp(1, most)
+    }
+}
+
 /// What to tell a joining listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -244,18 +258,6 @@ impl Gate {
             .min(MAX_ETA_S)
     }
 
-    /// When a queued listener at `position` (told `eta_s`) should ask again: no later than
-    /// half the call hold (so a called number is claimed before its promise lapses), and no
-    /// later than the earliest it can be called at the admission rate (`position / rate`): the
-    /// ETA while a full node frees seats can be far too long, and those near the front must
-    /// come back soon to take the seats as they free. At least a second.
-    pub fn retry_after_s(&self, position: u64, eta_s: u64) -> u64 {
-        let rate = u64::from(self.config.join_rate.max(1));
-        let earliest = position.div_ceil(rate);
-        let most = u64::from(self.config.call_hold_s / 2).max(1);
-        eta_s.min(earliest).clamp(1, most)
-    }
-
     /// A listener resuming with a valid listen ticket: in, whatever the queue (it was in).
     pub fn resume(&mut self) -> Decision {
         self.admit()
@@ -388,12 +390,12 @@ mod tests {
         // Rate 10/s, hold 5 s: positions 1-10 in 1 s, 25 in 3 s, anything far back in 2 s
         // (half the hold); never later than the ETA, never sooner than a second.
         let g = gate(100, 10);
-        assert_eq!(g.retry_after_s(1, 600), 1);
-        assert_eq!(g.retry_after_s(10, 600), 1);
-        assert_eq!(g.retry_after_s(25, 600), 2);
-        assert_eq!(g.retry_after_s(5_000, 600), 2);
-        assert_eq!(g.retry_after_s(11, 1), 1);
-        assert_eq!(g.retry_after_s(0, 0), 1);
+        assert_eq!(g.config().retry_after_s(1, 600), 1);
+        assert_eq!(g.config().retry_after_s(10, 600), 1);
+        assert_eq!(g.config().retry_after_s(25, 600), 2);
+        assert_eq!(g.config().retry_after_s(5_000, 600), 2);
+        assert_eq!(g.config().retry_after_s(11, 1), 1);
+        assert_eq!(g.config().retry_after_s(0, 0), 1);
     }
 
     #[test]
