@@ -7,18 +7,32 @@
 //! core and put that on top of the batch interval).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::watch;
 use tribune_core::Seq;
 
+use crate::direct::{write_group, Joining};
 use crate::live_room::Batch;
+use crate::metrics::Metrics;
 
 /// The phase groups of one room.
 #[derive(Debug)]
 pub struct Fanout {
     groups: Vec<watch::Sender<Batch>>,
+    /// Each group's sockets on their way to its writer (see `direct`).
+    joining: Vec<Arc<Joining>>,
     next: AtomicUsize,
+}
+
+/// A listener's place in a phase group.
+#[derive(Debug)]
+pub struct Member {
+    /// The group's published batches.
+    pub batches: watch::Receiver<Batch>,
+    /// Where to hand the socket to the group's writer.
+    pub joining: Arc<Joining>,
 }
 
 impl Fanout {
@@ -28,19 +42,36 @@ impl Fanout {
             start: Seq(0),
             end: Seq(0),
             bytes: Bytes::new(),
+            frame: Bytes::new(),
         };
+        let groups = groups.max(1);
         Fanout {
-            groups: (0..groups.max(1))
+            groups: (0..groups)
                 .map(|_| watch::Sender::new(empty.clone()))
                 .collect(),
+            joining: (0..groups).map(|_| Arc::default()).collect(),
             next: AtomicUsize::new(0),
         }
     }
 
-    /// Follows the batches of the next group in turn (round robin keeps groups even).
-    pub fn subscribe(&self) -> watch::Receiver<Batch> {
+    /// Starts each group's writer task (they end when the fan-out is dropped).
+    pub fn spawn_writers(&self, metrics: &Arc<Metrics>) {
+        for (tx, joining) in self.groups.iter().zip(&self.joining) {
+            tokio::spawn(write_group(
+                tx.subscribe(),
+                joining.clone(),
+                metrics.clone(),
+            ));
+        }
+    }
+
+    /// Joins the next group in turn (round robin keeps groups even).
+    pub fn subscribe(&self) -> Member {
         let g = self.next.fetch_add(1, Ordering::Relaxed) % self.groups.len();
-        self.groups[g].subscribe()
+        Member {
+            batches: self.groups[g].subscribe(),
+            joining: self.joining[g].clone(),
+        }
     }
 
     /// How many groups.
@@ -173,13 +204,14 @@ mod tests {
     #[test]
     fn subscribers_are_spread_round_robin() {
         let f = Fanout::new(3);
-        let rx: Vec<_> = (0..6).map(|_| f.subscribe()).collect();
+        let rx: Vec<_> = (0..6).map(|_| f.subscribe().batches).collect();
         f.publish(
             1,
             Batch {
                 start: Seq(0),
                 end: Seq(1),
                 bytes: Bytes::from_static(b"x"),
+                frame: Bytes::new(),
             },
         );
         let changed: Vec<bool> = rx.iter().map(|r| r.has_changed().unwrap()).collect();

@@ -7,6 +7,7 @@ pub mod batching;
 pub mod close;
 pub mod config;
 pub mod connections;
+pub mod direct;
 pub mod error;
 pub mod fanout;
 pub mod hls;

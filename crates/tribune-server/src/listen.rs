@@ -9,10 +9,14 @@ use std::sync::Arc;
 use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::response::Response;
+use axum::Extension;
+use futures_util::SinkExt;
 use serde::Deserialize;
+use tokio::sync::watch;
 use tribune_core::{unix_micros, ListenerId, Reactor, RoomState, Seq, TokenKind};
 
 use crate::close;
+use crate::direct::{ConnectionSocket, SharedSocket};
 use crate::error::ApiError;
 use crate::live_room::{Batch, LiveRoom};
 use crate::metrics::Metrics;
@@ -35,6 +39,7 @@ pub async fn listen(
     State(app): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<ListenQuery>,
+    socket: Option<Extension<ConnectionSocket>>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     if *app.shutdown().borrow() {
@@ -59,7 +64,8 @@ pub async fn listen(
         .write_buffer_size(0)
         .max_message_size(cfg.max_ws_message_bytes)
         .max_frame_size(cfg.max_ws_message_bytes);
-    Ok(ws.on_upgrade(move |socket| run(socket, app, room, q.from.map(Seq), listener)))
+    let wire = socket.map(|Extension(ConnectionSocket(s))| s);
+    Ok(ws.on_upgrade(move |socket| run(socket, app, room, q.from.map(Seq), listener, wire)))
 }
 
 async fn run(
@@ -68,6 +74,7 @@ async fn run(
     room: Arc<LiveRoom>,
     from: Option<Seq>,
     listener: ListenerId,
+    wire: Option<Arc<SharedSocket>>,
 ) {
     let _conn = app.connections().track();
     let metrics = app.metrics().clone();
@@ -78,7 +85,11 @@ async fn run(
     if from.is_none() {
         app.admission().connected();
     }
-    let mut batches = room.subscribe_batches();
+    let member = room.subscribe_batches();
+    let mut batches = member.batches;
+    if let Some(w) = &wire {
+        member.joining.push(w.clone());
+    }
     let mut snapshots = room.subscribe_snapshots();
     let mut shutdown = app.shutdown();
     let send_timeout = app.config().send_timeout;
@@ -93,6 +104,8 @@ async fn run(
         socket: &mut socket,
         send_timeout,
     };
+    // Whether the phase group's writer holds the socket (then it keeps the cursor).
+    let mut direct = false;
     if out.send(Message::Text(hello.text)).await.is_err() {
         return;
     }
@@ -108,11 +121,34 @@ async fn run(
         out.close((close::REMOVED, reason)).await;
         return;
     }
+    let handed_back = || async {
+        match &wire {
+            Some(w) => w.handed_back().await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut step = Ok(());
     loop {
-        let step = tokio::select! {
+        if let (Ok(()), Some(w)) = (&step, &wire) {
+            step = out
+                .go_direct(w, &mut direct, &room, &metrics, &mut cursor, &batches)
+                .await;
+        }
+        if let Err(reason) = step {
+            if let Some(w) = &wire {
+                w.take_back();
+            }
+            out.close(reason).await;
+            return;
+        }
+        step = tokio::select! {
             biased;
             _ = shutdown.changed() => Err((close::RESTART, "server restarting; reconnect")),
-            changed = batches.changed() => match changed {
+            _ = handed_back(), if direct => {
+                take_back(wire.as_deref(), &mut direct, &mut cursor);
+                Ok(())
+            }
+            changed = batches.changed(), if !direct => match changed {
                 Ok(()) => {
                     let batch = batches.borrow_and_update().clone();
                     out.deliver(&batch, &room, &metrics, &mut cursor).await
@@ -121,6 +157,7 @@ async fn run(
             },
             changed = snapshots.changed() => match changed {
                 Ok(()) => {
+                    take_back(wire.as_deref(), &mut direct, &mut cursor);
                     let snap = snapshots.borrow_and_update().clone();
                     match out.send(Message::Text(snap.text)).await {
                         Ok(()) if snap.state == RoomState::Ended => {
@@ -163,11 +200,15 @@ async fn run(
                 Some(Ok(_)) => Ok(()),
             },
         };
-        if let Err(reason) = step {
-            out.close(reason).await;
-            return;
-        }
     }
+}
+
+/// Takes the socket back from the group writer (if it held it), with the cursor it left.
+fn take_back(wire: Option<&SharedSocket>, direct: &mut bool, cursor: &mut Seq) {
+    if let (true, Some(w)) = (*direct, wire) {
+        *cursor = w.take_back();
+    }
+    *direct = false;
 }
 
 type CloseReason = (u16, &'static str);
@@ -184,6 +225,38 @@ impl Outbox<'_> {
             Ok(Err(_)) => Err((close::NORMAL, "connection lost")),
             Err(_) => Err((close::RESUME, "too slow; resume")),
         }
+    }
+
+    /// Hands the socket to the phase group's writer when the listener is at the group's
+    /// published edge: first whatever the writer left unsent, then a catch-up from the ring.
+    /// Leaves it with the task (serving batches itself) when the edge keeps moving.
+    async fn go_direct(
+        &mut self,
+        wire: &SharedSocket,
+        direct: &mut bool,
+        room: &LiveRoom,
+        metrics: &Metrics,
+        cursor: &mut Seq,
+        batches: &watch::Receiver<Batch>,
+    ) -> Result<(), CloseReason> {
+        if *direct && wire.is_direct() {
+            return Ok(());
+        }
+        take_back(Some(wire), direct, cursor);
+        match tokio::time::timeout(self.send_timeout, self.socket.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err((close::NORMAL, "connection lost")),
+            Err(_) => return Err((close::RESUME, "too slow; resume")),
+        }
+        for _ in 0..3 {
+            let edge = batches.borrow().end;
+            self.catch_up(room, metrics, cursor, edge).await?;
+            if wire.go_direct(*cursor, edge) {
+                *direct = true;
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     /// Sends a published batch: as is when the cursor is at its start, otherwise from the ring.

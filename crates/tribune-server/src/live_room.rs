@@ -23,7 +23,8 @@ use tribune_media::{Mixer, MixerConfig};
 
 use crate::batching::Batching;
 use crate::config::ServerConfig;
-use crate::fanout::{Due, Fanout, Phases};
+use crate::direct;
+use crate::fanout::{Due, Fanout, Member, Phases};
 use crate::hls::Hls;
 use crate::metrics::Metrics;
 use crate::seats::Seats;
@@ -50,6 +51,9 @@ pub struct Batch {
     pub end: Seq,
     /// The wire message (empty when `start == end`).
     pub bytes: Bytes,
+    /// The same message as one WebSocket binary frame, header included (what a phase group's
+    /// writer sends; `bytes` is its payload).
+    pub frame: Bytes,
 }
 
 /// The latest room-state event.
@@ -143,6 +147,7 @@ impl LiveRoom {
             hls: Hls::new(),
         });
         room.publish_snapshot(&Stage::default());
+        room.batches.spawn_writers(&metrics);
         if state == RoomState::Live {
             metrics.rooms_live.inc();
         }
@@ -191,8 +196,8 @@ impl LiveRoom {
         &self.hls
     }
 
-    /// Follows the published batches (of one phase group; see `fanout`).
-    pub fn subscribe_batches(&self) -> watch::Receiver<Batch> {
+    /// Joins a phase group (see `fanout`): its published batches and its writer.
+    pub fn subscribe_batches(&self) -> Member {
         self.batches.subscribe()
     }
 
@@ -577,19 +582,27 @@ impl MixTask {
 
     /// Publishes each due group's range; groups due with the same range share one message.
     fn publish(&self, due: &[Due]) {
-        let mut last: Option<(Seq, Seq, Bytes)> = None;
+        let mut last: Option<Batch> = None;
         for &(g, start, end) in due {
-            let bytes = match &last {
-                Some((s, e, b)) if (*s, *e) == (start, end) => b.clone(),
+            let batch = match &last {
+                Some(b) if (b.start, b.end) == (start, end) => b.clone(),
                 _ => {
-                    let Some(b) = self.room.ring.read().message(start, end) else {
+                    let Some(payload) = self.room.ring.read().message(start, end) else {
                         continue;
                     };
-                    last = Some((start, end, b.clone()));
+                    let frame = direct::binary_frame(&payload);
+                    let bytes = frame.slice(direct::binary_header_len(payload.len())..);
+                    let b = Batch {
+                        start,
+                        end,
+                        bytes,
+                        frame,
+                    };
+                    last = Some(b.clone());
                     b
                 }
             };
-            self.room.batches.publish(g, Batch { start, end, bytes });
+            self.room.batches.publish(g, batch);
         }
     }
 

@@ -85,6 +85,8 @@ pub struct Metrics {
     pub frames_sent: Counter,
     /// WebSocket messages (writes) sent to listeners.
     pub batches_sent: Counter,
+    /// Of those, written by a phase group's writer (listeners at the live edge).
+    pub direct_writes: Counter,
     /// Times a listener fell behind the ring and skipped to the live edge.
     pub skips: Counter,
     /// Frames listeners missed through skips.
@@ -249,6 +251,12 @@ impl Metrics {
             "counter",
             "Audio messages (writes) sent to listeners.",
             self.batches_sent.get(),
+        );
+        put(
+            "direct_writes_total",
+            "counter",
+            "Audio messages written by phase-group writers (no listener task woke).",
+            self.direct_writes.get(),
         );
         put(
             "skips_total",

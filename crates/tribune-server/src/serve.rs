@@ -21,11 +21,12 @@ use hyper::server::conn::http1;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::Service;
 
 use crate::config::LimitsConfig;
+use crate::direct::{ConnectionSocket, SharedSocket};
 use crate::limits::{is_trusted, IpSlot, PerIpConnections};
 use crate::metrics::Metrics;
 
@@ -35,7 +36,7 @@ const MIN_BUF: usize = 8192;
 /// A TCP stream that holds its connection slots: they are released when the socket closes,
 /// also after it was upgraded to a WebSocket (hyper hands this same object to the upgrade).
 struct Tracked {
-    stream: TcpStream,
+    socket: Arc<SharedSocket>,
     _slot: OwnedSemaphorePermit,
     _ip: IpSlot,
     _open: OpenGauge,
@@ -57,43 +58,54 @@ impl Drop for OpenGauge {
     }
 }
 
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.socket.close();
+        // A phase group's writer may hold the socket until its next batch: end the
+        // connection now rather than then.
+        if Arc::strong_count(&self.socket) > 1 {
+            let _ = self.socket.shutdown_now();
+        }
+    }
+}
+
 impl AsyncRead for Tracked {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        self.socket.poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Tracked {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        self.socket.poll_write(cx, buf)
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.socket.poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.socket.poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        self.socket.poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        true
     }
 }
 
@@ -172,8 +184,9 @@ impl Acceptor {
                 self.metrics.connections_refused.inc();
                 continue;
             };
+            let socket = SharedSocket::new(stream);
             let io = Tracked {
-                stream,
+                socket: socket.clone(),
                 _slot: slot,
                 _ip: ip_slot,
                 _open: OpenGauge::new(self.metrics.clone()),
@@ -181,6 +194,7 @@ impl Acceptor {
             tokio::spawn(serve_connection(
                 self.http.clone(),
                 io,
+                ConnectionSocket(socket),
                 peer,
                 router.clone(),
                 shutdown.clone(),
@@ -203,6 +217,7 @@ impl Acceptor {
 async fn serve_connection(
     http: http1::Builder,
     io: Tracked,
+    socket: ConnectionSocket,
     peer: SocketAddr,
     router: Router,
     mut shutdown: watch::Receiver<bool>,
@@ -211,6 +226,8 @@ async fn serve_connection(
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         // Handlers that ask for `ConnectInfo<SocketAddr>` get the TCP peer.
         req.extensions_mut().insert(ConnectInfo(peer));
+        // The listener endpoint hands the socket to its phase group's writer.
+        req.extensions_mut().insert(socket.clone());
         let mut router = router.clone();
         router.call(req.map(axum::body::Body::new))
     });
