@@ -8,13 +8,16 @@
 #   STEPS="500 2000" HOLD=15 bench/compare-icecast.sh     # a quick run
 #   BATCH_MS=100 SERVERS=tribune bench/compare-icecast.sh
 #   RPS=1 bench/compare-icecast.sh                        # receive work charged to the receiver
+#   BUSY_POLL=0 bench/compare-icecast.sh                  # the crowd sleeps when idle
 #
 # Environment: STEPS, HOLD (seconds measured after the ramp, 30), SETTLE (seconds after the ramp
 # left out of the hold, 3), ICECAST_RAMP (joins/s, 100: Icecast's listen backlog is 5, faster
 # ramps drop connections), TRIBUNE_RAMP (1000), BATCH_MS (tribune serve --batch-ms; unset: the
 # server's default), SERVERS ("icecast tribune"), ICECAST_PORT (18000), TRIBUNE_PORT (18497),
 # BURST_SIZE (Icecast burst-on-connect bytes, 8192 ≈ 2 s at 32 kbps), OUT (result directory,
-# /tmp/tribune-compare-icecast), CARGO_TARGET_DIR (./target).
+# /tmp/tribune-compare-icecast), CARGO_TARGET_DIR (./target), BUSY_POLL (1: the crowd keeps its
+# core busy instead of sleeping, so the server's core does not also pay for waking it up after
+# every write; docs/CROWD.md).
 #
 # Installs icecast2 and ffmpeg with apt-get when missing (needs root, Debian). Icecast 2.4 will
 # not run as root: it is started as its package's user, with its open-file limit raised in that
@@ -33,6 +36,7 @@ SERVERS=${SERVERS:-"icecast tribune"}
 ICECAST_PORT=${ICECAST_PORT:-18000}
 TRIBUNE_PORT=${TRIBUNE_PORT:-18497}
 BURST_SIZE=${BURST_SIZE:-8192}
+BUSY_POLL=${BUSY_POLL:-1}
 OUT=${OUT:-/tmp/tribune-compare-icecast}
 FDS=20000
 MOUNT=tribune.opus
@@ -191,7 +195,8 @@ start_tribune() {
   echo "$(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(icecast2 -v 2>/dev/null | head -1);" \
     "tribune $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+dirty')," \
     "--batch-ms ${BATCH_MS:-default}; hold ${HOLD} s after ramp + ${SETTLE} s; Icecast burst ${BURST_SIZE} B;" \
-    "loopback receive processing on $([ "$RPS" = 1 ] && echo "the load core (RPS=1)" || echo "the sender's core")"
+    "loopback receive processing on $([ "$RPS" = 1 ] && echo "the load core (RPS=1)" || echo "the sender's core");" \
+    "the crowd $([ "$BUSY_POLL" = 1 ] && echo "busy-polls (BUSY_POLL=1)" || echo "sleeps when idle (BUSY_POLL=0)")"
   echo
   echo "| server | listeners | connected | CPU % of one core | CPU % per 1 000 | RSS MB (idle) | KB per listener | p99 latency ms | lost | skips (gaps+stalls) | disconnects | stream kbit/s | server wait % |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -215,8 +220,10 @@ for n in $STEPS; do
     sleep 3
     idle=$(rss_mb "$SERVER_PID")
     name="$OUT/$server-$n"
+    busy=()
+    [ "$BUSY_POLL" = 1 ] && busy=(--busy-poll)
     timeout $((secs + 60)) taskset -c 1 "$BIN" crowd "${target[@]}" --listeners "$n" --ramp "$ramp" \
-      --seconds "$secs" --server-pid "$SERVER_PID" --json "$name.json" --chart "$name.svg" \
+      --seconds "$secs" --server-pid "$SERVER_PID" --json "$name.json" --chart "$name.svg" "${busy[@]}" \
       >"$name.txt" 2>"$name.progress" || echo "crowd failed (see $name.progress)" >&2
     for f in "$dir"/*.log; do [ -e "$f" ] && cp "$f" "$OUT/$server-$n.$(basename "$f")"; done
     stop_pid "$LOAD_PID"

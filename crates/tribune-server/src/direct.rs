@@ -13,7 +13,7 @@
 //! catches up (or is told to resume) exactly as before.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -124,12 +124,6 @@ impl SharedSocket {
         Poll::Ready(socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write))
     }
 
-    /// Shuts both directions down at once (the peer sees the end even while a writer still
-    /// holds the socket).
-    pub fn shutdown_now(&self) -> io::Result<()> {
-        socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Both)
-    }
-
     fn poll_take_over(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut st = self.state.lock();
         st.direct = false;
@@ -235,14 +229,22 @@ impl SharedSocket {
     }
 }
 
-/// Sockets that joined a phase group since its writer last looked.
+/// Sockets that joined a phase group since its writer last looked. Writers hold sockets
+/// weakly: a socket closes when its connection ends, not when its writer next runs (a room
+/// that is not live publishes nothing, and its writers do not run).
 #[derive(Debug, Default)]
-pub struct Joining(Mutex<Vec<Arc<SharedSocket>>>);
+pub struct Joining(Mutex<Vec<Weak<SharedSocket>>>);
 
 impl Joining {
     /// Adds a socket to the group (its writer picks it up on the next batch).
-    pub fn push(&self, socket: Arc<SharedSocket>) {
-        self.0.lock().push(socket);
+    pub fn push(&self, socket: &Arc<SharedSocket>) {
+        let mut list = self.0.lock();
+        // Listeners who came and went while no batch was published: forget them, so the list
+        // stays as long as the live ones (amortized: only when it doubled).
+        if list.len() >= 64 && list.len().is_power_of_two() {
+            list.retain(|w| w.strong_count() > 0);
+        }
+        list.push(Arc::downgrade(socket));
     }
 }
 
@@ -253,7 +255,7 @@ pub async fn write_group(
     joining: Arc<Joining>,
     metrics: Arc<Metrics>,
 ) {
-    let mut sockets: Vec<Arc<SharedSocket>> = Vec::new();
+    let mut sockets: Vec<Weak<SharedSocket>> = Vec::new();
     while batches.changed().await.is_ok() {
         let batch = batches.borrow_and_update().clone();
         sockets.append(&mut joining.0.lock());
@@ -261,13 +263,13 @@ pub async fn write_group(
             continue;
         }
         let mut sent = 0u64;
-        sockets.retain(|s| match s.write_batch(&batch) {
-            Written::Sent => {
+        sockets.retain(|s| match s.upgrade().map(|s| s.write_batch(&batch)) {
+            Some(Written::Sent) => {
                 sent += 1;
                 true
             }
-            Written::Closed => false,
-            Written::Skipped | Written::HandedBack => true,
+            None | Some(Written::Closed) => false,
+            Some(Written::Skipped | Written::HandedBack) => true,
         });
         if sent > 0 {
             metrics.batches_sent.add(sent);
@@ -310,6 +312,125 @@ pub fn binary_header_len(len: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+
+    fn batch(start: u64, end: u64, payload_len: usize) -> Batch {
+        let frame = binary_frame(&vec![start as u8; payload_len]);
+        let bytes = frame.slice(binary_header_len(payload_len)..);
+        Batch {
+            start: Seq(start),
+            end: Seq(end),
+            bytes,
+            frame,
+        }
+    }
+
+    /// A loopback pair: the server end wrapped (with a small send buffer), the client end.
+    async fn pair() -> (Arc<SharedSocket>, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(16 * 1024)
+            .unwrap();
+        socket2::SockRef::from(&client)
+            .set_recv_buffer_size(16 * 1024)
+            .unwrap();
+        (SharedSocket::new(server), client)
+    }
+
+    async fn task_write(s: &SharedSocket, mut buf: &[u8]) {
+        while !buf.is_empty() {
+            let n = std::future::poll_fn(|cx| s.poll_write(cx, buf))
+                .await
+                .unwrap();
+            buf = &buf[n..];
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_is_handed_back_and_its_unsent_rest_goes_out_before_the_task_writes() {
+        let (s, mut client) = pair().await;
+        assert!(s.go_direct(Seq(0), Seq(0)));
+        // Batches of 8 KiB until the unread socket is full.
+        let mut expected = Vec::new();
+        let mut start = 0;
+        let outcome = loop {
+            let b = batch(start, start + 5, 8 * 1024);
+            let w = s.write_batch(&b);
+            if w != Written::Sent {
+                // A batch the writer started counts whole (its rest is the tail); one that did
+                // not fit at all was not written.
+                if s.state.lock().tail.is_empty() {
+                    start -= 5;
+                } else {
+                    expected.extend_from_slice(&b.frame);
+                }
+                break w;
+            }
+            expected.extend_from_slice(&b.frame);
+            start += 5;
+            assert!(start < 100_000, "the socket never filled");
+        };
+        assert_eq!(outcome, Written::HandedBack);
+        assert!(!s.is_direct());
+        tokio::time::timeout(Duration::from_secs(1), s.handed_back())
+            .await
+            .expect("the task is told");
+        // Nothing more goes direct until the task gives it back.
+        assert_eq!(
+            s.write_batch(&batch(start + 5, start + 10, 100)),
+            Written::Skipped
+        );
+        // The task writes its own message; the client must read every byte in order.
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = client.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break got;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        });
+        task_write(&s, b"MARK").await;
+        std::future::poll_fn(|cx| s.poll_shutdown(cx))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .unwrap()
+            .unwrap();
+        expected.extend_from_slice(b"MARK");
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes arrived out of order");
+        // The cursor the writer left is past the last batch it started.
+        assert_eq!(s.take_back(), Seq(start + 5));
+    }
+
+    #[tokio::test]
+    async fn a_listener_elsewhere_than_the_batch_start_is_handed_back_unwritten() {
+        let (s, mut client) = pair().await;
+        assert!(!s.go_direct(Seq(3), Seq(5)), "only at the published edge");
+        assert!(s.go_direct(Seq(5), Seq(5)));
+        assert_eq!(s.write_batch(&batch(7, 9, 10)), Written::HandedBack);
+        assert_eq!(s.take_back(), Seq(5));
+        task_write(&s, b"MARK").await;
+        let mut buf = [0u8; 4];
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"MARK", "the off-cursor batch was not written");
+        // A task write takes the socket out of direct mode.
+        assert!(s.go_direct(Seq(5), Seq(5)));
+        task_write(&s, b"x").await;
+        assert!(!s.is_direct());
+        s.close();
+        assert!(!s.go_direct(Seq(5), Seq(5)));
+        assert_eq!(s.write_batch(&batch(5, 6, 10)), Written::Closed);
+    }
 
     #[test]
     fn frames_carry_the_length_in_the_shortest_form() {

@@ -88,7 +88,7 @@ async fn run(
     let member = room.subscribe_batches();
     let mut batches = member.batches;
     if let Some(w) = &wire {
-        member.joining.push(w.clone());
+        member.joining.push(w);
     }
     let mut snapshots = room.subscribe_snapshots();
     let mut shutdown = app.shutdown();

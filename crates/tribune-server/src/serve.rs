@@ -60,12 +60,8 @@ impl Drop for OpenGauge {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
+        // A phase group's writer stops writing to it.
         self.socket.close();
-        // A phase group's writer may hold the socket until its next batch: end the
-        // connection now rather than then.
-        if Arc::strong_count(&self.socket) > 1 {
-            let _ = self.socket.shutdown_now();
-        }
     }
 }
 

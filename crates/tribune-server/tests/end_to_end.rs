@@ -82,6 +82,14 @@ async fn two_speakers_are_mixed_and_heard_live() {
         1
     );
     assert!(common::metric(&server.url(), "frames_sent_total").await >= report.frames_received);
+    // At the live edge, the phase group's writer sends the audio (the listener's task does
+    // not wake for it): all but the first catch-up and a few writes after room events.
+    let writes = common::metric(&server.url(), "batches_sent_total").await;
+    let direct = common::metric(&server.url(), "direct_writes_total").await;
+    assert!(
+        direct * 10 >= writes * 9 && direct <= writes,
+        "{direct} of {writes} writes direct"
+    );
     assert_eq!(common::metric(&server.url(), "rooms_live").await, 1);
     a.await.unwrap();
     b.await.unwrap();

@@ -82,9 +82,25 @@ pub struct CrowdArgs {
     /// `flood`: established listeners who leave per second during the flood, freeing seats.
     #[arg(long, default_value_t = 0.0)]
     leave_rate: f64,
+    /// Keep the crowd's core busy instead of sleeping when it has nothing to read. On loopback
+    /// the kernel runs a listener's receive path, and the wake-up of a sleeping reader, on the
+    /// sending server's core: a crowd that sleeps between a server's writes bills the server
+    /// for its own wake-ups (an interprocessor interrupt each), which a listener's own device
+    /// pays on a real network. Costs the crowd's whole core (docs/CROWD.md).
+    #[arg(long)]
+    busy_poll: bool,
     /// Allow a server outside 127.0.0.0/8 (a crowd is a load test: only aim it at your own).
     #[arg(long)]
     allow_remote: bool,
+}
+
+/// Keeps this runtime's worker from parking for `length`: a task that yields in a loop makes the
+/// worker poll the I/O driver without sleeping, so nobody waits in `epoll_wait` to be woken.
+async fn busy_poll(length: Duration) {
+    let end = tokio::time::Instant::now() + length;
+    while tokio::time::Instant::now() < end {
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Seconds from a flag, refused unless finite and in range.
@@ -142,6 +158,9 @@ pub async fn run(args: CrowdArgs) -> Result<()> {
         flood,
     };
     let grace = Duration::from_secs(5);
+    if args.busy_poll {
+        tokio::spawn(busy_poll(plan.run + grace));
+    }
     // A hard stop past every bound of the run, in case anything hangs anyway.
     let limit = plan.run + grace + Duration::from_secs(30);
     std::thread::spawn(move || {
