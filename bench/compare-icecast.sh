@@ -12,8 +12,8 @@
 #
 # Environment: STEPS, HOLD (seconds measured after the ramp, 30), SETTLE (seconds after the ramp
 # left out of the hold, 3), ICECAST_RAMP (joins/s, 100: Icecast's listen backlog is 5, faster
-# ramps drop connections), TRIBUNE_RAMP (1000), BATCH_MS (tribune serve --batch-ms; unset: the
-# server's default), SERVERS ("icecast tribune"), ICECAST_PORT (18000), TRIBUNE_PORT (18497),
+# ramps drop connections), TRIBUNE_RAMP (1000), BATCH_MS and BATCH_MAX_MS (tribune serve
+# --batch-ms and --batch-max-ms; unset: the server's defaults), SERVERS ("icecast tribune"), ICECAST_PORT (18000), TRIBUNE_PORT (18497),
 # BURST_SIZE (Icecast burst-on-connect bytes, 8192 ≈ 2 s at 32 kbps), OUT (result directory,
 # /tmp/tribune-compare-icecast), CARGO_TARGET_DIR (./target), BUSY_POLL (1: the crowd keeps its
 # core busy instead of sleeping, so the server's core does not also pay for waking it up after
@@ -32,6 +32,7 @@ SETTLE=${SETTLE:-3}
 ICECAST_RAMP=${ICECAST_RAMP:-100}
 TRIBUNE_RAMP=${TRIBUNE_RAMP:-1000}
 BATCH_MS=${BATCH_MS:-}
+BATCH_MAX_MS=${BATCH_MAX_MS:-}
 SERVERS=${SERVERS:-"icecast tribune"}
 ICECAST_PORT=${ICECAST_PORT:-18000}
 TRIBUNE_PORT=${TRIBUNE_PORT:-18497}
@@ -181,6 +182,7 @@ start_tribune() {
   local dir=$1 secs=$2
   local flags=(--no-data)
   [ -n "$BATCH_MS" ] && flags+=(--batch-ms "$BATCH_MS")
+  [ -n "$BATCH_MAX_MS" ] && flags+=(--batch-max-ms "$BATCH_MAX_MS")
   tribune_serve "$TRIBUNE_PORT" "$dir/serve.log" "${flags[@]}"
   SERVER_PID=$TRIBUNE_PID
   tribune_room "$TRIBUNE_PORT" compare
@@ -194,7 +196,7 @@ start_tribune() {
   echo
   echo "$(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(icecast2 -v 2>/dev/null | head -1);" \
     "tribune $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+dirty')," \
-    "--batch-ms ${BATCH_MS:-default}; hold ${HOLD} s after ramp + ${SETTLE} s; Icecast burst ${BURST_SIZE} B;" \
+    "--batch-ms ${BATCH_MS:-default}, --batch-max-ms ${BATCH_MAX_MS:-default}; hold ${HOLD} s after ramp + ${SETTLE} s; Icecast burst ${BURST_SIZE} B;" \
     "loopback receive processing on $([ "$RPS" = 1 ] && echo "the load core (RPS=1)" || echo "the sender's core");" \
     "the crowd $([ "$BUSY_POLL" = 1 ] && echo "busy-polls (BUSY_POLL=1)" || echo "sleeps when idle (BUSY_POLL=0)")"
   echo

@@ -171,7 +171,9 @@ impl SharedSocket {
             self.handback.notify_one();
             return Written::HandedBack;
         }
-        let written = match self.stream.try_write(&batch.frame) {
+        // A plain send(2): tokio's readiness is only needed to wait, and the writer never
+        // waits (a socket that would block goes back to its task, which does).
+        let written = match socket2::SockRef::from(&self.stream).send(&batch.frame) {
             Ok(n) if n == batch.frame.len() => {
                 st.cursor = batch.end;
                 return Written::Sent;

@@ -223,3 +223,22 @@ pub async fn run(args: CrowdArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn busy_polling_stops_by_itself_and_lets_other_tasks_run() {
+        let started = tokio::time::Instant::now();
+        let spin = tokio::spawn(busy_poll(Duration::from_millis(150)));
+        // Timers and other tasks still run beside it (single-threaded test runtime).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(started.elapsed() < Duration::from_millis(150));
+        tokio::time::timeout(Duration::from_secs(5), spin)
+            .await
+            .expect("it ends at its deadline")
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(150));
+    }
+}
