@@ -283,7 +283,8 @@ pub async fn write_group(
     }
 }
 
-/// One unmasked binary WebSocket message (server to client) carrying `payload`.
+/// One unmasked binary WebSocket message (server to client) carrying `payload`, which is its
+/// last `payload.len()` bytes.
 pub fn binary_frame(payload: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(payload.len() + 10);
     out.push(0x82); // FIN, binary
@@ -302,15 +303,6 @@ pub fn binary_frame(payload: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-/// Length of [`binary_frame`]'s header for a payload of `len` bytes.
-pub fn binary_header_len(len: usize) -> usize {
-    match len {
-        n if n < 126 => 2,
-        n if n <= usize::from(u16::MAX) => 4,
-        _ => 10,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,7 +311,7 @@ mod tests {
 
     fn batch(start: u64, end: u64, payload_len: usize) -> Batch {
         let frame = binary_frame(&vec![start as u8; payload_len]);
-        let bytes = frame.slice(binary_header_len(payload_len)..);
+        let bytes = frame.slice(frame.len() - payload_len..);
         Batch {
             start: Seq(start),
             end: Seq(end),
@@ -436,10 +428,18 @@ mod tests {
 
     #[test]
     fn frames_carry_the_length_in_the_shortest_form() {
-        for len in [0usize, 1, 125, 126, 1000, 65_535, 65_536, 70_000] {
+        for (len, h) in [
+            (0usize, 2),
+            (1, 2),
+            (125, 2),
+            (126, 4),
+            (1000, 4),
+            (65_535, 4),
+            (65_536, 10),
+            (70_000, 10),
+        ] {
             let payload = vec![7u8; len];
             let f = binary_frame(&payload);
-            let h = binary_header_len(len);
             assert_eq!(f.len(), h + len, "{len}");
             assert_eq!(f[0], 0x82);
             let decoded = match f[1] {

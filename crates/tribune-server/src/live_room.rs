@@ -591,7 +591,7 @@ impl MixTask {
                         continue;
                     };
                     let frame = direct::binary_frame(&payload);
-                    let bytes = frame.slice(direct::binary_header_len(payload.len())..);
+                    let bytes = frame.slice(frame.len() - payload.len()..);
                     let b = Batch {
                         start,
                         end,
