@@ -17,6 +17,8 @@
 # SECONDS_RUN (60), WARM (10), PORT (18095), EDGE_PORT (18096), OUT (/tmp/tribune-bench),
 # CARGO_TARGET_DIR (default ./target). Needs ffmpeg and nginx; loopback only.
 set -euo pipefail
+# The node under test and every room creation share this operator key.
+export TRIBUNE_API_KEY=${TRIBUNE_API_KEY:-bench-operator-key-0123456789}
 cd "$(dirname "$0")/.."
 
 MODES=${MODES:-"origin:-1:unpaced origin:-1:paced origin:-3:paced edge:-1:unpaced"}

@@ -15,6 +15,8 @@
 # Environment: COUNTS ("1000 4000"), SECONDS_RUN (20), RAMP (2), WARM (3), PORT (18092),
 # EDGE_PORT (18093), OUT (/tmp/tribune-bench), CARGO_TARGET_DIR (default ./target).
 set -euo pipefail
+# The node under test and every room creation share this operator key.
+export TRIBUNE_API_KEY=${TRIBUNE_API_KEY:-bench-operator-key-0123456789}
 cd "$(dirname "$0")/.."
 
 COUNTS=${COUNTS:-"1000 4000"}

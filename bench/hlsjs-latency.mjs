@@ -14,7 +14,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import {
-  api, ARTIFACTS, BIN, launchBrowser, routeHlsJs, startServer, toneWav,
+  api, API_KEY, ARTIFACTS, BIN, launchBrowser, routeHlsJs, startServer, toneWav,
 } from '../tests/browser/harness.mjs';
 
 const RUN_S = Number(process.env.RUN_S || 60);
@@ -72,7 +72,7 @@ async function measure(browser, url, lowLatency) {
 
 const server = await startServer();
 const browser = await launchBrowser(toneWav(join(ARTIFACTS, 'silence-mic.wav'), 1000, 2));
-const room = await api(server.url, 'POST', '/api/rooms', { title: 'hls.js latency bench' });
+const room = await api(server.url, 'POST', '/api/rooms', { title: 'hls.js latency bench' }, API_KEY);
 const speakS = ROUNDS * 2 * (RUN_S + WARM_S + 20) + 30;
 const speaker = spawn(BIN, ['speak', '--server', server.url, '--room', room.id, '--token', room.host_token, '--tone', '440', '--seconds', String(speakS)], {
   stdio: 'ignore',

@@ -19,6 +19,8 @@
 # room and speaker each round, see below), PORT (18091),
 # OUT (/tmp/tribune-bench), CARGO_TARGET_DIR (default ./target).
 set -euo pipefail
+# The node under test and every room creation share this operator key.
+export TRIBUNE_API_KEY=${TRIBUNE_API_KEY:-bench-operator-key-0123456789}
 cd "$(dirname "$0")/.."
 
 BATCHES=${BATCHES:-"20 100"}

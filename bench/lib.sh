@@ -2,6 +2,9 @@
 # A Tribune node, a room and a tone speaker, as bench/crowd.sh and bench/compare-icecast.sh use
 # them. Everything stays on 127.0.0.1; every wait is bounded.
 
+# The node under test and every room creation share this operator key.
+export TRIBUNE_API_KEY=${TRIBUNE_API_KEY:-bench-operator-key-0123456789}
+
 # Builds the release binary and sets BIN. Honours CARGO_TARGET_DIR (default ./target).
 tribune_build() {
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}

@@ -18,6 +18,8 @@
 # the server's own, 1024), OUT (result directory, default /tmp/tribune-bench),
 # CARGO_TARGET_DIR (default ./target).
 set -euo pipefail
+# The node under test and every room creation share this operator key.
+export TRIBUNE_API_KEY=${TRIBUNE_API_KEY:-bench-operator-key-0123456789}
 cd "$(dirname "$0")/.."
 
 COUNTS=${COUNTS:-"10000 1000"}

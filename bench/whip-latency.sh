@@ -6,6 +6,8 @@
 #   bash bench/whip-latency.sh            # 30 s
 #   TRIBUNE_BENCH_SECONDS=60 bash bench/whip-latency.sh
 set -euo pipefail
+# The node under test and every room creation share this operator key.
+export TRIBUNE_API_KEY=${TRIBUNE_API_KEY:-bench-operator-key-0123456789}
 cd "$(dirname "$0")/.."
 cargo test --release --locked -p tribune-server --test whip_aiortc whip_latency_bench \
   -- --ignored --nocapture 2>&1 | grep -E "glass-to-ear|node arrival|test result"

@@ -9,6 +9,8 @@
 # 50 × K: otherwise the publisher could not keep up), the mixer's part (decoding every speaker,
 # encoding the program), and the rest: WebRTC ingest (UDP, SRTP, str0m) plus the node's idle cost.
 set -euo pipefail
+# The node under test and every room creation share this operator key.
+export TRIBUNE_API_KEY=${TRIBUNE_API_KEY:-bench-operator-key-0123456789}
 cd "$(dirname "$0")/.."
 counts=${COUNTS:-1 10 20 40}
 window=${WINDOW:-20}

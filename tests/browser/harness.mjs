@@ -26,6 +26,9 @@ export async function freePort() {
   });
 }
 
+/** The operator key every test node is started with (rooms are created with it). */
+export const API_KEY = 'browser-test-operator-key-0123';
+
 /**
  * Starts `tribune serve` (with extra environment `env` and extra arguments `args`); resolves
  * once it answers /healthz.
@@ -40,6 +43,7 @@ export async function startServer({ env = {}, args = [] } = {}) {
       RUST_LOG: process.env.RUST_LOG || 'warn',
       // Recordings go to a fresh temporary directory, never into the source tree.
       TRIBUNE_DATA_DIR: mkdtempSync(join(tmpdir(), 'tribune-browser-')),
+      TRIBUNE_API_KEY: API_KEY,
       ...env,
     },
   });

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
-  api, ARTIFACTS, BIN, launchBrowser, localHlsJs, pinnedHlsJs, routeHlsJs, screenshot, startServer, toneWav,
+  api, ARTIFACTS, BIN, launchBrowser, localHlsJs, pinnedHlsJs, routeHlsJs, screenshot, startServer, toneWav, API_KEY,
 } from './harness.mjs';
 
 let server;
@@ -41,7 +41,7 @@ async function openPage(context, url) {
 }
 
 test('without WebCodecs the page plays LL-HLS with the pinned hls.js and hears 440 Hz', async () => {
-  const room = await api(server.url, 'POST', '/api/rooms', { title: 'HLS listen test' });
+  const room = await api(server.url, 'POST', '/api/rooms', { title: 'HLS listen test' }, API_KEY);
   const speaker = speak(server.url, room, 60);
   try {
     const context = await browser.newContext();
@@ -87,7 +87,7 @@ test('without WebCodecs the page plays LL-HLS with the pinned hls.js and hears 4
 });
 
 test('hls.js bytes that do not match the pinned hash are refused', async () => {
-  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Tampered hls.js' });
+  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Tampered hls.js' }, API_KEY);
   const context = await browser.newContext();
   const pinned = pinnedHlsJs();
   const tampered = Buffer.concat([localHlsJs(pinned.file).body, Buffer.from('\n/* one more byte */\n')]);
@@ -106,7 +106,7 @@ test('an operator can self-host hls.js (TRIBUNE_HLSJS_URL, TRIBUNE_HLSJS_INTEGRI
   const { integrity } = localHlsJs(pinnedHlsJs().file);
   const node = await startServer({ env: { TRIBUNE_HLSJS_URL: own, TRIBUNE_HLSJS_INTEGRITY: integrity } });
   try {
-    const room = await api(node.url, 'POST', '/api/rooms', { title: 'Self-hosted hls.js' });
+    const room = await api(node.url, 'POST', '/api/rooms', { title: 'Self-hosted hls.js' }, API_KEY);
     const context = await browser.newContext();
     const cdn = await routeHlsJs(context);
     const mine = await routeHlsJs(context, own, localHlsJs(pinnedHlsJs().file).body);

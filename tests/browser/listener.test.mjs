@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { api, ARTIFACTS, BIN, launchBrowser, screenshot, startServer, toneWav } from './harness.mjs';
+import { api, ARTIFACTS, BIN, launchBrowser, screenshot, startServer, toneWav, API_KEY } from './harness.mjs';
 
 let server;
 let browser;
@@ -21,7 +21,7 @@ after(async () => {
 });
 
 test('listener page decodes a CLI speaker\'s 440 Hz tone', async () => {
-  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Browser listen test' });
+  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Browser listen test' }, API_KEY);
   const speaker = spawn(
     BIN,
     ['speak', '--server', server.url, '--room', room.id, '--token', room.host_token, '--tone', '440', '--seconds', '20'],
@@ -53,10 +53,24 @@ test('lobby lists the room and creates a new one', async () => {
   assert.match(await page.textContent('#rooms'), /Browser listen test/);
   await page.fill('#title', 'Made in the lobby');
   await page.click('#create-btn');
+  // Only operators start rooms: the lobby asks for the key once.
+  await page.waitForSelector('#api-key', { state: 'visible' });
+  assert.match(await page.textContent('#create-error'), /operator key/);
+  await page.fill('#api-key', 'not-the-key-at-all');
+  await page.click('#create-btn');
+  await page.waitForFunction(() => /refused/.test(document.querySelector('#create-error').textContent));
+  await page.fill('#api-key', API_KEY);
+  await page.click('#create-btn');
   await page.waitForURL(/\/host\/[a-z0-9]{10}$/);
   const id = page.url().split('/').pop();
   const room = await api(server.url, 'GET', `/api/rooms/${id}`);
   assert.equal(room.title, 'Made in the lobby');
   await page.waitForFunction(() => document.querySelector('#title').textContent === 'Made in the lobby');
   await screenshot(page, 'host-console-new-room');
+  // The key is remembered: the next room is made without asking.
+  await page.goto(server.url);
+  await page.fill('#title', 'A second lobby room');
+  await page.click('#create-btn');
+  await page.waitForURL(/\/host\/[a-z0-9]{10}$/);
+  assert.notEqual(page.url().split('/').pop(), id);
 });

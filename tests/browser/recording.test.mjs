@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { api, launchBrowser, screenshot, startServer } from './harness.mjs';
+import { api, launchBrowser, screenshot, startServer, API_KEY } from './harness.mjs';
 
 let server;
 let browser;
@@ -22,7 +22,7 @@ after(async () => {
 const recordingStatus = (id) => api(server.url, 'GET', `/api/rooms/${id}/recording`);
 
 test('the host switches recording off and on, and downloads it after the room ends', async () => {
-  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Recorded room' });
+  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Recorded room' }, API_KEY);
   const page = await (await browser.newContext()).newPage();
   page.on('dialog', (d) => d.accept());
   await page.goto(`${server.url}/host/${room.id}#token=${room.host_token}`);

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { api, ARTIFACTS, launchBrowser, screenshot, startServer, toneWav } from './harness.mjs';
+import { api, ARTIFACTS, launchBrowser, screenshot, startServer, toneWav, API_KEY } from './harness.mjs';
 
 let server;
 let browser;
@@ -21,7 +21,7 @@ after(async () => {
 });
 
 test('host goes live from the browser and a listener page hears 440 Hz', async () => {
-  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Browser stage test' });
+  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Browser stage test' }, API_KEY);
   const hostPage = await (await browser.newContext()).newPage();
   hostPage.on('console', (m) => m.type() === 'error' && console.log('host page:', m.text()));
   await hostPage.goto(`${server.url}/host/${room.id}#token=${room.host_token}`);
@@ -53,7 +53,7 @@ test('host goes live from the browser and a listener page hears 440 Hz', async (
 });
 
 test('a listener requests to speak, the host accepts, the listener publishes, the host ends the room', async () => {
-  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Request to speak' });
+  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Request to speak' }, API_KEY);
   const hostPage = await (await browser.newContext()).newPage();
   hostPage.on('dialog', (d) => d.accept());
   await hostPage.goto(`${server.url}/host/${room.id}#token=${room.host_token}`);

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { api, ARTIFACTS, BIN, launchBrowser, routeHlsJs, screenshot, startServer, toneWav } from './harness.mjs';
+import { api, ARTIFACTS, BIN, launchBrowser, routeHlsJs, screenshot, startServer, toneWav, API_KEY } from './harness.mjs';
 import { hex, PrefixHasher, search, workBits } from '../../web/js/pow.js';
 
 let browser;
@@ -80,7 +80,7 @@ test('pow.js is SHA-256 with a midstate: equal to node:crypto for every prefix l
 
 test('a full node puts the second listener in line; it gets in when the first leaves and hears 440 Hz', async () => {
   const server = await serve(['--max-listeners', '1']);
-  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Waiting room test' });
+  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Waiting room test' }, API_KEY);
   const speaker = speak(server.url, room, 90);
   try {
     // The first listener takes the only seat.
@@ -154,7 +154,7 @@ test('a full node puts the second listener in line; it gets in when the first le
 
 test('the LL-HLS page waits in line the same way, then plays', async () => {
   const server = await serve(['--max-listeners', '1']);
-  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Waiting room over HLS' });
+  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Waiting room over HLS' }, API_KEY);
   const speaker = speak(server.url, room, 60);
   try {
     const first = await browser.newContext();
@@ -185,7 +185,7 @@ test('the LL-HLS page waits in line the same way, then plays', async () => {
 
 test('under attack the page solves the proof of work in a Web Worker and goes live', async () => {
   const server = await serve(['--pow-threshold', '1']);
-  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Proof of work test' });
+  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Proof of work test' }, API_KEY);
   const speaker = speak(server.url, room, 60);
   try {
     // More than one unproven join in a second: the node starts asking for proofs.
@@ -225,7 +225,7 @@ test('the proof-of-work check shows its progress while the main thread stays fre
   // A hard challenge is faked at the page's fetch: the worker, the progress bar and the main
   // thread are what is under test here, not the node (whose difficulty depends on the flood).
   const server = await serve([]);
-  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Slow proof' });
+  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Slow proof' }, API_KEY);
   const context = await browser.newContext();
   const page = await context.newPage();
   let joins = 0;

@@ -35,7 +35,8 @@ async function call(method, path, { token, body, contentType } = {}) {
 export const api = {
   listRooms: async () => (await call('GET', '/api/rooms')).data.rooms,
   room: async (id) => (await call('GET', `/api/rooms/${id}`)).data,
-  createRoom: async (title) => (await call('POST', '/api/rooms', { body: { title } })).data,
+  createRoom: async (title, apiKey) =>
+    (await call('POST', '/api/rooms', { token: apiKey, body: { title } })).data,
   join: async (id) => (await call('POST', `/api/rooms/${id}/join`, { body: {} })).data,
   endRoom: async (id, token) => (await call('POST', `/api/rooms/${id}/end`, { token, body: {} })).data,
   addSpeaker: async (id, token) =>

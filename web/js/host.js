@@ -7,10 +7,23 @@ import { WhipPublisher, levelMeter } from './whip.js';
 
 const roomId = location.pathname.split('/').filter(Boolean).pop();
 const $ = (id) => document.getElementById(id);
-// A token in the URL fragment (an invite for a co-host) wins over the stored one.
+// A token in the URL fragment (an invite for a co-host) is taken when this browser holds none
+// for the room; one that differs from the stored token is offered, never silently swapped in
+// (a link could otherwise take over someone's console). The fragment leaves the address bar.
 const fragmentToken = new URLSearchParams(location.hash.slice(1)).get('token');
-if (fragmentToken) tokens.set(roomId, fragmentToken);
+if (fragmentToken) history.replaceState(null, '', location.pathname + location.search);
+if (fragmentToken && !tokens.get(roomId)) tokens.set(roomId, fragmentToken);
 const token = tokens.get(roomId);
+if (fragmentToken && fragmentToken !== token) {
+  $('token-offer').hidden = false;
+  $('token-use').addEventListener('click', () => {
+    tokens.set(roomId, fragmentToken);
+    location.reload();
+  });
+  $('token-keep').addEventListener('click', () => {
+    $('token-offer').hidden = true;
+  });
+}
 let publisher = null;
 let stopMeter = null;
 let muted = false;

@@ -9,6 +9,13 @@ const ROLE_NAMES = { host: 'Host', co_host: 'Co-host', speaker: 'Speaker' };
  * participants: [{id, role, name, muted, muted_by_moderator, connected, speaking?, level?}]
  * actions(p): optional, returns buttons for a participant (host console).
  */
+/** A level meter's fill; its width is set through the CSSOM (pages allow no style attributes). */
+function meterFill(level) {
+  const fill = h('div', {});
+  fill.style.width = `${Math.min(100, level * 400)}%`;
+  return fill;
+}
+
 export function renderSpeakers(container, participants, actions) {
   if (!participants || participants.length === 0) {
     container.replaceChildren(h('p', { class: 'muted' }, 'Nobody on stage yet.'));
@@ -25,8 +32,8 @@ export function renderSpeakers(container, participants, actions) {
         h('div', { class: 'avatar' }, name.slice(0, 1).toUpperCase()),
         h('div', {}, name),
         h('div', { class: 'muted' }, status),
-        h('div', { class: 'meter' }, h('div', { style: `width:${Math.min(100, level * 400)}%` })),
-        ...(actions ? [h('div', { class: 'row', style: 'justify-content:center;margin-top:6px' }, ...actions(p))] : []));
+        h('div', { class: 'meter' }, meterFill(level)),
+        ...(actions ? [h('div', { class: 'row centered mt6' }, ...actions(p))] : []));
     }),
   );
 }

@@ -277,7 +277,8 @@ fn ear_times(
 }
 
 async fn run(o: Opts) -> Result<serde_json::Value, AnyError> {
-    let api = Api::new(&o.server)?;
+    // The node's operator key, if it needs one.
+    let api = Api::new(&o.server)?.with_api_key(std::env::var("TRIBUNE_API_KEY").ok());
     let room = api.create_room("hls latency").await?;
     let total = Duration::from_secs_f64(o.seconds + 40.0);
     let speak = tribune_client::speak(

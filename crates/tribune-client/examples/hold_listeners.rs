@@ -240,11 +240,12 @@ async fn create_room(
     if kind == "scheduled" {
         body["scheduled_for"] = json!(unix_micros() / 1_000_000 + 24 * 3600);
     }
-    let resp = http
-        .post(format!("{server}/api/rooms"))
-        .json(&body)
-        .send()
-        .await?;
+    let mut req = http.post(format!("{server}/api/rooms")).json(&body);
+    // The node's operator key, if it needs one.
+    if let Ok(key) = std::env::var("TRIBUNE_API_KEY") {
+        req = req.bearer_auth(key);
+    }
+    let resp = req.send().await?;
     let status = resp.status();
     let v: Value = resp.json().await?;
     if !status.is_success() {

@@ -58,6 +58,8 @@ pub const IDLE_POOL_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub struct Api {
     base: Url,
     http: reqwest::Client,
+    /// The operator key sent when creating rooms.
+    api_key: Option<String>,
 }
 
 impl Api {
@@ -75,7 +77,17 @@ impl Api {
             // connection is not reused just as the server closes it.
             .pool_idle_timeout(IDLE_POOL_TIMEOUT)
             .build()?;
-        Ok(Api { base, http })
+        Ok(Api {
+            base,
+            http,
+            api_key: None,
+        })
+    }
+
+    /// The same client, creating rooms with this operator API key.
+    pub fn with_api_key(mut self, key: Option<String>) -> Api {
+        self.api_key = key.filter(|k| !k.is_empty());
+        self
     }
 
     /// The server's base URL.
@@ -111,10 +123,14 @@ impl Api {
         answer(req.send().await?).await
     }
 
-    /// Creates a room.
+    /// Creates a room (with the operator key, if this client has one).
     pub async fn create_room(&self, title: &str) -> Result<RoomCreated, ClientError> {
         let v = self
-            .post("/api/rooms", None, json!({ "title": title }))
+            .post(
+                "/api/rooms",
+                self.api_key.as_deref(),
+                json!({ "title": title }),
+            )
             .await?;
         serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
     }

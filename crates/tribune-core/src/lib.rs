@@ -9,6 +9,7 @@ pub mod reactions;
 pub mod ring;
 pub mod room;
 pub mod stage;
+pub mod text;
 pub mod token;
 
 pub use ids::{ListenerId, ParticipantId, Role, RoomId, Seq};

@@ -4,6 +4,10 @@
 //! Each frame is stored once, already in wire form, so serving a listener never re-encodes or
 //! copies audio per listener. Readers hold only a cursor (the next `Seq` they want); a reader whose
 //! cursor has fallen out of the ring skips to the live edge and the skip is reported to it.
+//!
+//! Sequence numbers follow the room's clock (one per 20 ms), so the ring may have gaps: while
+//! a room produced nothing (nobody spoke and nobody listened) its numbers moved on without
+//! frames ([`Ring::skip_to`]). A reader inside a gap simply gets the next frame after it.
 
 use std::collections::VecDeque;
 
@@ -58,10 +62,23 @@ impl Ring {
     /// A ring keeping the last `capacity` frames, whose first frame will be `first`.
     pub fn new(capacity: usize, first: Seq) -> Self {
         Ring {
-            frames: VecDeque::with_capacity(capacity.max(1)),
+            frames: VecDeque::new(),
             capacity: capacity.max(1),
             next: first,
         }
+    }
+
+    /// Moves the live edge forward to `seq` without frames (the room's clock went on while it
+    /// produced nothing). No-op if the edge is already there or past it.
+    pub fn skip_to(&mut self, seq: Seq) {
+        if seq > self.next {
+            self.next = seq;
+        }
+    }
+
+    /// Index of the first held frame whose number is at least `seq`.
+    fn index_of(&self, seq: Seq) -> usize {
+        self.frames.partition_point(|f| f.seq < seq)
     }
 
     /// Appends the next frame, evicting the oldest when full, and returns its sequence number.
@@ -69,6 +86,10 @@ impl Ring {
         let seq = self.next;
         if self.frames.len() == self.capacity {
             self.frames.pop_front();
+        }
+        if self.frames.capacity() == 0 {
+            // Memory is taken when a room first produces audio, not when it is created.
+            self.frames.reserve_exact(self.capacity);
         }
         self.frames.push_back(Frame {
             seq,
@@ -101,15 +122,15 @@ impl Ring {
 
     /// The frame with this sequence number, if still held.
     pub fn get(&self, seq: Seq) -> Option<&Frame> {
-        let idx = seq.0.checked_sub(self.tail().0)?;
-        self.frames.get(usize::try_from(idx).ok()?)
+        self.frames.get(self.index_of(seq)).filter(|f| f.seq == seq)
     }
 
-    /// What a reader at `cursor` should be sent, at most `max` frames.
+    /// What a reader at `cursor` should be sent, at most `max` sequence numbers' worth.
     ///
     /// A cursor older than the ring skips to the live edge (`head`), minus nothing: a listener
     /// that fell behind hears the present rather than stale audio. A cursor from the future (a
-    /// client's bad resume position) is treated as the live edge, with no skip.
+    /// client's bad resume position) is treated as the live edge, with no skip. A cursor in a
+    /// gap (numbers the room skipped) starts at the next frame held, with no skip counted.
     pub fn read(&self, cursor: Seq, max: u64) -> RingRead {
         let head = self.head();
         if cursor >= head {
@@ -126,20 +147,24 @@ impl Ring {
                 skipped: head.0 - cursor.0,
             };
         }
-        let to = Seq(head.0.min(cursor.0.saturating_add(max)));
+        let from = self
+            .frames
+            .get(self.index_of(cursor))
+            .map_or(head, |f| f.seq);
+        let to = Seq(head.0.min(from.0.saturating_add(max)));
         RingRead {
-            from: cursor,
+            from,
             to,
             skipped: 0,
         }
     }
 
-    /// One wire message holding frames `from..to` (those still held).
+    /// One wire message holding the frames numbered `from..to` that are still held.
     pub fn message(&self, from: Seq, to: Seq) -> Option<Bytes> {
-        let start = usize::try_from(from.0.checked_sub(self.tail().0)?).ok()?;
-        let end = usize::try_from(to.0.checked_sub(self.tail().0)?)
-            .ok()?
-            .min(self.frames.len());
+        if from < self.tail() {
+            return None;
+        }
+        let (start, end) = (self.index_of(from), self.index_of(to));
         if start >= end {
             return None;
         }
@@ -210,6 +235,42 @@ mod tests {
         assert_eq!(r.read(Seq(130), 100).len(), 50);
         assert!(r.get(Seq(129)).is_none());
         assert_eq!(r.get(Seq(130)).unwrap().capture_us, 1_030);
+    }
+
+    #[test]
+    fn numbers_skipped_by_the_clock_leave_a_gap_readers_step_over() {
+        let mut r = ring_with(5, 50);
+        r.skip_to(Seq(200));
+        r.skip_to(Seq(150));
+        assert_eq!(r.head(), Seq(200), "the edge never moves back");
+        assert_eq!(r.push(7, b"y"), Seq(200));
+        r.push(8, b"z");
+        assert_eq!(r.len(), 7);
+        // A reader at the old edge (in the gap) gets the frames after the gap, nothing skipped.
+        let read = r.read(Seq(105), 100);
+        assert_eq!(
+            read,
+            RingRead {
+                from: Seq(200),
+                to: Seq(202),
+                skipped: 0
+            }
+        );
+        // A message spanning the gap holds the frames on both sides.
+        let m = r.message(Seq(103), Seq(202)).unwrap();
+        let seqs: Vec<u64> = wire::parse_message(&m).unwrap().map(|f| f.seq).collect();
+        assert_eq!(seqs, vec![103, 104, 200, 201]);
+        assert!(r.get(Seq(150)).is_none());
+        assert_eq!(r.get(Seq(201)).unwrap().capture_us, 8);
+        assert!(r.message(Seq(105), Seq(200)).is_none(), "only the gap");
+        // Eviction still counts frames, not numbers.
+        let mut small = Ring::new(2, Seq(0));
+        small.push(0, b"a");
+        small.skip_to(Seq(10));
+        small.push(1, b"b");
+        small.push(2, b"c");
+        assert_eq!((small.tail(), small.head()), (Seq(10), Seq(12)));
+        assert_eq!(small.read(Seq(0), 10).skipped, 12);
     }
 
     #[test]

@@ -46,6 +46,12 @@ pub struct RoomInfo {
 /// Longest accepted title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
 
+/// Checks and trims a room title: 1 to [`MAX_TITLE_CHARS`] characters, no control or
+/// bidirectional formatting characters.
+pub fn clean_title(title: &str) -> Result<String, crate::text::TextError> {
+    crate::text::clean(title, "a title", MAX_TITLE_CHARS)
+}
+
 impl RoomInfo {
     /// A new room: scheduled if `scheduled_for` lies in the future, otherwise live at once.
     pub fn new(id: RoomId, title: String, now_s: u64, scheduled_for: Option<u64>) -> Self {

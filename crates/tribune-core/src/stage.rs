@@ -31,7 +31,7 @@ pub struct StageLimits {
     pub max_cohosts: usize,
     /// Speakers besides the host and co-hosts.
     pub max_speakers: usize,
-    /// Pending requests to speak (more are refused until some are answered).
+    /// Pending requests to speak (a new one past this evicts the oldest).
     pub max_requests: usize,
     /// Outstanding invitations.
     pub max_invites: usize,
@@ -57,21 +57,11 @@ pub fn participant_for(listener: ListenerId) -> ParticipantId {
     ParticipantId(listener.0)
 }
 
-/// Checks and trims a display name: 1 to [`MAX_NAME_CHARS`] characters, no control characters.
+/// Checks and trims a display name: 1 to [`MAX_NAME_CHARS`] characters, no control or
+/// bidirectional formatting characters.
 pub fn clean_name(name: &str) -> Result<String, StageError> {
-    let name = name.trim();
-    let chars = name.chars().count();
-    if chars == 0 || chars > MAX_NAME_CHARS {
-        return Err(StageError::BadName(format!(
-            "a name has 1 to {MAX_NAME_CHARS} characters"
-        )));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(StageError::BadName(
-            "a name has no control characters".into(),
-        ));
-    }
-    Ok(name.to_owned())
+    crate::text::clean(name, "a name", MAX_NAME_CHARS)
+        .map_err(|e| StageError::BadName(e.to_string()))
 }
 
 /// Someone on stage.
@@ -153,9 +143,6 @@ pub enum StageError {
     /// The speaker limit is reached.
     #[error("the stage already has {0} speakers, the limit")]
     SpeakersFull(usize),
-    /// Too many requests are pending.
-    #[error("{0} requests to speak are already pending; try again later")]
-    RequestsFull(usize),
     /// Too many invitations are outstanding.
     #[error("{0} invitations are already outstanding")]
     InvitesFull(usize),
@@ -177,6 +164,9 @@ pub enum StageError {
     /// Blocked from this room.
     #[error("blocked from this room")]
     Blocked,
+    /// A moderator declined this listener's request: it may not ask again in this room.
+    #[error("your request to speak was declined; you may not ask again in this room")]
+    Declined,
     /// A participant tried to unmute past a moderator's mute.
     #[error("muted by a moderator")]
     MutedByModerator,
@@ -207,7 +197,10 @@ pub struct Roster {
     members: Vec<Member>,
     requests: VecDeque<Request>,
     invites: Vec<ListenerId>,
+    /// Listeners whose request was declined (kept out of the queue for the room's life), in
+    /// order, bounded by `max_blocked`.
     declined: VecDeque<ListenerId>,
+    declined_set: HashSet<ListenerId>,
     blocked_listeners: HashSet<ListenerId>,
     blocked_participants: HashSet<ParticipantId>,
     kicked: VecDeque<(ListenerId, u64)>,

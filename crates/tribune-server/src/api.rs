@@ -5,14 +5,18 @@ use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::net::IpAddr;
+use std::sync::Arc;
 use tribune_core::{
     unix_micros, Action, Claims, ParticipantId, Role, RoomInfo, RoomState, TokenKind,
 };
 
 use crate::error::ApiError;
+use crate::join::Peer;
+use crate::limits::JoinLimiter;
 use crate::live_room::LiveRoom;
 use crate::moderation;
 use crate::state::AppState;
@@ -20,6 +24,9 @@ use crate::state::AppState;
 fn now_s() -> u64 {
     unix_micros() / 1_000_000
 }
+
+/// How far ahead a room may be scheduled (a year).
+const MAX_SCHEDULE_AHEAD_S: u64 = 366 * 86_400;
 
 /// `Authorization: Bearer …`, if present.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -64,22 +71,38 @@ fn yes() -> bool {
     true
 }
 
-/// `POST /api/rooms`: creates a room; answers its id and the host's token.
+/// `POST /api/rooms`: creates a room; answers its id and the host's token. Needs an operator
+/// key unless the node has open rooms (see `creation`).
 pub async fn create_room(
     State(app): State<AppState>,
+    Extension(limiter): Extension<Arc<JoinLimiter>>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
     body: Result<Json<CreateRoom>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    if *app.shutdown().borrow() {
+        return Err(ApiError::Unavailable);
+    }
+    // The credential before the body: an anonymous flood costs a header check each.
+    let client = peer.map_or(IpAddr::from([127, 0, 0, 1]), |p| {
+        limiter.client_ip(p.ip(), &headers)
+    });
+    let creator = app.creation().identify(bearer(&headers), client)?;
     let Json(req) = body?;
-    let title = req.title.trim().to_owned();
-    if title.is_empty() || title.chars().count() > tribune_core::room::MAX_TITLE_CHARS {
-        return Err(ApiError::BadRequest(format!(
-            "title must be 1 to {} characters",
-            tribune_core::room::MAX_TITLE_CHARS
-        )));
+    let title = tribune_core::room::clean_title(&req.title)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let now = now_s();
+    if let Some(at) = req.scheduled_for {
+        if at > now + MAX_SCHEDULE_AHEAD_S {
+            return Err(ApiError::BadRequest(format!(
+                "scheduled_for must be a Unix time (seconds) at most {} days ahead",
+                MAX_SCHEDULE_AHEAD_S / 86_400
+            )));
+        }
     }
     let id = tribune_core::RoomId::random();
-    let info = RoomInfo::new(id.clone(), title, now_s(), req.scheduled_for);
-    let room = app.create_room(info, req.record);
+    let info = RoomInfo::new(id.clone(), title, now, req.scheduled_for);
+    let room = app.create_room(info, req.record, creator)?;
     let host = ParticipantId::random();
     room.change(|r| r.add(host, Role::Host, None, None))?;
     let host_token = stage_token(&app, &room, Role::Host, host);
@@ -117,13 +140,30 @@ pub async fn list_rooms(State(app): State<AppState>) -> Json<Value> {
     Json(json!({ "rooms": rooms }))
 }
 
-/// `GET /api/rooms/{id}`.
+/// `GET /api/rooms/{id}`. A room that ended a while ago is no longer held in memory; if it was
+/// recorded, its recording still describes it (state `ended`, with its replay).
 pub async fn get_room(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let room = app.room(&id)?;
-    Ok(Json(room_json(&room)))
+    match app.room(&id) {
+        Ok(room) => Ok(Json(room_json(&room))),
+        Err(e) => {
+            let rec = tribune_core::RoomId::parse(&id).and_then(|r| app.recordings().get(&r));
+            let Some(rec) = rec else { return Err(e) };
+            let meta = rec.snapshot().meta;
+            Ok(Json(json!({
+                "id": meta.room,
+                "title": meta.title,
+                "state": RoomState::Ended,
+                "created_at": meta.created_at,
+                "ended_at": meta.ended_at,
+                "listeners": 0,
+                "speakers": 0,
+                "replay_url": format!("/hls/{}/replay.m3u8", meta.room),
+            })))
+        }
+    }
 }
 
 /// `POST /api/rooms/{id}/end`: a host or co-host ends the room.

@@ -15,6 +15,11 @@ pub const RESUME: u16 = 4000;
 
 /// Moderation removed this participant (or their seat); the reason says why.
 pub const REMOVED: u16 = 4001;
+/// The same credential opened a newer connection, which replaces this one: do not reconnect
+/// (a ticket is one listener; a participant holds few publishing seats).
+pub const REPLACED: u16 = 4002;
+/// The client sent messages faster than this endpoint allows.
+pub const POLICY: u16 = 1008;
 
 /// A close message with a code and a human-readable reason (truncated to fit a control frame).
 pub fn message(code: u16, reason: &str) -> Message {

@@ -66,6 +66,94 @@ pub struct ServerConfig {
     pub recording_retention: Option<Duration>,
     /// Connection-level limits: connection caps, header timeout and size, per-client join rates.
     pub limits: LimitsConfig,
+    /// Who may create rooms, how many a node holds, and when idle rooms end.
+    pub rooms: RoomPolicy,
+    /// Limits on what one participant or one client may use: seats, sessions, frame and
+    /// message rates, requests to speak.
+    pub abuse: AbuseLimits,
+}
+
+/// Who may create rooms and how many a node holds (ARCHITECTURE §5: operators own creation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomPolicy {
+    /// Operator keys accepted as `Authorization: Bearer KEY` on `POST /api/rooms`. When empty
+    /// and `open` is off, [`crate::Server::bind`] generates one (kept under the data dir).
+    pub api_keys: Vec<String>,
+    /// Anonymous room creation (community nodes), bounded per address and node-wide.
+    pub open: bool,
+    /// Most rooms (live or scheduled) a node holds; more are refused `503`.
+    pub max_rooms: usize,
+    /// Open mode: most rooms one address (IPv6: one /64) may hold at once; more are `429`.
+    pub open_rooms_per_ip: usize,
+    /// Open mode: rooms one address may create per hour (a token bucket of this size).
+    pub open_creations_per_ip_per_hour: u32,
+    /// A room with no host or speaker connected for this long ends by itself.
+    pub idle_end: Duration,
+    /// How long an ended room stays in memory (for its last listeners, its final playlist)
+    /// before only its recording remains.
+    pub ended_keep: Duration,
+}
+
+impl Default for RoomPolicy {
+    fn default() -> Self {
+        RoomPolicy {
+            api_keys: Vec::new(),
+            open: false,
+            max_rooms: 1000,
+            open_rooms_per_ip: 3,
+            open_creations_per_ip_per_hour: 10,
+            idle_end: Duration::from_secs(30 * 60),
+            ended_keep: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one participant or client may use, whatever its credential (ARCHITECTURE §5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AbuseLimits {
+    /// Publishing seats (speak sockets, WHIP sessions) one participant holds at once; a new one
+    /// replaces the oldest.
+    pub seats_per_participant: usize,
+    /// WHIP sessions one room holds at once (connected or still negotiating).
+    pub whip_sessions_per_room: usize,
+    /// A WHIP session whose ICE has not connected within this time is dropped.
+    pub whip_connect_timeout: Duration,
+    /// Opus frames per second one seat may send into the mix (20 ms frames: 50 is real time);
+    /// the excess is dropped from that seat's own share and counted.
+    pub seat_frames_per_s: u32,
+    /// Frames a seat may send at once above the rate (a burst after network jitter).
+    pub seat_frame_burst: u32,
+    /// Messages per second a listener socket may send (reactions, pings); past the burst the
+    /// socket is closed.
+    pub listener_messages_per_s: u32,
+    /// Messages a listener may send at once.
+    pub listener_message_burst: u32,
+    /// Messages per second a speak socket may send (audio batches and controls).
+    pub speaker_messages_per_s: u32,
+    /// Messages a speak socket may send at once.
+    pub speaker_message_burst: u32,
+    /// Time a client has to send a request's whole body once its head arrived.
+    pub body_timeout: Duration,
+    /// Requests to speak per minute from one address (IPv6: /64), per room.
+    pub hand_raises_per_ip_per_minute: u32,
+}
+
+impl Default for AbuseLimits {
+    fn default() -> Self {
+        AbuseLimits {
+            seats_per_participant: 1,
+            whip_sessions_per_room: 32,
+            whip_connect_timeout: Duration::from_secs(10),
+            seat_frames_per_s: 60,
+            seat_frame_burst: 50,
+            listener_messages_per_s: 5,
+            listener_message_burst: 20,
+            speaker_messages_per_s: 100,
+            speaker_message_burst: 200,
+            body_timeout: Duration::from_secs(10),
+            hand_raises_per_ip_per_minute: 6,
+        }
+    }
 }
 
 /// Connection-level limits of a node (ARCHITECTURE §5): what a flood of connections or joins
@@ -144,6 +232,8 @@ impl Default for ServerConfig {
             data_dir: None,
             recording_retention: None,
             limits: LimitsConfig::default(),
+            rooms: RoomPolicy::default(),
+            abuse: AbuseLimits::default(),
         }
     }
 }

@@ -38,6 +38,26 @@ pub enum ApiError {
     /// The server is shutting down.
     #[error("server is shutting down")]
     Unavailable,
+    /// The node (or the room) is at one of its limits; the message says which. Answered `503`
+    /// with `Retry-After`.
+    #[error("{message}")]
+    Full {
+        /// What is full.
+        message: String,
+        /// Seconds to wait before trying again.
+        retry_after_s: u64,
+    },
+    /// This client did this too often; answered `429` with `Retry-After`.
+    #[error("{message}")]
+    Throttled {
+        /// What was too frequent.
+        message: String,
+        /// Seconds to wait before trying again.
+        retry_after_s: u64,
+    },
+    /// The request's body did not arrive in time; answered `408`.
+    #[error("{0}")]
+    Timeout(String),
     /// The request conflicts with the room's state (e.g. the stage is full).
     #[error("{0}")]
     Conflict(String),
@@ -69,6 +89,9 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Full { .. } => (StatusCode::SERVICE_UNAVAILABLE, "full"),
+            ApiError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
@@ -81,6 +104,18 @@ impl ApiError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         self.status_and_code().0
+    }
+
+    /// Seconds a client should wait before trying again, for `429` and `503`.
+    fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            ApiError::Full { retry_after_s, .. } | ApiError::Throttled { retry_after_s, .. } => {
+                Some((*retry_after_s).max(1))
+            }
+            ApiError::Unavailable => Some(2),
+            ApiError::TooManyRequests(_) => Some(1),
+            _ => None,
+        }
     }
 }
 
@@ -97,6 +132,7 @@ impl From<StageError> for ApiError {
                 ApiError::NotFoundMsg(e.to_string())
             }
             StageError::Blocked
+            | StageError::Declined
             | StageError::MutedByModerator
             | StageError::HostStays
             | StageError::NotAStageRole(_) => ApiError::Forbidden(e.to_string()),
@@ -104,7 +140,6 @@ impl From<StageError> for ApiError {
             StageError::HostTaken
             | StageError::CoHostsFull(_)
             | StageError::SpeakersFull(_)
-            | StageError::RequestsFull(_)
             | StageError::InvitesFull(_)
             | StageError::BlockListFull(_)
             | StageError::AlreadyOnStage => ApiError::Conflict(e.to_string()),
@@ -118,8 +153,18 @@ impl From<ReactionError> for ApiError {
     }
 }
 
+/// `408` for a body that missed its deadline (see `body_deadline`).
+fn late_body(e: &(dyn std::error::Error + 'static)) -> Option<ApiError> {
+    crate::body_deadline::is_body_timeout(e).then(|| {
+        ApiError::Timeout("the request body did not arrive in time; send it at once".into())
+    })
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
+        if let Some(e) = late_body(&r) {
+            return e;
+        }
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge
         } else {
@@ -130,6 +175,9 @@ impl From<JsonRejection> for ApiError {
 
 impl From<BytesRejection> for ApiError {
     fn from(r: BytesRejection) -> Self {
+        if let Some(e) = late_body(&r) {
+            return e;
+        }
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge
         } else {
@@ -145,14 +193,11 @@ impl IntoResponse for ApiError {
             error: code,
             message: self.to_string(),
         };
+        let retry = self.retry_after_s();
         let mut resp = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(s) = retry {
             resp.headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("2"));
-        }
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            resp.headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                .insert("retry-after", axum::http::HeaderValue::from(s));
         }
         resp
     }

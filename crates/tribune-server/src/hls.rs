@@ -57,6 +57,11 @@ struct HlsState {
     rendered: Option<(u64, Bytes)>,
     /// Receivers of completed segments (recorders).
     recorders: Vec<mpsc::UnboundedSender<Segment>>,
+    /// Whether a frame of the segment being cut had a speaker on air (segments of a room
+    /// with nobody on stage are served live but not recorded).
+    segment_on_air: bool,
+    /// Segments left out of the recording because nobody was on air.
+    quiet_segments: u64,
 }
 
 /// The LL-HLS state of one room.
@@ -82,19 +87,39 @@ impl Hls {
                 playlist: LivePlaylist::new(LiveConfig::default()),
                 rendered: None,
                 recorders: Vec::new(),
+                segment_on_air: false,
+                quiet_segments: 0,
             }),
             generation: watch::Sender::new(0),
             init: Bytes::from(init_segment(&OpusTrackConfig::default())),
         }
     }
 
-    /// Packages program frame `seq` (called by the mixer task after the ring push).
-    pub fn push(&self, seq: u64, capture_us: u64, payload: Bytes) {
+    /// Packages program frame `seq` (called by the mixer task after the ring push); `on_air`
+    /// says whether anyone was on stage for it (a segment with no such frame is not recorded).
+    /// Answers how many segments were left out of the recording by this frame.
+    pub fn push(&self, seq: u64, capture_us: u64, payload: Bytes, on_air: bool) -> u64 {
         let mut st = self.state.lock();
+        st.segment_on_air |= on_air;
+        let quiet_before = st.quiet_segments;
         match st.packager.push(seq, capture_us, payload) {
             Ok(events) => self.apply(&mut st, events),
             Err(e) => tracing::warn!(seq, "program frame not packaged: {e}"),
         }
+        st.quiet_segments - quiet_before
+    }
+
+    /// Completes the segment being cut (the program pauses: the room went quiet), so its last
+    /// parts are whole and a recorder gets it now rather than when the room speaks again.
+    /// Answers how many segments were left out of the recording by this.
+    pub fn cut(&self) -> u64 {
+        let mut st = self.state.lock();
+        let quiet_before = st.quiet_segments;
+        match st.packager.finish() {
+            Ok(events) => self.apply(&mut st, events),
+            Err(e) => tracing::warn!("packager cut failed: {e}"),
+        }
+        st.quiet_segments - quiet_before
     }
 
     /// Publishes what is left and ends the playlist (`EXT-X-ENDLIST`); waiting requests are
@@ -109,6 +134,11 @@ impl Hls {
         // Recorders see their channel close: the recording is complete.
         st.recorders.clear();
         self.generation.send_replace(st.playlist.generation());
+    }
+
+    /// Segments left out of the recording so far because nobody was on stage.
+    pub fn quiet_segments(&self) -> u64 {
+        self.state.lock().quiet_segments
     }
 
     /// Every segment completed from now on, in order (for a recorder). The channel is
@@ -128,7 +158,11 @@ impl Hls {
                 tracing::warn!("playlist refused a packager event: {e}");
             }
             if let PackagerEvent::Segment(s) = event {
-                st.recorders.retain(|tx| tx.send(s.clone()).is_ok());
+                if std::mem::take(&mut st.segment_on_air) {
+                    st.recorders.retain(|tx| tx.send(s.clone()).is_ok());
+                } else {
+                    st.quiet_segments += 1;
+                }
             }
         }
         self.generation.send_replace(st.playlist.generation());
@@ -286,6 +320,7 @@ pub async fn live_playlist(
         Ok(r) => r,
         Err(e) => return error(ApiError::BadRequest(e.to_string())),
     };
+    room.touch_hls();
     let hls = room.hls();
     // Counted when the answer is not there at once.
     if let Ok(None) = hls.ready_playlist(req.as_ref()) {
@@ -326,6 +361,7 @@ pub async fn media(
             }
         }
     };
+    room.touch_hls();
     match room.hls().resource(resource, app.shutdown()).await {
         Lookup::Ready(bytes) => {
             let etag = match resource {
@@ -364,7 +400,12 @@ mod tests {
         let packet = silence();
         // 20 s of program: 10 segments, more than the 12 s window.
         for seq in 0..1000u64 {
-            hls.push(seq, 1_700_000_000_000_000 + seq * 20_000, packet.clone());
+            hls.push(
+                seq,
+                1_700_000_000_000_000 + seq * 20_000,
+                packet.clone(),
+                true,
+            );
         }
         for msn in 0..10 {
             let s = recorder.try_recv().expect("a segment");

@@ -4,12 +4,15 @@
 pub mod admission;
 pub mod api;
 pub mod batching;
+pub mod body_deadline;
 pub mod close;
 pub mod config;
 pub mod connections;
+pub mod creation;
 pub mod direct;
 pub mod error;
 pub mod fanout;
+pub mod hands;
 pub mod hls;
 pub mod join;
 pub mod limits;
@@ -20,6 +23,7 @@ pub mod moderation;
 pub mod process;
 pub mod reactions;
 pub mod recording;
+pub mod same_origin;
 pub mod seats;
 mod serve;
 pub mod speak;
@@ -101,6 +105,13 @@ fn router_with(app: AppState, joins: Arc<JoinLimiter>) -> Router {
         .route("/host/{id}", get(web::host_page))
         .route("/web/{*path}", get(web::asset))
         .fallback(api::not_found)
+        .layer(axum::middleware::from_fn(
+            same_origin::refuse_cross_site_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            (app.config().abuse.body_timeout, app.metrics().clone()),
+            body_deadline::limit_body_time,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(Extension(joins))
         .with_state(app)
@@ -112,11 +123,24 @@ pub struct Server {
     app: AppState,
     shutdown_tx: watch::Sender<bool>,
     whip: whip::WhipHub,
+    generated_key: Option<creation::GeneratedKey>,
 }
 
 impl Server {
-    /// Binds the listening socket and the WebRTC (WHIP) UDP socket.
-    pub async fn bind(config: ServerConfig) -> std::io::Result<Server> {
+    /// Binds the listening socket and the WebRTC (WHIP) UDP socket. A node given no operator
+    /// key (and not open to anonymous rooms) uses its own: read from the data directory, or
+    /// made there on first start (see [`Server::generated_key`]).
+    pub async fn bind(mut config: ServerConfig) -> std::io::Result<Server> {
+        let mut generated_key = None;
+        if config.rooms.api_keys.is_empty() && !config.rooms.open {
+            let dir = config.data_dir.clone();
+            let (key, told) =
+                tokio::task::spawn_blocking(move || creation::own_key(dir.as_deref()))
+                    .await
+                    .map_err(std::io::Error::other)??;
+            config.rooms.api_keys.push(key);
+            generated_key = told;
+        }
         let listener = TcpListener::bind(config.listen).await?;
         let whip = whip::WhipHub::bind(&config).await?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -135,7 +159,14 @@ impl Server {
             app,
             shutdown_tx,
             whip,
+            generated_key,
         })
+    }
+
+    /// The operator key this node made for itself just now (first start, or no data
+    /// directory), for the operator to be told once; `None` when it was configured or read.
+    pub fn generated_key(&self) -> Option<&creation::GeneratedKey> {
+        self.generated_key.as_ref()
     }
 
     /// The WebRTC UDP socket's address (WHIP media).
@@ -164,6 +195,7 @@ impl Server {
             app,
             shutdown_tx,
             whip,
+            ..
         } = self;
         let udp_task = whip.start(&app);
         if let Some(retention) = app.config().recording_retention {
@@ -178,7 +210,7 @@ impl Server {
         let grace = app.config().shutdown_grace;
         let connections = app.connections().clone();
         let joins = Arc::new(JoinLimiter::new(&app.config().limits));
-        tokio::spawn(sweep_join_limits(joins.clone(), app.shutdown()));
+        tokio::spawn(sweep_join_limits(joins.clone(), app.clone()));
         let acceptor = serve::Acceptor::new(&app.config().limits, app.metrics().clone());
         let shutdown = app.shutdown();
         let service = router_with(app, joins).layer(Extension(whip));
@@ -249,14 +281,28 @@ impl RunningServer {
     }
 }
 
-/// Forgets idle entries of the join rate limiters now and then, so their memory follows the
-/// clients of the last seconds, not every address ever seen.
-async fn sweep_join_limits(joins: Arc<JoinLimiter>, mut shutdown: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+/// Now and then: forgets idle entries of the per-address rate limiters, so their memory
+/// follows the clients of the last seconds, not every address ever seen; and lets go of rooms
+/// that ended a while ago (their recordings stay).
+async fn sweep_join_limits(joins: Arc<JoinLimiter>, app: AppState) {
+    let mut shutdown = app.shutdown();
+    let keep = app.config().rooms.ended_keep;
+    let every = (keep / 2).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(10),
+    );
+    let mut every = tokio::time::interval(every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = every.tick() => joins.sweep(),
+            _ = every.tick() => {
+                joins.sweep();
+                app.creation().sweep();
+                let gone = app.forget_ended(keep);
+                if gone > 0 {
+                    tracing::debug!(rooms = gone, "ended rooms let go");
+                }
+            }
             _ = shutdown.changed() => return,
         }
     }

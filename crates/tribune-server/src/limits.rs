@@ -176,6 +176,31 @@ impl JoinLimiter {
     }
 }
 
+/// How fast one WebSocket may send messages: a token bucket on a monotonic clock. A client
+/// past it is closed (`close::POLICY`): listeners only react now and then, speakers send one
+/// audio message per 20 ms frame or fewer.
+#[derive(Debug)]
+pub struct MessageRate {
+    bucket: tribune_core::admission::TokenBucket,
+    epoch: std::time::Instant,
+}
+
+impl MessageRate {
+    /// `per_s` messages a second, `burst` at once.
+    pub fn new(per_s: u32, burst: u32) -> Self {
+        MessageRate {
+            bucket: tribune_core::admission::TokenBucket::new(per_s.max(1), burst.max(1), 0),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    /// Counts one message; false when it is over the rate.
+    pub fn allow(&mut self) -> bool {
+        let now = self.epoch.elapsed().as_micros() as u64;
+        self.bucket.try_take(now)
+    }
+}
+
 /// Open connections per client address, capped.
 #[derive(Debug)]
 pub struct PerIpConnections {

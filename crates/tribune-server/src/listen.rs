@@ -3,6 +3,12 @@
 //! A connection holds only a cursor. When the room publishes a batch, a listener at the batch's
 //! start sends the shared batch bytes as they are (one write); a listener elsewhere (a resume, a
 //! lagging socket) is served from the ring, skipping to the live edge if it fell out of it.
+//!
+//! A ticket is one listener: a second connection with the same ticket replaces the first (which
+//! closes with 4002), so capacity, join rate and proof of work cannot be skipped by opening many
+//! sockets with one admission. A connection made right after its join takes the seat the join
+//! held for it. A listener may send a few messages a second (reactions); past that its socket is
+//! closed (1008).
 
 use std::sync::Arc;
 
@@ -18,6 +24,7 @@ use tribune_core::{unix_micros, ListenerId, Reactor, RoomState, Seq, TokenKind};
 use crate::close;
 use crate::direct::{ConnectionSocket, SharedSocket};
 use crate::error::ApiError;
+use crate::limits::MessageRate;
 use crate::live_room::{Batch, LiveRoom};
 use crate::metrics::Metrics;
 use crate::reactions::ListenerMessage;
@@ -58,6 +65,10 @@ pub async fn listen(
     )?;
     let listener = ListenerId(claims.sub);
     room.admit_listener(listener)?;
+    // A ticket made within the connect hold was just admitted: its join holds a seat for it.
+    let issued_at = claims.exp.saturating_sub(app.config().ticket_ttl.as_secs());
+    let hold = u64::from(app.admission().config().gate.connect_hold_s);
+    let fresh = unix_micros() / 1_000_000 <= issued_at.saturating_add(hold);
     let cfg = app.config();
     let ws = ws
         .read_buffer_size(cfg.ws_read_buffer_bytes)
@@ -65,7 +76,8 @@ pub async fn listen(
         .max_message_size(cfg.max_ws_message_bytes)
         .max_frame_size(cfg.max_ws_message_bytes);
     let wire = socket.map(|Extension(ConnectionSocket(s))| s);
-    Ok(ws.on_upgrade(move |socket| run(socket, app, room, q.from.map(Seq), listener, wire)))
+    let from = q.from.map(Seq);
+    Ok(ws.on_upgrade(move |socket| run(socket, app, room, from, listener, fresh, wire)))
 }
 
 async fn run(
@@ -74,17 +86,23 @@ async fn run(
     room: Arc<LiveRoom>,
     from: Option<Seq>,
     listener: ListenerId,
+    fresh: bool,
     wire: Option<Arc<SharedSocket>>,
 ) {
     let _conn = app.connections().track();
     let metrics = app.metrics().clone();
-    let _presence = room.listener_guard(metrics.clone());
-    // Counted among the listeners now: the seat held since its admission is released. A
-    // resuming connection (`from`) was admitted long ago and holds no seat; releasing one would
-    // hand out a seat held for someone else.
-    if from.is_none() {
+    let presence = room.listener_guard(listener, metrics.clone());
+    // Counted among the listeners now: the seat held since its admission is released. An old
+    // ticket (a resume) holds no seat, and a connection replacing this ticket's previous one
+    // already counts; releasing a seat for either would hand out one held for someone else.
+    if fresh && !presence.replacing {
         app.admission().connected();
     }
+    let limits = &app.config().abuse;
+    let mut rate = MessageRate::new(
+        limits.listener_messages_per_s,
+        limits.listener_message_burst,
+    );
     let member = room.subscribe_batches();
     let mut batches = member.batches;
     if let Some(w) = &wire {
@@ -144,6 +162,10 @@ async fn run(
         step = tokio::select! {
             biased;
             _ = shutdown.changed() => Err((close::RESTART, "server restarting; reconnect")),
+            _ = presence.replaced.notified() => Err((
+                close::REPLACED,
+                "this ticket opened another connection; one ticket is one listener",
+            )),
             _ = handed_back(), if direct => {
                 take_back(wire.as_deref(), &mut direct, &mut cursor);
                 Ok(())
@@ -181,6 +203,10 @@ async fn run(
             },
             msg = out.socket.recv() => match msg {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(Message::Binary(_) | Message::Text(_))) if !rate.allow() => {
+                    metrics.message_rate_closes.inc();
+                    Err((close::POLICY, "too many messages; listeners may send a few a second"))
+                }
                 Some(Ok(Message::Binary(_))) => {
                     metrics.bad_input_closes.inc();
                     Err((close::UNSUPPORTED, "listeners do not send binary messages"))

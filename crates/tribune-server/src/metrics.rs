@@ -139,6 +139,28 @@ pub struct Metrics {
     pub udp_datagrams: Counter,
     /// Datagrams dropped: unroutable, malformed, or a session's queue was full.
     pub udp_dropped: Counter,
+    /// Rooms this node holds in memory (live, scheduled, and ended ones not yet let go).
+    pub rooms: Gauge,
+    /// Room creations refused (no or wrong operator key, per-address or node limits).
+    pub rooms_refused: Counter,
+    /// Rooms that ended by themselves: nobody on stage for the idle limit.
+    pub rooms_idle_ended: Counter,
+    /// Listen connections closed because a newer one used the same ticket.
+    pub listeners_replaced: Counter,
+    /// Publishing seats closed because the same participant opened a newer one.
+    pub seats_replaced: Counter,
+    /// Speaker frames dropped for exceeding their seat's real-time rate.
+    pub ingress_over_rate: Counter,
+    /// WebSockets closed for sending messages faster than allowed.
+    pub message_rate_closes: Counter,
+    /// Requests answered 408 because their body did not arrive in time.
+    pub body_timeouts: Counter,
+    /// WHIP sessions dropped for not completing ICE in time.
+    pub whip_connect_timeouts: Counter,
+    /// Requests to speak refused by the per-address rate or a decline.
+    pub hand_raises_limited: Counter,
+    /// Segments not recorded because nobody was on stage.
+    pub recording_segments_quiet: Counter,
 }
 
 impl Metrics {
@@ -413,6 +435,72 @@ impl Metrics {
             "counter",
             "WebRTC datagrams dropped (unroutable, malformed, queue full).",
             self.udp_dropped.get(),
+        );
+        put(
+            "rooms",
+            "gauge",
+            "Rooms this node holds in memory (live, scheduled, and ended ones not yet let go).",
+            self.rooms.get(),
+        );
+        put(
+            "rooms_refused_total",
+            "counter",
+            "Room creations refused (no or wrong operator key, per-address or node limits).",
+            self.rooms_refused.get(),
+        );
+        put(
+            "rooms_idle_ended_total",
+            "counter",
+            "Rooms that ended by themselves: nobody on stage for the idle limit.",
+            self.rooms_idle_ended.get(),
+        );
+        put(
+            "listeners_replaced_total",
+            "counter",
+            "Listen connections closed because a newer one used the same ticket.",
+            self.listeners_replaced.get(),
+        );
+        put(
+            "seats_replaced_total",
+            "counter",
+            "Publishing seats closed because the same participant opened a newer one.",
+            self.seats_replaced.get(),
+        );
+        put(
+            "ingress_over_rate_total",
+            "counter",
+            "Speaker frames dropped for exceeding their seat's real-time rate.",
+            self.ingress_over_rate.get(),
+        );
+        put(
+            "message_rate_closes_total",
+            "counter",
+            "WebSockets closed for sending messages faster than allowed.",
+            self.message_rate_closes.get(),
+        );
+        put(
+            "body_timeouts_total",
+            "counter",
+            "Requests answered 408 because their body did not arrive in time.",
+            self.body_timeouts.get(),
+        );
+        put(
+            "whip_connect_timeouts_total",
+            "counter",
+            "WHIP sessions dropped for not completing ICE in time.",
+            self.whip_connect_timeouts.get(),
+        );
+        put(
+            "hand_raises_limited_total",
+            "counter",
+            "Requests to speak refused by the per-address rate or a decline.",
+            self.hand_raises_limited.get(),
+        );
+        put(
+            "recording_segments_quiet_total",
+            "counter",
+            "Segments not recorded because nobody was on stage.",
+            self.recording_segments_quiet.get(),
         );
         if let Some(p) = crate::process::current() {
             let _ = write!(

@@ -277,6 +277,7 @@ impl LiveRoom {
         let out = f(&mut self.roster.lock())?;
         self.mute_dirty.store(true, Ordering::Release);
         self.moderation_dirty.store(true, Ordering::Release);
+        self.wake();
         Ok(out)
     }
 

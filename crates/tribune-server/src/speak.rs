@@ -3,7 +3,8 @@
 //! The client sends binary messages in the same wire format listeners receive (records of
 //! sequence number, capture time and one 20 ms Opus packet), and JSON control messages
 //! (`{"type":"mute","muted":true}`). Anything malformed closes this connection with a reason;
-//! the room and everyone else carry on.
+//! the room and everyone else carry on. A seat's frames beyond real time are dropped from its
+//! own share; a socket sending messages far faster than audio needs is closed (1008).
 
 use std::sync::Arc;
 
@@ -19,7 +20,9 @@ use tribune_media::wire;
 use crate::api::bearer;
 use crate::close;
 use crate::error::ApiError;
-use crate::live_room::{Ingress, LiveRoom};
+use crate::limits::MessageRate;
+use crate::live_room::{LiveRoom, Seat};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// Read buffer of a speaker WebSocket: speakers stream audio, and there are few of them.
@@ -76,6 +79,8 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, claims: 
         return;
     };
     let slot = seat.slot;
+    let limits = &app.config().abuse;
+    let mut rate = MessageRate::new(limits.speaker_messages_per_s, limits.speaker_message_burst);
     let hello = json!({"type": "speaking", "room": room.id, "slot": slot, "role": claims.role});
     if socket
         .send(Message::Text(hello.to_string().into()))
@@ -90,7 +95,7 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, claims: 
         let msg = tokio::select! {
             biased;
             _ = shutdown.changed() => break (close::RESTART, "server restarting; reconnect".to_owned()),
-            reason = seat.removed() => break (close::REMOVED, reason),
+            removal = seat.removed() => break (removal.code, removal.reason),
             changed = snapshots.changed() => {
                 if changed.is_err() || snapshots.borrow_and_update().state == RoomState::Ended {
                     break (close::NORMAL, "room ended".to_owned());
@@ -99,10 +104,17 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, claims: 
             }
             msg = socket.recv() => msg,
         };
+        if matches!(msg, Some(Ok(Message::Binary(_) | Message::Text(_)))) && !rate.allow() {
+            metrics.message_rate_closes.inc();
+            break (
+                close::POLICY,
+                "too many messages: send at most one audio message per 20 ms frame".to_owned(),
+            );
+        }
         match msg {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
             Some(Ok(Message::Binary(data))) => {
-                if let Err(reason) = ingest(&room, slot, &data, &metrics) {
+                if let Err(reason) = ingest(&mut seat, &data, &metrics) {
                     metrics.bad_input_closes.inc();
                     break (close::INVALID, reason);
                 }
@@ -132,29 +144,15 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, claims: 
 }
 
 /// Checks a whole message before queueing any of it, so a bad record never half-enters the mix.
-fn ingest(
-    room: &LiveRoom,
-    slot: u64,
-    data: &bytes::Bytes,
-    metrics: &crate::metrics::Metrics,
-) -> Result<(), String> {
+fn ingest(seat: &mut Seat, data: &bytes::Bytes, metrics: &Metrics) -> Result<(), String> {
     let records = wire::parse_message(data).map_err(|e| format!("bad audio message: {e}"))?;
     for r in records.clone() {
         tribune_media::validate_packet(r.payload)
             .map_err(|e| format!("not a 20 ms Opus packet: {e}"))?;
     }
     for r in records {
-        let frame = Ingress::Frame {
-            slot,
-            seq: r.seq,
-            capture_us: r.capture_us,
-            payload: data.slice_ref(r.payload),
-        };
-        metrics.speak_frames.inc();
-        if !room.offer(frame) {
-            // The mixer is behind; dropping is what a jitter buffer would do with a late packet.
-            metrics.ingress_dropped.inc();
-        }
+        // Dropped frames are counted by the seat (over its rate, or the mixer behind).
+        seat.offer(r.seq, r.capture_us, data.slice_ref(r.payload), metrics);
     }
     Ok(())
 }

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use tokio::sync::watch;
-use tribune_core::{Claims, Keyring, Role, RoomId, RoomInfo, TokenKind};
+use tribune_core::{Claims, Keyring, Role, RoomId, RoomInfo, RoomState, TokenKind};
 
 use crate::admission::Admission;
 use crate::config::ServerConfig;
 use crate::connections::ConnectionCounter;
+use crate::creation::{CreationGate, Creator};
 use crate::error::ApiError;
 use crate::live_room::LiveRoom;
 use crate::metrics::Metrics;
@@ -30,6 +31,7 @@ struct Inner {
     connections: ConnectionCounter,
     recordings: Arc<Recordings>,
     admission: Admission,
+    creation: CreationGate,
 }
 
 impl AppState {
@@ -49,9 +51,11 @@ impl AppState {
         recordings: Arc<Recordings>,
     ) -> Self {
         let admission = Admission::new(config.admission);
+        let creation = CreationGate::new(&config.rooms);
         AppState {
             inner: Arc::new(Inner {
                 admission,
+                creation,
                 config,
                 rooms: RwLock::new(HashMap::new()),
                 metrics,
@@ -65,6 +69,11 @@ impl AppState {
     /// The node's admission state (capacity, waiting room, proof of work).
     pub fn admission(&self) -> &Admission {
         &self.inner.admission
+    }
+
+    /// Who may create rooms (operator keys, open-room limits).
+    pub fn creation(&self) -> &CreationGate {
+        &self.inner.creation
     }
 
     /// The node's recordings.
@@ -97,11 +106,38 @@ impl AppState {
         &self.inner.connections
     }
 
-    /// Creates a room and starts it; its program is recorded (when the node has a data
+    /// Creates a room for `creator` and starts it, within the node's room cap and the
+    /// creator's share (see `creation`); its program is recorded (when the node has a data
     /// directory), with recording on from the start if `record`.
-    pub fn create_room(&self, info: RoomInfo, record: bool) -> Arc<LiveRoom> {
+    pub fn create_room(
+        &self,
+        info: RoomInfo,
+        record: bool,
+        creator: Creator,
+    ) -> Result<Arc<LiveRoom>, ApiError> {
         let (id, title, created_at) = (info.id.clone(), info.title.clone(), info.created_at);
-        let room = LiveRoom::spawn(info, &self.inner.config, self.inner.metrics.clone());
+        let mut rooms = self.inner.rooms.write();
+        // Counted and inserted under one lock, so concurrent creations cannot pass the cap.
+        let open: Vec<&Arc<LiveRoom>> = rooms
+            .values()
+            .filter(|r| r.info().state != RoomState::Ended)
+            .collect();
+        let held = match creator {
+            Creator::Anonymous(ip) => open.iter().filter(|r| r.creator() == Some(ip)).count(),
+            Creator::Operator => 0,
+        };
+        if let Err(e) = self.inner.creation.admit(creator, open.len(), held) {
+            self.inner.metrics.rooms_refused.inc();
+            return Err(e);
+        }
+        let ip = match creator {
+            Creator::Anonymous(ip) => Some(ip),
+            Creator::Operator => None,
+        };
+        let room = LiveRoom::spawn(info, &self.inner.config, self.inner.metrics.clone(), ip);
+        rooms.insert(room.id.clone(), room.clone());
+        self.inner.metrics.rooms.set(rooms.len() as u64);
+        drop(rooms);
         if self.inner.recordings.is_enabled() {
             let segments = room.hls().subscribe_segments();
             self.inner
@@ -109,11 +145,24 @@ impl AppState {
                 .start(id, title, created_at, record, segments);
         }
         self.inner.metrics.rooms_created.inc();
-        self.inner
-            .rooms
-            .write()
-            .insert(room.id.clone(), room.clone());
-        room
+        Ok(room)
+    }
+
+    /// Lets go of rooms that ended more than `keep` ago: their recordings and replays stay
+    /// (served from disk), their memory goes. Answers how many were let go.
+    pub fn forget_ended(&self, keep: std::time::Duration) -> usize {
+        let now = tribune_core::unix_micros() / 1_000_000;
+        let mut rooms = self.inner.rooms.write();
+        let before = rooms.len();
+        rooms.retain(|_, r| {
+            let info = r.info();
+            !(info.state == RoomState::Ended
+                && info
+                    .ended_at
+                    .is_some_and(|at| at.saturating_add(keep.as_secs()) <= now))
+        });
+        self.inner.metrics.rooms.set(rooms.len() as u64);
+        before - rooms.len()
     }
 
     /// The room with this id (as text from a path), or 404.

@@ -5,6 +5,10 @@
 //! `<meta name="tribune-hlsjs">`: a pinned CDN build with its SRI hash. Operators who self-host
 //! hls.js set `TRIBUNE_HLSJS_URL` (and `TRIBUNE_HLSJS_INTEGRITY`, its `sha384-…` hash, or none)
 //! in the node's environment, and the page is served with that tag rewritten.
+//!
+//! Every page is sent with a Content-Security-Policy (scripts, styles, connections and media
+//! from this origin only, plus hls.js's origin; no inline code, no framing), `X-Frame-Options:
+//! DENY`, `Referrer-Policy: no-referrer` and `X-Content-Type-Options: nosniff`.
 
 use std::sync::OnceLock;
 
@@ -76,6 +80,20 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static(asset.content_type),
     );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if asset.path.ends_with(".html") {
+        if let Ok(v) = HeaderValue::from_str(page_policy()) {
+            h.insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
@@ -95,6 +113,53 @@ fn room_html() -> &'static str {
             integrity.as_deref(),
         )
     })
+}
+
+/// The pages' Content-Security-Policy, with the origin hls.js is loaded from.
+fn page_policy() -> &'static str {
+    static POLICY: OnceLock<String> = OnceLock::new();
+    POLICY.get_or_init(|| {
+        let hlsjs = hlsjs_url(
+            room_asset(),
+            std::env::var("TRIBUNE_HLSJS_URL").ok().as_deref(),
+        );
+        content_security_policy(hlsjs.as_deref().and_then(origin_of))
+    })
+}
+
+/// The policy for pages that may load one script from `script_origin` besides their own.
+fn content_security_policy(script_origin: Option<&str>) -> String {
+    let extra = script_origin.map(|o| format!(" {o}")).unwrap_or_default();
+    format!(
+        "default-src 'self'; script-src 'self'{extra}; style-src 'self'; img-src 'self' data:; \
+         media-src 'self' blob:; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// hls.js's URL: the operator's, or the one pinned in the page.
+fn hlsjs_url(html: &str, operator: Option<&str>) -> Option<String> {
+    if let Some(u) = operator.filter(|u| !u.is_empty()) {
+        return Some(u.to_owned());
+    }
+    let start = html.find(HLSJS_META)?;
+    let tag = &html[start..start + html[start..].find('>')?];
+    let content = tag.split("content=\"").nth(1)?;
+    Some(content[..content.find('"')?].to_owned())
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL; `None` for a relative one (same origin).
+fn origin_of(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let host_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let origin = &url[..url.len() - rest.len() + host_len];
+    // Only characters an origin can have: nothing may end the directive early.
+    origin
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b".-:/[]".contains(&b))
+        .then_some(origin)
 }
 
 fn room_asset() -> &'static str {
@@ -184,6 +249,41 @@ mod tests {
             with_hlsjs_source(html, Some("https://cdn.example/hls.js"), Some("sha384-abc"));
         assert!(hashed
             .contains("content=\"https://cdn.example/hls.js\" data-integrity=\"sha384-abc\">"));
+    }
+
+    #[test]
+    fn pages_allow_only_their_origin_and_hlsjs() {
+        let pinned = hlsjs_url(room_asset(), None).unwrap();
+        assert_eq!(origin_of(&pinned), Some("https://cdn.jsdelivr.net"));
+        assert_eq!(
+            hlsjs_url(room_asset(), Some("http://127.0.0.1:9/hls.js")).as_deref(),
+            Some("http://127.0.0.1:9/hls.js")
+        );
+        assert_eq!(origin_of("/static/hls.js"), None);
+        assert_eq!(
+            origin_of("https://cdn.example:8443"),
+            Some("https://cdn.example:8443")
+        );
+        assert_eq!(origin_of("https://evil; script-src *"), None);
+        let csp = content_security_policy(Some("https://cdn.jsdelivr.net"));
+        assert!(
+            csp.contains("script-src 'self' https://cdn.jsdelivr.net;"),
+            "{csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"));
+        assert!(!csp.contains("unsafe"), "no inline code: {csp}");
+        // No page carries inline script or style attributes the policy would block.
+        for a in ASSETS.iter().filter(|a| a.path.ends_with(".html")) {
+            assert!(!a.body.contains(" style="), "{}", a.path);
+            assert!(!a.body.contains("<style"), "{}", a.path);
+            for tag in a.body.split("<script").skip(1) {
+                assert!(
+                    tag.trim_start().starts_with("type=\"module\" src="),
+                    "{}",
+                    a.path
+                );
+            }
+        }
     }
 
     #[test]

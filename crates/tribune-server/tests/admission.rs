@@ -238,7 +238,9 @@ async fn the_rust_client_waits_in_line_and_solves_proofs() {
     let (room, _) = common::create_room(&base).await;
     let seated = common::open_listener(&server, &room).await;
     wait_listeners(&base, 1).await;
-    let api = tribune_client::Api::new(&base).unwrap();
+    let api = tribune_client::Api::new(&base)
+        .unwrap()
+        .with_api_key(Some(common::API_KEY.to_owned()));
     let waiting = tokio::spawn({
         let (api, room) = (api.clone(), room.clone());
         async move {
@@ -274,7 +276,9 @@ async fn the_rust_client_waits_in_line_and_solves_proofs() {
     .await;
     let base = server.url();
     let (room, _) = common::create_room(&base).await;
-    let api = tribune_client::Api::new(&base).unwrap();
+    let api = tribune_client::Api::new(&base)
+        .unwrap()
+        .with_api_key(Some(common::API_KEY.to_owned()));
     for _ in 0..4 {
         api.join(&room)
             .await

@@ -146,6 +146,7 @@ async fn malformed_json_is_400_and_oversized_body_413() {
     let http = reqwest::Client::new();
     let post = |path: &str, body: Vec<u8>| {
         http.post(format!("{base}{path}"))
+            .bearer_auth(common::API_KEY)
             .header("content-type", "application/json")
             .body(body)
             .send()

@@ -25,7 +25,9 @@ fn tone(api: &Api, room: &str, token: &str, hz: f32, secs: u64) -> tokio::task::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_speakers_are_mixed_and_heard_live() {
     let server = common::start().await;
-    let api = Api::new(&server.url()).unwrap();
+    let api = Api::new(&server.url())
+        .unwrap()
+        .with_api_key(Some(common::API_KEY.to_owned()));
     let room = api.create_room("two tones").await.unwrap();
     let speaker_token = api.add_speaker(&room.id, &room.host_token).await.unwrap();
     let a = tone(&api, &room.id, &room.host_token, 440.0, 7);
@@ -106,7 +108,9 @@ async fn ending_the_room_closes_listeners_with_a_reason() {
     let mut ws = common::open_listener(&server, &room).await;
     let (frames, _) = common::count_frames(&mut ws, Duration::from_millis(300)).await;
     assert!(frames > 5, "silence frames flow in a live room: {frames}");
-    let api = Api::new(&server.url()).unwrap();
+    let api = Api::new(&server.url())
+        .unwrap()
+        .with_api_key(Some(common::API_KEY.to_owned()));
     let ended = api.end_room(&room, &host).await.unwrap();
     assert_eq!(ended["state"], "ended");
     let (code, reason) = common::expect_close(&mut ws).await;
@@ -195,7 +199,9 @@ async fn a_resuming_listener_continues_from_its_cursor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_events_show_who_is_speaking() {
     let server = common::start().await;
-    let api = Api::new(&server.url()).unwrap();
+    let api = Api::new(&server.url())
+        .unwrap()
+        .with_api_key(Some(common::API_KEY.to_owned()));
     let room = api.create_room("events").await.unwrap();
     let mut ws = common::open_listener(&server, &room.id).await;
     let first = common::next_event(&mut ws).await;

@@ -25,7 +25,9 @@ async fn tone_room_with_host(
     secs: u64,
 ) -> (RunningServer, String, String, tokio::task::JoinHandle<()>) {
     let server = common::start().await;
-    let api = Api::new(&server.url()).unwrap();
+    let api = Api::new(&server.url())
+        .unwrap()
+        .with_api_key(Some(common::API_KEY.to_owned()));
     let room = api.create_room("hls").await.unwrap();
     let host = room.host_token.clone();
     let opts = SpeakOptions {

@@ -17,7 +17,9 @@ use tribune_media::analysis::{band_energy_ratio, rms};
 use tribune_server::ServerConfig;
 
 fn tone(base: &str, room: &str, token: &str, hz: f32, secs: u64) -> tokio::task::JoinHandle<()> {
-    let api = Api::new(base).unwrap();
+    let api = Api::new(base)
+        .unwrap()
+        .with_api_key(Some(common::API_KEY.to_owned()));
     let opts = SpeakOptions {
         room: room.to_owned(),
         token: token.to_owned(),
@@ -33,7 +35,9 @@ fn tone(base: &str, room: &str, token: &str, hz: f32, secs: u64) -> tokio::task:
 
 /// Decoded program audio heard by a fresh listener over `secs`, without its first 100 ms.
 async fn hear(base: &str, room: &str, millis: u64) -> Vec<i16> {
-    let api = Api::new(base).unwrap();
+    let api = Api::new(base)
+        .unwrap()
+        .with_api_key(Some(common::API_KEY.to_owned()));
     let opts = ListenOptions {
         room: room.to_owned(),
         duration: Duration::from_millis(millis),

@@ -241,7 +241,9 @@ async fn nginx_edge_collapses_a_thousand_blocking_playlist_requests() {
         return;
     };
     let server = common::start().await;
-    let api = Api::new(&server.url()).unwrap();
+    let api = Api::new(&server.url())
+        .unwrap()
+        .with_api_key(Some(common::API_KEY.to_owned()));
     let room = api.create_room("edge").await.unwrap();
     let opts = SpeakOptions {
         room: room.id.clone(),
@@ -250,7 +252,9 @@ async fn nginx_edge_collapses_a_thousand_blocking_playlist_requests() {
         duration: Some(Duration::from_secs(40)),
         bitrate_bps: 48_000,
     };
-    let speaker_api = Api::new(&server.url()).unwrap();
+    let speaker_api = Api::new(&server.url())
+        .unwrap()
+        .with_api_key(Some(common::API_KEY.to_owned()));
     let speaker = tokio::spawn(async move {
         tribune_client::speak(&speaker_api, opts)
             .await

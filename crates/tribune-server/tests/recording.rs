@@ -25,7 +25,9 @@ async fn recording_node(retention: Option<Duration>) -> (RunningServer, tempfile
 
 /// Speaks a 440 Hz tone for `secs` in `room` with `token` (returns when done).
 async fn speak_tone(base: &str, room: &str, token: &str, secs: u64) {
-    let api = Api::new(base).unwrap();
+    let api = Api::new(base)
+        .unwrap()
+        .with_api_key(Some(common::API_KEY.to_owned()));
     let opts = SpeakOptions {
         room: room.to_owned(),
         token: token.to_owned(),
@@ -77,8 +79,12 @@ async fn replay_download_and_clips_hold_what_was_spoken() {
     let (_, ticket, _) = common::join(&base, &room).await;
     let spoken_s = 6;
     speak_tone(&base, &room, &host, spoken_s).await;
-    // Let the tone's last frames reach a completed segment.
-    let live = wait_status(&base, &room, |s| s["duration_s"].as_f64() > Some(8.0)).await;
+    // Let the tone's last frames reach a completed segment (the room records only while
+    // someone is on stage: the segment is completed when the speaker leaves).
+    let live = wait_status(&base, &room, |s| {
+        s["duration_s"].as_f64() >= Some(spoken_s as f64)
+    })
+    .await;
     assert_eq!(live["ended"], false);
     assert_eq!(live["enabled"], true);
 
@@ -210,6 +216,11 @@ async fn the_host_switches_recording_off_and_on() {
     let base = server.url();
     let (room, host) = common::create_room(&base).await;
     let path = format!("/api/rooms/{room}/recording");
+    // A room records only while someone is on stage: the host talks throughout.
+    let talking = {
+        let (base, room, host) = (base.clone(), room.clone(), host.clone());
+        tokio::spawn(async move { speak_tone(&base, &room, &host, 20).await })
+    };
     wait_status(&base, &room, |s| s["segments"].as_u64() >= Some(1)).await;
 
     // Only the host may switch it.
@@ -244,6 +255,7 @@ async fn the_host_switches_recording_off_and_on() {
     // Created with recording off: nothing recorded.
     let r: Value = reqwest::Client::new()
         .post(format!("{base}/api/rooms"))
+        .bearer_auth(common::API_KEY)
         .json(&json!({"title": "off the record", "record": false}))
         .send()
         .await
@@ -258,6 +270,7 @@ async fn the_host_switches_recording_off_and_on() {
         (s["enabled"].clone(), s["segments"].clone()),
         (json!(false), json!(0))
     );
+    talking.abort();
     server.shutdown().await.unwrap();
 }
 
@@ -267,6 +280,7 @@ async fn retention_deletes_ended_recordings_only() {
     let base = server.url();
     let (ended, host) = common::create_room(&base).await;
     let (live, _) = common::create_room(&base).await;
+    speak_tone(&base, &ended, &host, 3).await;
     wait_status(&base, &ended, |s| s["segments"].as_u64() >= Some(1)).await;
     common::post(&base, &format!("/api/rooms/{ended}/end"), &host, json!({})).await;
     let dir = data.path().join("recordings").join(&ended);
@@ -297,6 +311,7 @@ async fn recording_paths_cannot_reach_other_files() {
     let (server, data) = recording_node(None).await;
     let base = server.url();
     let (room, host) = common::create_room(&base).await;
+    speak_tone(&base, &room, &host, 3).await;
     wait_status(&base, &room, |s| s["segments"].as_u64() >= Some(1)).await;
     let (_, clip) = common::post(
         &base,

@@ -99,7 +99,9 @@ async fn aiortc_publishes_a_tone_that_listeners_hear() {
     let Some(py) = python() else { return };
     let server = common::start().await;
     let base = server.url();
-    let api = Api::new(&base).unwrap();
+    let api = Api::new(&base)
+        .unwrap()
+        .with_api_key(Some(common::API_KEY.to_owned()));
     let room = api.create_room("whip").await.unwrap();
     let url = format!("{base}/api/rooms/{}/whip", room.id);
     let args = ["--tone", "440", "--seconds", "5"]
@@ -187,7 +189,9 @@ async fn whip_latency_bench() {
         .unwrap_or(30);
     let server = common::start().await;
     let base = server.url();
-    let api = Api::new(&base).unwrap();
+    let api = Api::new(&base)
+        .unwrap()
+        .with_api_key(Some(common::API_KEY.to_owned()));
     let room = api.create_room("whip latency").await.unwrap();
     let ticket = api.join(&room.id).await.unwrap();
     let (mut ws, _) = tokio_tungstenite::connect_async(ticket.listen_url.clone())

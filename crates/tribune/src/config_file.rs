@@ -37,6 +37,18 @@ pub struct FileConfig {
     join_rate_per_ip: Option<u32>,
     join_rate_per_subnet: Option<u32>,
     trusted_proxies: Option<Vec<String>>,
+    api_key: Option<Vec<String>>,
+    open_rooms: Option<bool>,
+    max_rooms: Option<usize>,
+    idle_end: Option<DurationValue>,
+}
+
+/// A duration in the file: seconds, or text such as "30m".
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Seconds(u64),
+    Text(String),
 }
 
 impl FileConfig {
@@ -87,7 +99,21 @@ impl FileConfig {
             header_timeout,
             join_rate_per_ip,
             join_rate_per_subnet,
+            api_key,
+            open_rooms,
+            max_rooms,
         );
+        if let Some(v) = self.idle_end {
+            if !from_cli("idle_end") {
+                let text = match v {
+                    DurationValue::Seconds(n) => n.to_string(),
+                    DurationValue::Text(t) => t,
+                };
+                args.idle_end = crate::parse_duration(&text)
+                    .map_err(anyhow::Error::msg)
+                    .context("idle_end")?;
+            }
+        }
         if let Some(v) = self.secret {
             if !from_cli("secret") {
                 args.secret = Some(v);
@@ -120,6 +146,7 @@ impl FileConfig {
 mod tests {
     use super::*;
     use clap::{CommandFactory, FromArgMatches};
+    use std::time::Duration;
 
     fn serve_args(argv: &[&str]) -> (ServeArgs, ArgMatches) {
         let matches = crate::Cli::command()
@@ -139,6 +166,10 @@ mod tests {
             join_rate = 300
             retention_days = 30
             trusted_proxies = ["10.0.0.0/8", "fd00::/8"]
+            api_key = ["0123456789abcdef-key"]
+            open_rooms = true
+            max_rooms = 50
+            idle_end = "2h"
             "#,
         )
         .unwrap();
@@ -153,6 +184,17 @@ mod tests {
         assert_eq!(args.batch_ms, 20);
         let config = args.config().unwrap();
         assert_eq!(config.admission.gate.max_listeners, 20_000);
+        assert_eq!(
+            config.rooms.api_keys,
+            vec!["0123456789abcdef-key".to_owned()]
+        );
+        assert!(config.rooms.open);
+        assert_eq!(config.rooms.max_rooms, 50);
+        assert_eq!(config.rooms.idle_end, Duration::from_secs(7200));
+        let file = FileConfig::parse("idle_end = 90").unwrap();
+        let (mut args, m) = serve_args(&["tribune", "serve"]);
+        file.apply(&mut args, &m).unwrap();
+        assert_eq!(args.idle_end, Duration::from_secs(90));
     }
 
     #[test]
@@ -162,6 +204,7 @@ mod tests {
             ("join_rate = \"fast\"", "invalid type"),
             ("listen = \"nowhere\"", "listen"),
             ("max_listeners = 5\nmax_listeners = 6", "duplicate"),
+            ("api_key = \"one\"", "invalid type"),
         ] {
             let e = FileConfig::parse(text).unwrap_err();
             assert!(format!("{e:#}").contains(says), "{text}: {e:#}");

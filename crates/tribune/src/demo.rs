@@ -15,6 +15,8 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     let server = Server::bind(config.clone())
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    crate::tell_generated_key(&server);
+    let key = server.state().config().rooms.api_keys.first().cloned();
     let url = format!("http://{}", server.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let node = tokio::spawn(server.run(async move {
@@ -23,7 +25,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
             _ = stop_rx => {}
         }
     }));
-    let api = Api::new(&url)?;
+    let api = Api::new(&url)?.with_api_key(key.clone());
     let room = api.create_room("Tribune demo").await?;
     let speaker = {
         let api = api.clone();
@@ -61,6 +63,10 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         room.id
     );
     println!();
+    if let Some(key) = &key {
+        println!("Start more rooms from the lobby with the operator key: {key}");
+        println!();
+    }
     println!("Ctrl-C stops the demo.");
     let result = node.await;
     speaker.abort();

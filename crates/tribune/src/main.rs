@@ -116,6 +116,49 @@ struct ServeArgs {
     /// A proxy (address or CIDR network) whose X-Forwarded-For names the client; repeatable.
     #[arg(long = "trusted-proxy", value_parser = parse_net)]
     trusted_proxies: Vec<tribune_server::config::IpNet>,
+    /// An operator key that may create rooms (`Authorization: Bearer KEY`); repeatable, or
+    /// comma-separated in TRIBUNE_API_KEY. Without one (and without --open-rooms) the node makes
+    /// its own on first start, keeps it in DATA_DIR/api-key and prints it once.
+    #[arg(
+        long = "api-key",
+        env = "TRIBUNE_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    api_key: Vec<String>,
+    /// Let anyone create rooms (community nodes): a few per address, within --max-rooms.
+    #[arg(long)]
+    open_rooms: bool,
+    /// Most rooms (live or scheduled) this node holds; more are refused 503.
+    #[arg(long, default_value_t = 1000)]
+    max_rooms: usize,
+    /// A room with no host or speaker connected for this long ends by itself ("30m", "90s",
+    /// "2h" or seconds).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    idle_end: Duration,
+}
+
+/// A duration: a number of seconds, or a number with `s`, `m` or `h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration such as 90s, 30m or 2h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("{s:?}: the unit must be s, m or h")),
+    };
+    if !(1..=30 * 86_400).contains(&secs) {
+        return Err(format!("{s:?}: must be between 1 s and 30 days"));
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 /// A network in CIDR notation, or one address.
@@ -151,6 +194,15 @@ impl ServeArgs {
             bail!("--header-timeout must be between 1 and 3600 seconds");
         }
         let defaults = LimitsConfig::default();
+        if self.max_rooms == 0 {
+            bail!("--max-rooms must be at least 1");
+        }
+        if let Some(k) = self.api_key.iter().find(|k| k.trim().len() < 16) {
+            bail!(
+                "an --api-key must be at least 16 characters ({} given)",
+                k.trim().len()
+            );
+        }
         let keys = match &self.secret {
             Some(s) if s.len() < 16 => bail!("the secret must be at least 16 characters"),
             Some(s) => Keyring::new("k1", s.as_bytes().to_vec()),
@@ -190,6 +242,13 @@ impl ServeArgs {
                 trusted_proxies: self.trusted_proxies.clone(),
                 ..defaults
             },
+            rooms: tribune_server::config::RoomPolicy {
+                api_keys: self.api_key.iter().map(|k| k.trim().to_owned()).collect(),
+                open: self.open_rooms,
+                max_rooms: self.max_rooms,
+                idle_end: self.idle_end,
+                ..Default::default()
+            },
             ..ServerConfig::default()
         })
     }
@@ -205,6 +264,9 @@ enum RoomCommand {
         /// Title.
         #[arg(long)]
         title: String,
+        /// The node's operator key (not needed on a node with open rooms).
+        #[arg(long, env = "TRIBUNE_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -287,9 +349,15 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Room(RoomCommand::Create {
             server,
             title,
+            api_key,
             json,
         }) => {
-            let room = Api::new(&server)?.create_room(&title).await?;
+            // TRIBUNE_API_KEY may list several keys for `serve`; any one of them will do here.
+            let key = api_key.and_then(|k| k.split(',').next().map(|k| k.trim().to_owned()));
+            let room = Api::new(&server)?
+                .with_api_key(key)
+                .create_room(&title)
+                .await?;
             if json {
                 println!(
                     "{}",
@@ -334,9 +402,30 @@ async fn serve(mut config: ServerConfig) -> Result<()> {
     let server = Server::bind(config.clone())
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    tell_generated_key(&server);
     tracing::info!(addr = %server.local_addr()?, udp = %server.udp_addr()?, "tribune serving");
     server.run(shutdown_signal()).await?;
     Ok(())
+}
+
+/// Prints, once, the operator key a node made for itself.
+pub fn tell_generated_key(server: &Server) {
+    let Some(g) = server.generated_key() else {
+        return;
+    };
+    eprintln!();
+    eprintln!("  Operator API key (needed to create rooms): {}", g.key);
+    match &g.path {
+        Some(p) => eprintln!(
+            "  Kept in {} (mode 0600); it is printed only this once.",
+            p.display()
+        ),
+        None => eprintln!("  No data directory: this key lasts until the node stops."),
+    }
+    eprintln!(
+        "  Create a room: tribune room create --api-key KEY --title T   (or pass --api-key to serve)"
+    );
+    eprintln!();
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

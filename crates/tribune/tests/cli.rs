@@ -44,7 +44,16 @@ fn serve_room_speak_listen_and_stop() {
     let mut pcm = vec![0i16; 48_000 * 6];
     gen.fill(&mut pcm);
     std::fs::write(&wav_path, tribune_media::wav_bytes(48_000, 1, &pcm)).unwrap();
-    let speak = |extra: &[&str]| {
+    // A participant holds one publishing seat: the second speaker is a participant of its own.
+    let (status, minted) = common::post_json_as(
+        addr,
+        &format!("/api/rooms/{id}/speakers"),
+        Some(token),
+        "{}",
+    );
+    assert_eq!(status, 201, "{minted}");
+    let guest = minted["token"].as_str().unwrap().to_owned();
+    let speak = |token: &str, extra: &[&str]| {
         let mut args = vec![
             "speak",
             "--server",
@@ -59,8 +68,8 @@ fn serve_room_speak_listen_and_stop() {
         args.extend_from_slice(extra);
         Proc(tribune(&args).spawn().unwrap())
     };
-    let _a = speak(&["--file", wav_path.to_str().unwrap()]);
-    let _b = speak(&["--tone", "660"]);
+    let _a = speak(token, &["--file", wav_path.to_str().unwrap()]);
+    let _b = speak(&guest, &["--tone", "660"]);
     std::thread::sleep(Duration::from_millis(800));
 
     let out = dir.path().join("heard.wav");

@@ -18,7 +18,9 @@ async fn node_with_speaker_and(speak_s: f64, config: ServerConfig) -> (RunningSe
         ..config
     };
     let server = Server::bind(config).await.expect("bind").spawn();
-    let api = Api::new(&server.url()).expect("api");
+    // The node made its own operator key (no data directory: for this run only).
+    let key = server.state.config().rooms.api_keys.first().cloned();
+    let api = Api::new(&server.url()).expect("api").with_api_key(key);
     let room = api.create_room("crowd test").await.expect("room");
     let id = room.id.clone();
     tokio::spawn(async move {

@@ -4,11 +4,11 @@ use super::{participant_for, ListenerStatus, Request, Roster, StageError};
 use crate::ids::{ListenerId, ParticipantId, Role};
 
 impl Roster {
-    /// Drops a listener's request, invitation and declined mark.
+    /// Drops a listener's request and invitation (its declined mark stays: it came on stage
+    /// or was blocked, and either way does not join the queue again).
     pub(super) fn forget_listener(&mut self, listener: ListenerId) {
         self.requests.retain(|r| r.listener != listener);
         self.invites.retain(|&l| l != listener);
-        self.declined.retain(|&l| l != listener);
     }
 
     fn check_listener_free(&self, listener: ListenerId) -> Result<(), StageError> {
@@ -25,14 +25,19 @@ impl Roster {
         self.requests.iter().position(|r| r.listener == listener)
     }
 
-    /// A listener asks to speak. Asking again keeps its place (and updates its name). Answers
-    /// its position, from 1.
+    /// A listener asks to speak. Asking again keeps its place (and updates its name). A
+    /// declined listener may not ask again. When the queue is full the oldest request goes, so
+    /// a flood of requests cannot lock real listeners out (it only pushes itself through).
+    /// Answers its position, from 1.
     pub fn request(
         &mut self,
         listener: ListenerId,
         name: Option<String>,
     ) -> Result<usize, StageError> {
         self.check_listener_free(listener)?;
+        if self.declined_set.contains(&listener) {
+            return Err(StageError::Declined);
+        }
         if let Some(i) = self.request_position(listener) {
             if name.is_some() && self.requests[i].name != name {
                 self.requests[i].name = name;
@@ -40,10 +45,9 @@ impl Roster {
             }
             return Ok(i + 1);
         }
-        if self.requests.len() >= self.limits.max_requests {
-            return Err(StageError::RequestsFull(self.limits.max_requests));
+        while self.requests.len() >= self.limits.max_requests.max(1) {
+            self.requests.pop_front();
         }
-        self.declined.retain(|&l| l != listener);
         self.requests.push_back(Request { listener, name });
         self.changed();
         Ok(self.requests.len())
@@ -71,15 +75,19 @@ impl Roster {
         Ok(id)
     }
 
-    /// A moderator declines a request (the listener may ask again).
+    /// A moderator declines a request: the listener may not ask again in this room.
     pub fn decline_request(&mut self, listener: ListenerId) -> Result<(), StageError> {
         let i = self
             .request_position(listener)
             .ok_or(StageError::NoRequest)?;
         self.requests.remove(i);
-        self.declined.push_back(listener);
-        while self.declined.len() > self.limits.max_requests {
-            self.declined.pop_front();
+        if self.declined_set.insert(listener) {
+            self.declined.push_back(listener);
+        }
+        while self.declined.len() > self.limits.max_blocked.max(1) {
+            if let Some(old) = self.declined.pop_front() {
+                self.declined_set.remove(&old);
+            }
         }
         self.changed();
         Ok(())
@@ -158,7 +166,7 @@ impl Roster {
         if let Some(i) = self.request_position(listener) {
             return ListenerStatus::Pending { position: i + 1 };
         }
-        if self.declined.contains(&listener) {
+        if self.declined_set.contains(&listener) {
             return ListenerStatus::Declined;
         }
         ListenerStatus::None

@@ -119,10 +119,10 @@ fn decline_and_cancel() {
     r.cancel_request(l(2)).unwrap();
     assert_eq!(r.status(l(2)), ListenerStatus::None);
     assert_eq!(r.cancel_request(l(2)), Err(StageError::NoRequest));
-    // A declined listener may ask again.
-    assert_eq!(r.request(l(1), None), Ok(1));
-    assert_eq!(r.status(l(1)), ListenerStatus::Pending { position: 1 });
-    assert_eq!(r.requests().count(), 1);
+    // A declined listener may not ask again in this room.
+    assert_eq!(r.request(l(1), None), Err(StageError::Declined));
+    assert_eq!(r.status(l(1)), ListenerStatus::Declined);
+    assert_eq!(r.requests().count(), 0);
 }
 
 #[test]
@@ -134,11 +134,14 @@ fn requests_are_bounded() {
     for i in 0..3 {
         assert_eq!(r.request(l(i), None), Ok(i as usize + 1));
     }
-    assert_eq!(r.request(l(3), None), Err(StageError::RequestsFull(3)));
-    r.cancel_request(l(0)).unwrap();
+    // Past the bound the oldest request goes: a flood pushes itself out, not the newcomer.
     assert_eq!(r.request(l(3), None), Ok(3));
     let order: Vec<ListenerId> = r.requests().map(|q| q.listener).collect();
     assert_eq!(order, vec![l(1), l(2), l(3)]);
+    assert_eq!(r.status(l(0)), ListenerStatus::None);
+    r.cancel_request(l(1)).unwrap();
+    assert_eq!(r.request(l(4), None), Ok(3));
+    assert_eq!(r.requests().count(), 3);
 }
 
 #[test]

@@ -184,7 +184,8 @@ impl Packager {
         Ok(events)
     }
 
-    /// Publishes the partial part and segment, if any (call when the program ends).
+    /// Publishes the partial part and segment, if any: call when the program ends, or pauses
+    /// (the next packet then opens a new segment).
     pub fn finish(&mut self) -> Result<Vec<PackagerEvent>, CmafError> {
         let mut events = Vec::new();
         self.close(&mut events)?;

@@ -4,9 +4,11 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::net::IpAddr;
+use std::sync::Arc;
 use tribune_core::stage::{clean_name, participant_for, ListenerStatus, Muter};
 use tribune_core::{Action, ListenerId, ParticipantId, Role, StageError};
 
@@ -15,6 +17,8 @@ use super::{
 };
 use crate::api::{bearer, optional_json, stage_token};
 use crate::error::ApiError;
+use crate::join::Peer;
+use crate::limits::JoinLimiter;
 use crate::live_room::LiveRoom;
 use crate::state::AppState;
 
@@ -64,9 +68,12 @@ fn ok(v: Value) -> Answer {
     Ok((StatusCode::OK, Json(v)))
 }
 
-/// `POST /api/rooms/{id}/requests` `{name?}` (listen ticket): asks to speak; `202`.
+/// `POST /api/rooms/{id}/requests` `{name?}` (listen ticket): asks to speak; `202`. An
+/// address may ask a few times a minute; one a moderator declined or blocked may not ask again.
 pub async fn request_to_speak(
     State(app): State<AppState>,
+    Extension(limiter): Extension<Arc<JoinLimiter>>,
+    Peer(peer): Peer,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -76,7 +83,15 @@ pub async fn request_to_speak(
     let actor = authorize(&app, &room, &headers, Action::RequestToSpeak)?;
     let name = optional_json::<NameBody>(&body)?.name()?;
     let listener = actor.listener()?;
+    let client = peer.map_or(IpAddr::from([127, 0, 0, 1]), |p| {
+        limiter.client_ip(p.ip(), &headers)
+    });
+    if let Err(e) = room.hands.lock().check(client) {
+        app.metrics().hand_raises_limited.inc();
+        return Err(e);
+    }
     let position = room.change_lazily(|r| r.request(listener, name))?;
+    room.hands.lock().asked(listener, client);
     let v = json!({"state": "pending", "position": position});
     Ok((StatusCode::ACCEPTED, Json(v)))
 }
@@ -143,6 +158,8 @@ async fn answer_request(
     app.metrics().moderation_actions.inc();
     if !accept {
         room.change(|r| r.decline_request(listener))?;
+        // Its address may not ask again either (a new join is a new listener id).
+        room.hands.lock().refuse(listener);
         return ok(json!({"listener_id": lid, "state": "declined"}));
     }
     let who = room.change(|r| r.accept_request(listener))?;
@@ -363,6 +380,7 @@ pub async fn remove_participant(
     let action = if block { Action::Block } else { Action::Remove };
     let actor = authorize(&app, &room, &headers, action)?;
     target_role(&room, &actor, action, target)?;
+    let came_from = room.roster.lock().member(target).and_then(|m| m.listener);
     room.change(|r| {
         if block {
             return r.block_participant(target).map(|_| ());
@@ -373,6 +391,9 @@ pub async fn remove_participant(
         }
         Ok(())
     })?;
+    if let (true, Some(l)) = (block, came_from) {
+        room.hands.lock().refuse(l);
+    }
     let closed = room.remove_participant(target, removal_reason(block));
     app.metrics().moderation_actions.inc();
     ok(json!({"participant_id": pid, "blocked": block, "closed": closed}))
@@ -405,6 +426,9 @@ pub async fn remove_listener(
         r.kick_listener(listener);
         Ok(m)
     })?;
+    if block {
+        room.hands.lock().refuse(listener);
+    }
     let closed = match member {
         Some(m) => room.remove_participant(m.id, removal_reason(block)),
         None => 0,
@@ -457,6 +481,14 @@ pub async fn stage_view(
                 .copied()
                 .unwrap_or(0.0);
             p.insert("level".into(), json!((level * 1000.0).round() / 1000.0));
+            // What this participant's open seats sent, and what was dropped from its share.
+            let id = p
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|id| id.parse().ok());
+            let (frames_in, dropped) = id.map_or((0, 0), |id| room.seat_stats(ParticipantId(id)));
+            p.insert("frames_in".into(), json!(frames_in));
+            p.insert("frames_dropped".into(), json!(dropped));
         }
     }
     let r = room.roster.lock();

@@ -212,7 +212,9 @@ fn to_ms(s: f64, name: &str) -> Result<u64, ApiError> {
 }
 
 /// `POST /api/rooms/{id}/clips`: anyone holding a token of the room (a listener's ticket, a
-/// stage token) cuts a clip of at most 60 s.
+/// stage token) cuts a clip of at most 60 s. While the room is held by the node, the token is
+/// checked against its roster too: a blocked listener's ticket, or the stage token of someone
+/// taken off stage, is refused. Only clips made count against the room's quota.
 pub async fn create_clip(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -224,6 +226,9 @@ pub async fn create_clip(
     let claims = app.keys().verify(token, unix_micros() / 1_000_000)?;
     if claims.room != room {
         return Err(ApiError::Forbidden("a token of another room".into()));
+    }
+    if let Ok(live) = app.room(&id) {
+        moderation::authenticate(&app, &live, Some(token))?;
     }
     let Json(req) = body?;
     let (start_ms, end_ms) = (to_ms(req.start_s, "start_s")?, to_ms(req.end_s, "end_s")?);
@@ -242,6 +247,9 @@ pub async fn create_clip(
             .await
             .map_err(|_| ApiError::Internal)?
     };
+    if made.is_err() {
+        rec.release_clip();
+    }
     let duration_ms = match made {
         Ok(ms) => ms,
         Err(MakeClipError::Range(ClipError::Damaged(e))) => {

@@ -117,7 +117,8 @@ impl Recording {
         sent
     }
 
-    /// Reserves one of the room's clip slots; false when they are used up.
+    /// Reserves one of the room's clip slots; false when they are used up. A clip that is
+    /// then not made gives its slot back ([`Recording::release_clip`]).
     pub fn reserve_clip(&self) -> bool {
         let mut v = self.view.write();
         if v.clips >= clips::MAX_CLIPS_PER_ROOM {
@@ -125,6 +126,17 @@ impl Recording {
         }
         v.clips += 1;
         true
+    }
+
+    /// Gives back a reserved clip slot (the clip was not made).
+    pub fn release_clip(&self) {
+        let mut v = self.view.write();
+        v.clips = v.clips.saturating_sub(1);
+    }
+
+    /// Clips made (or being made) so far.
+    pub fn clip_count(&self) -> usize {
+        self.view.read().clips
     }
 }
 

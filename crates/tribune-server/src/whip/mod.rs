@@ -73,6 +73,7 @@ struct Hub {
     cert: DtlsCert,
     idle_timeout: Duration,
     max_sessions: usize,
+    max_sessions_per_room: usize,
 }
 
 /// Why the WHIP hub could not start.
@@ -136,6 +137,7 @@ impl WhipHub {
                 cert,
                 idle_timeout: config.whip_idle_timeout,
                 max_sessions: config.whip_max_sessions,
+                max_sessions_per_room: config.abuse.whip_sessions_per_room,
             }),
         })
     }

@@ -175,7 +175,7 @@ pub fn parse_offer(text: &str) -> Result<SdpOffer, OfferError> {
         return Err(OfferError::Empty);
     }
     let offer = SdpOffer::from_sdp_string(text).map_err(|e| {
-        let mut msg = e.to_string().replace(['\r', '\n'], " ");
+        let mut msg = parse_error_text(&e.to_string());
         truncate_chars(&mut msg, 300);
         OfferError::Malformed(msg)
     })?;
@@ -192,9 +192,63 @@ pub fn parse_offer(text: &str) -> Result<SdpOffer, OfferError> {
     Ok(offer)
 }
 
+/// The SDP parser's error as a client may see it: what was unexpected and expected, without the
+/// parser's position, which it gives as a memory address inside this process.
+fn parse_error_text(raw: &str) -> String {
+    let text = raw
+        .lines()
+        .map(|line| {
+            line.replace("Parse error at", "")
+                .split_whitespace()
+                .filter(|w| !looks_like_address(w))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+        .replace(":; ", ": ");
+    if text.is_empty() || text == "SDP parse:" {
+        return "the offer does not parse as SDP (RFC 8866)".to_owned();
+    }
+    text
+}
+
+/// A word that is a large number or a hex number (an address).
+fn looks_like_address(word: &str) -> bool {
+    let w = word.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    let hex = w
+        .strip_prefix("0x")
+        .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()));
+    let big = w.len() >= 8 && w.chars().all(|c| c.is_ascii_digit());
+    hex || big
+}
+
 /// Whether an answer accepted Opus audio for receiving.
 pub fn answer_receives_opus(answer: &str) -> bool {
     summarize_audio(answer).opus_receiving > 0
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    use super::*;
+
+    #[test]
+    fn parser_errors_show_no_addresses() {
+        let raw = "SDP parse: Parse error at 94812716543210\nUnexpected `x`\nExpected digit\n";
+        let text = parse_error_text(raw);
+        assert_eq!(text, "SDP parse: Unexpected `x`; Expected digit");
+        assert!(!parse_error_text("at 0x7ffd5e8a1c20 here").contains("0x"));
+        assert_eq!(
+            parse_error_text("Parse error at 123456789"),
+            "the offer does not parse as SDP (RFC 8866)"
+        );
+        // A real offer with a broken version line.
+        let e = parse_offer("v=x\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("malformed SDP offer"), "{msg}");
+        assert!(!msg.split_whitespace().any(looks_like_address), "{msg}");
+    }
 }
 
 fn truncate_chars(s: &mut String, max: usize) {

@@ -18,7 +18,7 @@ use tribune_core::{unix_micros, Claims, ParticipantId, RoomState};
 use super::{ice_credentials, sdp, Datagram, SessionCtl, WhipHub, SESSION_QUEUE};
 use crate::connections::ConnectionToken;
 use crate::error::ApiError;
-use crate::live_room::{Ingress, LiveRoom, Seat};
+use crate::live_room::{LiveRoom, Seat};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
@@ -34,6 +34,40 @@ pub(super) struct Opened {
 }
 
 impl WhipHub {
+    /// Refuses (`503`, saying which) when the node or the room holds its most sessions. A
+    /// participant's own earlier sessions do not count: the new one replaces them (its seat
+    /// takes theirs).
+    fn check_room_for_session(
+        &self,
+        room: &LiveRoom,
+        participant: ParticipantId,
+    ) -> Result<(), ApiError> {
+        let sessions = self.inner.sessions.lock();
+        let in_room = sessions
+            .values()
+            .filter(|c| c.room == room.id && c.participant != participant)
+            .count();
+        let per_room = self.inner.max_sessions_per_room;
+        if in_room >= per_room {
+            return Err(ApiError::Full {
+                message: format!(
+                    "this room holds its most WebRTC sessions ({per_room}); try again later"
+                ),
+                retry_after_s: 5,
+            });
+        }
+        if sessions.len() >= self.inner.max_sessions {
+            return Err(ApiError::Full {
+                message: format!(
+                    "this node holds its most WebRTC sessions ({}); try again later",
+                    self.inner.max_sessions
+                ),
+                retry_after_s: 5,
+            });
+        }
+        Ok(())
+    }
+
     /// Answers an offer and starts its session. The caller has verified the token and the room.
     pub(super) async fn open_session(
         &self,
@@ -44,9 +78,7 @@ impl WhipHub {
     ) -> Result<Opened, ApiError> {
         // Cheap text checks first, so refusals cost no peer connection.
         sdp::parse_offer(offer_text).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        if self.inner.sessions.lock().len() >= self.inner.max_sessions {
-            return Err(ApiError::Unavailable);
-        }
+        self.check_room_for_session(&room, ParticipantId(claims.sub))?;
         let creds = ice_credentials();
         let mut rtc = sdp::answerer(
             self.inner.crypto.clone(),
@@ -69,7 +101,10 @@ impl WhipHub {
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         if !self.inner.router.lock().insert(route_id, &creds.ufrag, tx) {
             // A 96-bit ufrag collision; the client may simply retry.
-            return Err(ApiError::Unavailable);
+            return Err(ApiError::Full {
+                message: "ICE credentials collided; offer again".into(),
+                retry_after_s: 1,
+            });
         }
         let (stop_tx, stop_rx) = watch::channel(false);
         self.inner.sessions.lock().insert(
@@ -98,6 +133,7 @@ impl WhipHub {
             stop: stop_rx,
             shutdown: app.shutdown(),
             idle_timeout: self.inner.idle_timeout,
+            connect_by: Some(Instant::now() + app.config().abuse.whip_connect_timeout),
             last_media: Instant::now(),
             frames: 0,
             _conn: app.connections().track(),
@@ -122,6 +158,9 @@ struct Task {
     stop: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
     idle_timeout: Duration,
+    /// ICE must connect by then (`None` once it has): an offer that never completes ICE does
+    /// not hold a session slot for long.
+    connect_by: Option<Instant>,
     last_media: Instant,
     frames: u64,
     _conn: ConnectionToken,
@@ -166,12 +205,21 @@ impl Task {
             if now >= idle_at {
                 return format!("no media for {} s", self.idle_timeout.as_secs());
             }
-            let wake = deadline.min(idle_at).min(now + MAX_SLEEP);
+            if let Some(by) = self.connect_by {
+                if now >= by {
+                    self.metrics.whip_connect_timeouts.inc();
+                    return "ICE did not connect in time".to_owned();
+                }
+            }
+            let wake = deadline
+                .min(idle_at)
+                .min(self.connect_by.unwrap_or(idle_at))
+                .min(now + MAX_SLEEP);
             let input = tokio::select! {
                 biased;
                 _ = self.stop.changed() => return "ended by DELETE".to_owned(),
                 _ = self.shutdown.changed() => return "node shutting down".to_owned(),
-                reason = self.seat.removed() => return format!("removed: {reason}"),
+                removal = self.seat.removed() => return format!("removed: {}", removal.reason),
                 changed = self.snapshots.changed() => {
                     if changed.is_err()
                         || self.snapshots.borrow_and_update().state == RoomState::Ended
@@ -223,6 +271,7 @@ impl Task {
                 }
                 Output::Event(Event::MediaData(data)) => self.media(data),
                 Output::Event(Event::Connected) => {
+                    self.connect_by = None;
                     tracing::debug!(session = %self.id, "WebRTC connected");
                 }
                 Output::Event(Event::IceConnectionStateChange(
@@ -260,17 +309,14 @@ impl Task {
         let age_us = Instant::now()
             .saturating_duration_since(data.network_time)
             .as_micros() as u64;
-        let frame = Ingress::Frame {
-            slot: self.seat.slot,
-            seq: ticks / FRAME_TICKS,
-            capture_us: unix_micros().saturating_sub(age_us),
-            payload: Bytes::copy_from_slice(&data.data),
-        };
         self.frames += 1;
         self.metrics.whip_frames.inc();
-        self.metrics.speak_frames.inc();
-        if !self.room.offer(frame) {
-            self.metrics.ingress_dropped.inc();
-        }
+        // Dropped frames are counted by the seat (over its rate, or the mixer behind).
+        self.seat.offer(
+            ticks / FRAME_TICKS,
+            unix_micros().saturating_sub(age_us),
+            Bytes::copy_from_slice(&data.data),
+            &self.metrics,
+        );
     }
 }

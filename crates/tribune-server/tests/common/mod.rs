@@ -18,16 +18,23 @@ pub async fn start() -> RunningServer {
     start_with(ServerConfig::default()).await
 }
 
+/// The operator key test nodes take (unless a test sets its own, or opens rooms to all).
+pub const API_KEY: &str = "test-operator-key-0123456789";
+
 /// Starts a node with these settings on an ephemeral loopback port.
 pub async fn start_with(mut config: ServerConfig) -> RunningServer {
     config.listen = "127.0.0.1:0".parse().unwrap();
+    if config.rooms.api_keys.is_empty() && !config.rooms.open {
+        config.rooms.api_keys.push(API_KEY.to_owned());
+    }
     Server::bind(config).await.expect("bind").spawn()
 }
 
-/// A room created over HTTP: (id, host token).
+/// A room created over HTTP with the operator key: (id, host token).
 pub async fn create_room(base: &str) -> (String, String) {
     let v: Value = reqwest::Client::new()
         .post(format!("{base}/api/rooms"))
+        .bearer_auth(API_KEY)
         .json(&serde_json::json!({"title": "test room"}))
         .send()
         .await

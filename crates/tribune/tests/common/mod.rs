@@ -41,14 +41,18 @@ impl Drop for Proc {
     }
 }
 
+/// The operator key servers started by these tests take, and room creations present.
+pub const API_KEY: &str = "cli-test-operator-key-0123456789";
+
 /// `tribune ARGS`; a server it starts keeps its data in a per-process temporary directory
-/// unless the test passes `--data-dir`.
+/// unless the test passes `--data-dir`, and takes (like `room create`) the test operator key.
 pub fn tribune(args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     let data = std::env::temp_dir().join(format!("tribune-cli-test-{}", std::process::id()));
     c.args(args)
         .env("RUST_LOG", "warn")
-        .env("TRIBUNE_DATA_DIR", data);
+        .env("TRIBUNE_DATA_DIR", data)
+        .env("TRIBUNE_API_KEY", API_KEY);
     c
 }
 
@@ -100,12 +104,25 @@ pub fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
 
 /// A plain HTTP/1.1 POST of a JSON body over loopback: (status, JSON answer).
 pub fn post_json(addr: SocketAddr, path: &str, body: &str) -> (u16, Value) {
+    post_json_as(addr, path, None, body)
+}
+
+/// [`post_json`] with an `Authorization: Bearer` credential.
+pub fn post_json_as(
+    addr: SocketAddr,
+    path: &str,
+    bearer: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
     use std::io::{Read, Write};
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();

@@ -1,46 +1,48 @@
 //! A room at run time: its mixer task, its fan-out ring, and the two watches listeners follow
 //! (audio batches and room state).
 //!
-//! One task per room owns the mixer. Every 20 ms it takes the speakers' frames that arrived,
-//! mixes one program frame, appends it to the ring and, once per batch interval, publishes one
-//! shared batch message. Listener connections hold a cursor and a clone of the watch receivers;
-//! there is no per-listener queue and no per-listener copy of audio.
+//! One task per room owns the mixer ([`task`]). While anyone speaks or listens, every 20 ms it
+//! takes the speakers' frames that arrived, mixes one program frame, appends it to the ring and,
+//! once per batch interval, publishes one shared batch message. Listener connections hold a
+//! cursor and a clone of the watch receivers; there is no per-listener queue and no per-listener
+//! copy of audio. A room nobody speaks or listens in costs nothing but a wake-up a second.
 
+mod task;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
-use tokio::time::MissedTickBehavior;
+use tokio::sync::{mpsc, watch, Notify};
+use tribune_core::admission::TokenBucket;
 use tribune_core::{
-    unix_micros, ParticipantId, Reactions, Ring, Role, RoomId, RoomInfo, RoomState, Roster, Seq,
+    unix_micros, ListenerId, ParticipantId, Reactions, Ring, Role, RoomId, RoomInfo, RoomState,
+    Roster, Seq,
 };
 use tribune_media::{Mixer, MixerConfig};
 
-use crate::batching::Batching;
-use crate::config::ServerConfig;
-use crate::direct;
-use crate::fanout::{Due, Fanout, Member, Phases};
+use crate::config::{AbuseLimits, ServerConfig};
+use crate::fanout::{Fanout, Member};
+use crate::hands::HandRaises;
 use crate::hls::Hls;
 use crate::metrics::Metrics;
-use crate::seats::Seats;
+use crate::seats::{Removal, SeatStats, Seats};
 
-/// Frames queued from speakers to the mixer task before new ones are dropped.
+/// Frames queued from speakers to the mixer task before new ones are dropped. Each seat's
+/// rate is bounded (`AbuseLimits::seat_frames_per_s`) and a room has few seats, so a full stage
+/// stays well below it.
 const INGRESS_QUEUE: usize = 1024;
-/// How often the room-state event may be refreshed (listener counts change constantly; this
-/// bounds the event rate whatever the audience does). It is only sent when its text changed.
-const SNAPSHOT_EVERY_TICKS: u64 = 50;
-/// Window over which a speaker counts as speaking (10 ticks = 200 ms, so the flag does not
-/// flicker between syllables).
-const SPEAKING_WINDOW_TICKS: u64 = 10;
-/// RMS level (0..1) above which a speaker counts as speaking.
-const SPEAKING_RMS: f32 = 0.01;
-/// Reactions are counted over windows of this many ticks (1 s) and published once per window.
-const REACTION_WINDOW_TICKS: u64 = 50;
+/// How long after its last request an LL-HLS client still counts as listening (players ask
+/// every part, 200 ms; a CDN asks once a second at most per edge).
+const HLS_AUDIENCE_S: u64 = 15;
+/// How long a room keeps producing after its last listener left: a listener that dropped and
+/// resumes within the ring's length finds every frame it missed.
+const AUDIENCE_GRACE_S: u64 = 30;
 
 /// The latest audio batch: frames `start..end` as one wire message shared by all listeners.
 #[derive(Clone, Debug)]
@@ -111,17 +113,46 @@ pub struct LiveRoom {
     pub(crate) roster: Mutex<Roster>,
     /// Reaction counters of the current window (see `reactions`).
     pub(crate) reactions: Mutex<Reactions>,
+    /// Requests to speak per address, and the addresses a moderator refused (see `hands`).
+    pub(crate) hands: Mutex<HandRaises>,
     /// Set by moderation: the mixer task publishes the room event on its next tick.
     pub(crate) moderation_dirty: AtomicBool,
     /// Set when a mute changed: the mixer task re-applies every seat's mute on its next tick.
     pub(crate) mute_dirty: AtomicBool,
+    /// Wakes the room's task when it is quiet (a change to publish, an audience arriving).
+    wake: Notify,
     /// The program as LL-HLS (see `hls`).
     hls: Hls,
+    /// When an LL-HLS client last asked for this room (seconds since the Unix epoch).
+    hls_seen_s: AtomicU64,
+    /// When a listener connection last closed (seconds since the Unix epoch).
+    listener_left_s: AtomicU64,
+    /// The open listen connection of each ticket (a ticket is one listener).
+    listening: Mutex<HashMap<ListenerId, Listening>>,
+    /// Who created the room, on a node with open rooms (the address it counts against).
+    creator: Option<IpAddr>,
+    /// Per-participant limits (seats, frame rate).
+    limits: AbuseLimits,
+}
+
+/// The listen connection a ticket holds.
+#[derive(Debug)]
+struct Listening {
+    /// Which connection (a newer one replaces it).
+    conn: u64,
+    /// Told when a newer connection with the same ticket replaces this one.
+    replaced: Arc<Notify>,
 }
 
 impl LiveRoom {
-    /// Creates the room and starts its mixer task.
-    pub fn spawn(info: RoomInfo, config: &ServerConfig, metrics: Arc<Metrics>) -> Arc<LiveRoom> {
+    /// Creates the room and starts its mixer task; `creator` is the address an anonymous
+    /// creator is counted under (on a node with open rooms).
+    pub fn spawn(
+        info: RoomInfo,
+        config: &ServerConfig,
+        metrics: Arc<Metrics>,
+        creator: Option<IpAddr>,
+    ) -> Arc<LiveRoom> {
         let (ingress, rx) = mpsc::channel(INGRESS_QUEUE);
         let batching = config.batching();
         let state = info.state;
@@ -142,9 +173,16 @@ impl LiveRoom {
             levels: Mutex::new(Vec::new()),
             roster: Mutex::new(Roster::new(config.stage_limits.clone())),
             reactions: Mutex::new(Reactions::new(config.reaction_limits.clone())),
+            hands: Mutex::new(HandRaises::new(config.abuse.hand_raises_per_ip_per_minute)),
             moderation_dirty: AtomicBool::new(false),
             mute_dirty: AtomicBool::new(false),
+            wake: Notify::new(),
             hls: Hls::new(),
+            hls_seen_s: AtomicU64::new(0),
+            listener_left_s: AtomicU64::new(0),
+            listening: Mutex::new(HashMap::new()),
+            creator,
+            limits: config.abuse.clone(),
         });
         room.publish_snapshot(&Stage::default());
         room.batches.spawn_writers(&metrics);
@@ -155,15 +193,44 @@ impl LiveRoom {
             bitrate_bps: config.program_bitrate,
             ..MixerConfig::default()
         };
-        let task = MixTask {
-            room: room.clone(),
+        tokio::spawn(task::run(
+            room.clone(),
             rx,
             metrics,
             batching,
             mixer_cfg,
-        };
-        tokio::spawn(task.run());
+            config.rooms.idle_end,
+        ));
         room
+    }
+
+    /// The address an anonymous creator is counted under (`None` for an operator's room).
+    pub fn creator(&self) -> Option<IpAddr> {
+        self.creator
+    }
+
+    /// Notes an LL-HLS request: the room has an audience (and starts producing if quiet).
+    pub fn touch_hls(&self) {
+        let now = unix_micros() / 1_000_000;
+        if self.hls_seen_s.swap(now, Ordering::Relaxed) != now {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Whether anyone listens: a listener connection, one that left moments ago (and may
+    /// resume), or an LL-HLS client lately.
+    fn has_audience(&self) -> bool {
+        let now = unix_micros() / 1_000_000;
+        let hls_seen = self.hls_seen_s.load(Ordering::Relaxed);
+        let left = self.listener_left_s.load(Ordering::Relaxed);
+        self.listener_count() > 0
+            || now <= hls_seen.saturating_add(HLS_AUDIENCE_S)
+            || now <= left.saturating_add(AUDIENCE_GRACE_S)
+    }
+
+    /// Wakes the room's task (a change it must publish now, even while quiet).
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// The room's descriptive state.
@@ -206,14 +273,39 @@ impl LiveRoom {
         self.snapshot.subscribe()
     }
 
-    /// Counts a listener in; the guard counts it out when dropped.
-    pub fn listener_guard(self: &Arc<Self>, metrics: Arc<Metrics>) -> PresenceGuard {
+    /// Counts a listen connection of `listener` in; the guard counts it out when dropped. A
+    /// ticket is one listener: an older connection of the same ticket is told to close (its
+    /// `replaced` notify fires) and this one takes its place.
+    pub fn listener_guard(
+        self: &Arc<Self>,
+        listener: ListenerId,
+        metrics: Arc<Metrics>,
+    ) -> ListenerPresence {
+        let conn = ParticipantId::random().0;
+        let replaced = Arc::new(Notify::new());
+        let previous = self.listening.lock().insert(
+            listener,
+            Listening {
+                conn,
+                replaced: replaced.clone(),
+            },
+        );
+        let replacing = previous.is_some();
+        if let Some(old) = previous {
+            old.replaced.notify_one();
+            metrics.listeners_replaced.inc();
+        }
         self.listeners.fetch_add(1, Ordering::Relaxed);
         metrics.listeners.inc();
-        PresenceGuard {
-            room: self.clone(),
-            metrics,
-            speaker: None,
+        self.wake.notify_one();
+        ListenerPresence {
+            replaced,
+            replacing,
+            _guard: PresenceGuard {
+                room: self.clone(),
+                metrics,
+                who: Presence::Listener { listener, conn },
+            },
         }
     }
 
@@ -231,7 +323,11 @@ impl LiveRoom {
     ) -> Option<Seat> {
         let slot = ParticipantId::random().0;
         // Registered before the mixer hears of the slot, so it can apply the participant's mute.
-        let removed = self.seats.add(slot, participant, role);
+        // Past the participant's seats, the oldest is replaced (its connection closes 4002).
+        let added = self
+            .seats
+            .add(slot, participant, role, self.limits.seats_per_participant);
+        metrics.seats_replaced.add(added.replaced as u64);
         if self.ingress.send(Ingress::Join(slot)).await.is_err() {
             self.seats.remove_slot(slot);
             return None;
@@ -243,15 +339,22 @@ impl LiveRoom {
         if self.roster.lock().admit(participant).is_err() {
             self.seats.remove_participant(participant, "not on stage");
         }
+        let rate = TokenBucket::new(
+            self.limits.seat_frames_per_s,
+            self.limits.seat_frame_burst,
+            mono_us(),
+        );
         Some(Seat {
             slot,
             participant,
             role,
-            removed,
+            removed: added.removed,
+            stats: added.stats,
+            rate,
             _presence: PresenceGuard {
                 room: self.clone(),
                 metrics,
-                speaker: Some(slot),
+                who: Presence::Speaker(slot),
             },
         })
     }
@@ -293,10 +396,9 @@ impl LiveRoom {
         self.seats.list()
     }
 
-    /// Queues a speaker frame for the mixer; false if the queue is full (the frame is dropped,
-    /// as a late packet would be, rather than delaying the room).
-    pub fn offer(&self, ingress: Ingress) -> bool {
-        self.ingress.try_send(ingress).is_ok()
+    /// (frames in, frames dropped) of a participant's open seats.
+    pub fn seat_stats(&self, participant: ParticipantId) -> (u64, u64) {
+        self.seats.stats_of(participant)
     }
 
     /// Makes a scheduled room live. Returns whether it changed.
@@ -391,19 +493,83 @@ pub struct Seat {
     pub participant: ParticipantId,
     /// With what role.
     pub role: Role,
-    removed: watch::Receiver<Option<String>>,
+    removed: watch::Receiver<Option<Removal>>,
+    stats: Arc<SeatStats>,
+    /// This seat's share of the mix: frames beyond real time are dropped here, so one
+    /// participant can never push another's frames out of the room's queue.
+    rate: TokenBucket,
     _presence: PresenceGuard,
 }
 
 impl Seat {
-    /// Resolves with the reason when moderation removes this seat (never, otherwise).
-    pub async fn removed(&mut self) -> String {
+    /// Resolves when the seat is taken away (moderation, or a newer connection replacing it),
+    /// with how its connection should close; never otherwise.
+    pub async fn removed(&mut self) -> Removal {
         match self.removed.wait_for(Option::is_some).await {
-            Ok(r) => r.clone().unwrap_or_default(),
+            Ok(r) => r.clone().unwrap_or_else(removed_by_room),
             // The room dropped the seat's entry: treat as removed by the room.
-            Err(_) => "removed".to_owned(),
+            Err(_) => removed_by_room(),
         }
     }
+
+    /// Offers one of this seat's frames to the mix. Frames beyond the seat's rate are dropped
+    /// from its own share (counted), as are frames the room's queue has no room for (the mixer
+    /// is behind: dropping is what a jitter buffer would do with a late packet).
+    pub fn offer(&mut self, seq: u64, capture_us: u64, payload: Bytes, metrics: &Metrics) -> bool {
+        self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+        metrics.speak_frames.inc();
+        if !self.rate.try_take(mono_us()) {
+            self.stats.over_rate.fetch_add(1, Ordering::Relaxed);
+            metrics.ingress_over_rate.inc();
+            return false;
+        }
+        let frame = Ingress::Frame {
+            slot: self.slot,
+            seq,
+            capture_us,
+            payload,
+        };
+        if self._presence.room.ingress.try_send(frame).is_err() {
+            self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+            metrics.ingress_dropped.inc();
+            return false;
+        }
+        true
+    }
+}
+
+fn removed_by_room() -> Removal {
+    Removal {
+        code: crate::close::REMOVED,
+        reason: "removed".to_owned(),
+    }
+}
+
+/// Microseconds on a monotonic clock (for rate buckets).
+fn mono_us() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
+}
+
+/// A listen connection's presence: counted while held; `replaced` fires when a newer
+/// connection with the same ticket takes over.
+#[derive(Debug)]
+pub struct ListenerPresence {
+    /// Notified when this connection is replaced.
+    pub replaced: Arc<Notify>,
+    /// Whether this connection replaced an open one of the same ticket.
+    pub replacing: bool,
+    _guard: PresenceGuard,
+}
+
+/// Who a presence counts.
+#[derive(Debug, Clone, Copy)]
+enum Presence {
+    Listener { listener: ListenerId, conn: u64 },
+    Speaker(u64),
 }
 
 /// Keeps a listener or speaker counted while it is connected.
@@ -411,7 +577,7 @@ impl Seat {
 pub struct PresenceGuard {
     room: Arc<LiveRoom>,
     metrics: Arc<Metrics>,
-    speaker: Option<u64>,
+    who: Presence,
 }
 
 impl PresenceGuard {
@@ -423,12 +589,19 @@ impl PresenceGuard {
 
 impl Drop for PresenceGuard {
     fn drop(&mut self) {
-        match self.speaker {
-            None => {
+        match self.who {
+            Presence::Listener { listener, conn } => {
                 self.room.listeners.fetch_sub(1, Ordering::Relaxed);
                 self.metrics.listeners.dec();
+                self.room
+                    .listener_left_s
+                    .store(unix_micros() / 1_000_000, Ordering::Relaxed);
+                let mut listening = self.room.listening.lock();
+                if listening.get(&listener).is_some_and(|l| l.conn == conn) {
+                    listening.remove(&listener);
+                }
             }
-            Some(slot) => {
+            Presence::Speaker(slot) => {
                 self.room.seats.remove_slot(slot);
                 self.room.speakers.fetch_sub(1, Ordering::Relaxed);
                 self.metrics.speakers.dec();
@@ -441,180 +614,5 @@ impl Drop for PresenceGuard {
                 }
             }
         }
-    }
-}
-
-struct MixTask {
-    room: Arc<LiveRoom>,
-    rx: mpsc::Receiver<Ingress>,
-    metrics: Arc<Metrics>,
-    batching: Batching,
-    mixer_cfg: MixerConfig,
-}
-
-impl MixTask {
-    async fn run(mut self) {
-        let mut mixer = match Mixer::new(self.mixer_cfg) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(room = %self.room.id, "cannot create mixer: {e}");
-                return;
-            }
-        };
-        let mut tick = tokio::time::interval(Duration::from_millis(tribune_media::FRAME_MS as u64));
-        // A late task catches up with a burst of ticks so the timeline stays at real-time rate.
-        tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        let mut phases = Phases::new(self.room.batches.groups(), self.room.head());
-        let mut due: Vec<Due> = Vec::with_capacity(self.room.batches.groups());
-        let mut ticks: u64 = 0;
-        let mut stage = Stage::default();
-        let mut stage_changed = false;
-        loop {
-            tick.tick().await;
-            ticks += 1;
-            // Take everything speakers sent since the last tick.
-            loop {
-                match self.rx.try_recv() {
-                    Ok(Ingress::Frame {
-                        slot,
-                        seq,
-                        capture_us,
-                        payload,
-                    }) => {
-                        // An unknown slot (a frame racing its speaker's leave) is dropped.
-                        let _ = mixer.push(slot, seq, capture_us, payload);
-                    }
-                    Ok(Ingress::Join(slot)) => {
-                        if let Err(e) = mixer.add_speaker(slot) {
-                            tracing::warn!(room = %self.room.id, "speaker slot refused: {e}");
-                        }
-                        mixer.set_muted(slot, self.room.slot_muted(slot));
-                        if self.room.go_live() {
-                            self.metrics.rooms_live.inc();
-                        }
-                        stage.speakers.insert(slot, SpeakerState::default());
-                        stage_changed = true;
-                    }
-                    Ok(Ingress::Leave(slot)) => {
-                        mixer.remove_speaker(slot);
-                        stage.speakers.remove(&slot);
-                        stage_changed = true;
-                    }
-                    Ok(Ingress::Mute(slot, muted)) => mixer.set_muted(slot, muted),
-                    Ok(Ingress::End) | Err(mpsc::error::TryRecvError::Disconnected) => {
-                        self.finish(&mut phases, &mut due);
-                        return;
-                    }
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                }
-            }
-            // Moderation and reactions change the room event whether or not the room is live.
-            if self.room.mute_dirty.swap(false, Ordering::AcqRel) {
-                self.room.apply_mutes(&mut mixer);
-            }
-            if ticks.is_multiple_of(REACTION_WINDOW_TICKS) {
-                self.room.reactions.lock().roll();
-                // Also picks up the lazily published changes (requests to speak).
-                stage_changed = true;
-            }
-            stage_changed |= self.room.moderation_dirty.swap(false, Ordering::AcqRel);
-            if self.room.info.lock().state != RoomState::Live {
-                if stage_changed {
-                    self.room.publish_snapshot(&stage);
-                    stage_changed = false;
-                }
-                continue;
-            }
-            let started = Instant::now();
-            let frame = match mixer.tick(unix_micros()) {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::error!(room = %self.room.id, "mixer tick failed: {e}");
-                    continue;
-                }
-            };
-            self.metrics.mixer_ticks.inc();
-            self.metrics
-                .mixer_busy_us
-                .add(started.elapsed().as_micros() as u64);
-            self.metrics.program_frames.inc();
-            let head = {
-                let mut ring = self.room.ring.write();
-                ring.push(frame.capture_us, &frame.payload);
-                ring.head()
-            };
-            let seq = head.0 - 1;
-            self.room
-                .hls
-                .push(seq, frame.capture_us, frame.payload.clone());
-            // The interval follows the node's listeners (read each tick: one atomic load).
-            let batch_frames = self.batching.frames(self.metrics.listeners.get());
-            let interval_ms = batch_frames * u64::from(tribune_media::FRAME_MS);
-            if self.metrics.batch_interval_ms.get() != interval_ms {
-                self.metrics.batch_interval_ms.set(interval_ms);
-            }
-            phases.due(ticks, batch_frames, head, &mut due);
-            self.publish(&due);
-            for (slot, level) in &frame.levels {
-                if let Some(s) = stage.speakers.get_mut(slot) {
-                    s.peak = s.peak.max(*level);
-                }
-            }
-            if ticks.is_multiple_of(SPEAKING_WINDOW_TICKS) {
-                {
-                    let mut levels = self.room.levels.lock();
-                    levels.clear();
-                    levels.extend(stage.speakers.iter().map(|(slot, s)| (*slot, s.peak)));
-                }
-                for s in stage.speakers.values_mut() {
-                    let speaking = s.peak > SPEAKING_RMS;
-                    stage_changed |= speaking != s.speaking;
-                    s.speaking = speaking;
-                    s.peak = 0.0;
-                }
-            }
-            if stage_changed || ticks.is_multiple_of(SNAPSHOT_EVERY_TICKS) {
-                self.room.publish_snapshot(&stage);
-                stage_changed = false;
-            }
-        }
-    }
-
-    /// Publishes each due group's range; groups due with the same range share one message.
-    fn publish(&self, due: &[Due]) {
-        let mut last: Option<Batch> = None;
-        for &(g, start, end) in due {
-            let batch = match &last {
-                Some(b) if (b.start, b.end) == (start, end) => b.clone(),
-                _ => {
-                    let Some(payload) = self.room.ring.read().message(start, end) else {
-                        continue;
-                    };
-                    let frame = direct::binary_frame(&payload);
-                    let bytes = frame.slice(frame.len() - payload.len()..);
-                    let b = Batch {
-                        start,
-                        end,
-                        bytes,
-                        frame,
-                    };
-                    last = Some(b.clone());
-                    b
-                }
-            };
-            self.room.batches.publish(g, batch);
-        }
-    }
-
-    fn finish(&self, phases: &mut Phases, due: &mut Vec<Due>) {
-        let head = self.room.head();
-        phases.flush(head, due);
-        self.publish(due);
-        if self.room.info.lock().started_at.is_some() {
-            self.metrics.rooms_live.dec();
-        }
-        self.room.hls.finish();
-        self.room.publish_snapshot(&Stage::default());
-        tracing::info!(room = %self.room.id, frames = head.0, "room ended");
     }
 }

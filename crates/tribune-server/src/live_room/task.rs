@@ -1,0 +1,419 @@
+//! The room's task: the only owner of its mixer.
+//!
+//! Sequence numbers follow the room's clock: frame `n` is the one due `n × 20 ms` after the
+//! room started. While someone speaks, or anyone listens (a listener connection, an LL-HLS
+//! client lately), the task ticks every 20 ms and produces frame `n`: the mix of its speakers,
+//! or, with nobody on stage, one silent Opus packet encoded once for every room (no encoding,
+//! and nothing recorded). Otherwise the room is quiet: the task sleeps until something happens
+//! or a second passes (reactions, the room event, the idle deadline), and when it produces
+//! again its numbers have moved on with the clock; the ring, LL-HLS and the recording show the
+//! gap (a discontinuity), never a shifted timeline.
+//!
+//! A room with no host or speaker connected for `idle_end` ends by itself (a scheduled room
+//! counts from its start time).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tribune_core::{unix_micros, RoomState, Seq};
+use tribune_media::{Mixer, MixerConfig, ProgramFrame};
+
+use super::{Batch, Ingress, LiveRoom, SpeakerState, Stage};
+use crate::batching::Batching;
+use crate::direct;
+use crate::fanout::{Due, Phases};
+use crate::metrics::Metrics;
+
+/// One tick: a 20 ms frame.
+const TICK: Duration = Duration::from_millis(tribune_media::FRAME_MS as u64);
+/// Ticks per second: reactions windows and the periodic room event.
+const TICKS_PER_S: u64 = 1000 / tribune_media::FRAME_MS as u64;
+/// Window over which a speaker counts as speaking (10 ticks = 200 ms, so the flag does not
+/// flicker between syllables).
+const SPEAKING_WINDOW_TICKS: u64 = 10;
+/// RMS level (0..1) above which a speaker counts as speaking.
+const SPEAKING_RMS: f32 = 0.01;
+
+/// One 20 ms Opus packet of digital silence (what a room with nobody on stage sends its
+/// audience), encoded once per process.
+fn silence() -> Option<Bytes> {
+    static SILENCE: OnceLock<Option<Bytes>> = OnceLock::new();
+    SILENCE
+        .get_or_init(|| {
+            let mut enc = tribune_media::Encoder::new(32_000).ok()?;
+            let zeros = [0i16; tribune_media::FRAME_SAMPLES];
+            // The encoder's first frames carry start-up state; a later one is the steady packet.
+            let mut packet = Vec::new();
+            for _ in 0..3 {
+                packet = enc.encode_vec(&zeros).ok()?;
+            }
+            Some(Bytes::from(packet))
+        })
+        .clone()
+}
+
+/// How long after the epoch tick `n` is due.
+fn tick_offset(n: u64) -> Duration {
+    Duration::from_micros(n.saturating_mul(TICK.as_micros() as u64))
+}
+
+/// Runs the room until it ends.
+pub(super) async fn run(
+    room: Arc<LiveRoom>,
+    rx: mpsc::Receiver<Ingress>,
+    metrics: Arc<Metrics>,
+    batching: Batching,
+    mixer_cfg: MixerConfig,
+    idle_end: Duration,
+) {
+    let epoch = Instant::now();
+    let mut task = MixTask {
+        phases: Phases::new(room.batches.groups(), room.head()),
+        due: Vec::with_capacity(room.batches.groups()),
+        idle_deadline: Some(first_idle_deadline(&room, epoch, idle_end)),
+        room,
+        rx,
+        metrics,
+        batching,
+        mixer_cfg,
+        idle_end,
+        epoch,
+        mixer: None,
+        stage: Stage::default(),
+        stage_changed: false,
+        last_second: 0,
+    };
+    task.run().await;
+}
+
+/// When a room that never had a speaker ends for idleness: `idle_end` after it started, or
+/// after its scheduled start.
+fn first_idle_deadline(room: &LiveRoom, epoch: Instant, idle_end: Duration) -> Instant {
+    let now_s = unix_micros() / 1_000_000;
+    let until_start = room
+        .info()
+        .scheduled_for
+        .map_or(0, |at| at.saturating_sub(now_s));
+    epoch + Duration::from_secs(until_start) + idle_end
+}
+
+struct MixTask {
+    room: Arc<LiveRoom>,
+    rx: mpsc::Receiver<Ingress>,
+    metrics: Arc<Metrics>,
+    batching: Batching,
+    mixer_cfg: MixerConfig,
+    idle_end: Duration,
+    /// When tick 0 was due.
+    epoch: Instant,
+    /// The mixer, while anyone holds a seat (its decoders and encoder cost memory).
+    mixer: Option<Mixer>,
+    phases: Phases,
+    due: Vec<Due>,
+    stage: Stage,
+    stage_changed: bool,
+    /// The last second (ticks / 50) whose housekeeping ran.
+    last_second: u64,
+    /// When the room ends if nobody takes a seat (`None` while someone holds one).
+    idle_deadline: Option<Instant>,
+}
+
+/// What handling a message asks of the loop.
+enum Step {
+    Go,
+    Stop,
+}
+
+impl MixTask {
+    /// The tick due now by the clock.
+    fn clock_tick(&self) -> u64 {
+        (self.epoch.elapsed().as_micros() / TICK.as_micros()) as u64
+    }
+
+    async fn run(&mut self) {
+        let mut ticking: Option<Interval> = None;
+        // The number of the next tick to produce while ticking.
+        let mut next = 0u64;
+        loop {
+            let now_tick = match ticking.as_mut() {
+                Some(interval) => {
+                    interval.tick().await;
+                    next += 1;
+                    next - 1
+                }
+                None => {
+                    if let Step::Stop = self.wait_quietly().await {
+                        return self.finish("ended");
+                    }
+                    self.clock_tick()
+                }
+            };
+            if let Step::Stop = self.drain() {
+                return self.finish("ended");
+            }
+            self.housekeeping(now_tick);
+            if self.idle_deadline.is_some_and(|d| Instant::now() >= d) {
+                let now_s = unix_micros() / 1_000_000;
+                if self.room.info.lock().end(now_s) {
+                    self.metrics.rooms_idle_ended.inc();
+                }
+                return self.finish("ended: nobody on stage");
+            }
+            let live = self.room.info.lock().state == RoomState::Live;
+            let producing = live && (self.mixer.is_some() || self.room.has_audience());
+            match (&ticking, producing) {
+                (None, true) => {
+                    // Start at the clock: numbers skipped while quiet stay skipped.
+                    next = self.clock_tick();
+                    let mut interval =
+                        tokio::time::interval_at(self.epoch + tick_offset(next), TICK);
+                    // A late task catches up with a burst of ticks so the timeline keeps pace.
+                    interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
+                    ticking = Some(interval);
+                    continue;
+                }
+                (Some(_), false) => {
+                    // Going quiet: every group gets what it has not been sent yet, and the
+                    // segment being cut is completed (and recorded, if anyone spoke in it).
+                    ticking = None;
+                    let head = self.room.head();
+                    self.phases.flush(head, &mut self.due);
+                    self.publish();
+                    let quiet = self.room.hls.cut();
+                    self.metrics.recording_segments_quiet.add(quiet);
+                }
+                _ => {}
+            }
+            if !producing {
+                if std::mem::take(&mut self.stage_changed) {
+                    self.room.publish_snapshot(&self.stage);
+                }
+                continue;
+            }
+            self.produce(now_tick);
+        }
+    }
+
+    /// While quiet: waits for a message, a wake-up, or the next second. `Stop` when the room
+    /// ends.
+    async fn wait_quietly(&mut self) -> Step {
+        let next_second =
+            self.epoch + tick_offset((self.clock_tick() / TICKS_PER_S + 1) * TICKS_PER_S);
+        tokio::select! {
+            msg = self.rx.recv() => match msg {
+                Some(m) => self.handle(m),
+                None => Step::Stop,
+            },
+            _ = self.room.wake.notified() => Step::Go,
+            _ = tokio::time::sleep_until(next_second) => Step::Go,
+        }
+    }
+
+    /// Takes everything sent since the last tick.
+    fn drain(&mut self) -> Step {
+        loop {
+            match self.rx.try_recv() {
+                Ok(m) => {
+                    if let Step::Stop = self.handle(m) {
+                        return Step::Stop;
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => return Step::Go,
+                Err(mpsc::error::TryRecvError::Disconnected) => return Step::Stop,
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Ingress) -> Step {
+        match msg {
+            Ingress::Frame {
+                slot,
+                seq,
+                capture_us,
+                payload,
+            } => {
+                if let Some(m) = self.mixer.as_mut() {
+                    // An unknown slot (a frame racing its speaker's leave) is dropped.
+                    let _ = m.push(slot, seq, capture_us, payload);
+                }
+            }
+            Ingress::Join(slot) => self.join(slot),
+            Ingress::Leave(slot) => {
+                if let Some(m) = self.mixer.as_mut() {
+                    m.remove_speaker(slot);
+                    if m.speaker_count() == 0 {
+                        self.mixer = None;
+                        self.idle_deadline = Some(Instant::now() + self.idle_end);
+                    }
+                }
+                self.stage.speakers.remove(&slot);
+                self.stage_changed = true;
+            }
+            Ingress::Mute(slot, muted) => {
+                if let Some(m) = self.mixer.as_mut() {
+                    m.set_muted(slot, muted);
+                }
+            }
+            Ingress::End => return Step::Stop,
+        }
+        Step::Go
+    }
+
+    fn join(&mut self, slot: u64) {
+        if self.mixer.is_none() {
+            match Mixer::new(self.mixer_cfg) {
+                Ok(m) => self.mixer = Some(m),
+                Err(e) => {
+                    tracing::error!(room = %self.room.id, "cannot create mixer: {e}");
+                    return;
+                }
+            }
+        }
+        let Some(m) = self.mixer.as_mut() else { return };
+        if let Err(e) = m.add_speaker(slot) {
+            tracing::warn!(room = %self.room.id, "speaker slot refused: {e}");
+        }
+        m.set_muted(slot, self.room.slot_muted(slot));
+        if self.room.go_live() {
+            self.metrics.rooms_live.inc();
+        }
+        self.idle_deadline = None;
+        self.stage.speakers.insert(slot, SpeakerState::default());
+        self.stage_changed = true;
+    }
+
+    /// What changes the room event whether or not the room produces audio: mutes, moderation,
+    /// and once a second the reaction window.
+    fn housekeeping(&mut self, now_tick: u64) {
+        if self.room.mute_dirty.swap(false, Ordering::AcqRel) {
+            if let Some(m) = self.mixer.as_mut() {
+                self.room.apply_mutes(m);
+            }
+        }
+        let second = now_tick / TICKS_PER_S;
+        if second != self.last_second {
+            self.last_second = second;
+            self.room.reactions.lock().roll();
+            if second.is_multiple_of(60) {
+                self.room.hands.lock().sweep();
+            }
+            // Also picks up the lazily published changes (requests to speak) and the counts.
+            self.stage_changed = true;
+        }
+        self.stage_changed |= self.room.moderation_dirty.swap(false, Ordering::AcqRel);
+    }
+
+    /// Produces and publishes frame `n`.
+    fn produce(&mut self, n: u64) {
+        let started = std::time::Instant::now();
+        let now_us = unix_micros();
+        let frame = match self.mixer.as_mut() {
+            Some(m) => match m.tick(now_us) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!(room = %self.room.id, "mixer tick failed: {e}");
+                    return;
+                }
+            },
+            None => match silence() {
+                Some(payload) => ProgramFrame {
+                    payload,
+                    capture_us: now_us,
+                    levels: Vec::new(),
+                },
+                None => return,
+            },
+        };
+        let on_air = self.mixer.is_some();
+        if on_air {
+            self.metrics.mixer_ticks.inc();
+            self.metrics
+                .mixer_busy_us
+                .add(started.elapsed().as_micros() as u64);
+        }
+        self.metrics.program_frames.inc();
+        let head = {
+            let mut ring = self.room.ring.write();
+            ring.skip_to(Seq(n));
+            ring.push(frame.capture_us, &frame.payload);
+            ring.head()
+        };
+        let seq = head.0 - 1;
+        let quiet = self
+            .room
+            .hls
+            .push(seq, frame.capture_us, frame.payload.clone(), on_air);
+        self.metrics.recording_segments_quiet.add(quiet);
+        // The interval follows the node's listeners (read each tick: one atomic load).
+        let batch_frames = self.batching.frames(self.metrics.listeners.get());
+        let interval_ms = batch_frames * u64::from(tribune_media::FRAME_MS);
+        if self.metrics.batch_interval_ms.get() != interval_ms {
+            self.metrics.batch_interval_ms.set(interval_ms);
+        }
+        self.phases.due(n, batch_frames, head, &mut self.due);
+        self.publish();
+        for (slot, level) in &frame.levels {
+            if let Some(s) = self.stage.speakers.get_mut(slot) {
+                s.peak = s.peak.max(*level);
+            }
+        }
+        if n.is_multiple_of(SPEAKING_WINDOW_TICKS) {
+            {
+                let mut levels = self.room.levels.lock();
+                levels.clear();
+                levels.extend(self.stage.speakers.iter().map(|(slot, s)| (*slot, s.peak)));
+            }
+            for s in self.stage.speakers.values_mut() {
+                let speaking = s.peak > SPEAKING_RMS;
+                self.stage_changed |= speaking != s.speaking;
+                s.speaking = speaking;
+                s.peak = 0.0;
+            }
+        }
+        if std::mem::take(&mut self.stage_changed) {
+            self.room.publish_snapshot(&self.stage);
+        }
+    }
+
+    /// Publishes each due group's range; groups due with the same range share one message.
+    fn publish(&self) {
+        let mut last: Option<Batch> = None;
+        for &(g, start, end) in &self.due {
+            let batch = match &last {
+                Some(b) if (b.start, b.end) == (start, end) => b.clone(),
+                _ => {
+                    let Some(payload) = self.room.ring.read().message(start, end) else {
+                        continue;
+                    };
+                    let frame = direct::binary_frame(&payload);
+                    let bytes = frame.slice(frame.len() - payload.len()..);
+                    let b = Batch {
+                        start,
+                        end,
+                        bytes,
+                        frame,
+                    };
+                    last = Some(b.clone());
+                    b
+                }
+            };
+            self.room.batches.publish(g, batch);
+        }
+    }
+
+    fn finish(&mut self, why: &str) {
+        let head = self.room.head();
+        self.phases.flush(head, &mut self.due);
+        self.publish();
+        if self.room.info.lock().started_at.is_some() {
+            self.metrics.rooms_live.dec();
+        }
+        self.room.hls.finish();
+        self.room.publish_snapshot(&Stage::default());
+        tracing::info!(room = %self.room.id, frames = head.0, "room {why}");
+    }
+}
