@@ -87,3 +87,30 @@ test('a listener requests to speak, the host accepts, the listener publishes, th
   assert.match(await listenPage.textContent('#listen'), /ended/);
   await screenshot(listenPage, 'listener-page-ended-phone');
 });
+
+test('a link with another token is offered to the host, never swapped in silently', async () => {
+  const room = await api(server.url, 'POST', '/api/rooms', { title: 'Token links' }, API_KEY);
+  const cohost = await api(server.url, 'POST', `/api/rooms/${room.id}/speakers`, { role: 'co_host' }, room.host_token);
+  const page = await (await browser.newContext()).newPage();
+  const stored = () => page.evaluate((id) => localStorage.getItem(`tribune.token.${id}`), room.id);
+  // A browser with no token for the room takes the link's; the token leaves the address bar.
+  await page.goto(`${server.url}/host/${room.id}#token=${room.host_token}`);
+  await page.waitForFunction(() => document.querySelector('#state').textContent !== 'loading');
+  assert.equal(await stored(), room.host_token);
+  assert.equal(new URL(page.url()).hash, '');
+  assert.equal(await page.isVisible('#token-offer'), false);
+  // A link carrying another token: offered, not taken.
+  await page.goto(`${server.url}/host/${room.id}#token=${cohost.token}`);
+  await page.waitForSelector('#token-offer', { state: 'visible' });
+  assert.equal(await stored(), room.host_token);
+  await screenshot(page, 'host-console-token-offer');
+  await page.click('#token-keep');
+  assert.equal(await page.isVisible('#token-offer'), false);
+  assert.equal(await stored(), room.host_token);
+  // Taken only when the host says so.
+  await page.goto(`${server.url}/host/${room.id}#token=${cohost.token}`);
+  await page.click('#token-use');
+  await page.waitForFunction(([id, t]) => localStorage.getItem(`tribune.token.${id}`) === t, [room.id, cohost.token]);
+  await page.waitForLoadState('load');
+  assert.equal(await stored(), cohost.token);
+});

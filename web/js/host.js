@@ -12,6 +12,10 @@ const $ = (id) => document.getElementById(id);
 // (a link could otherwise take over someone's console). The fragment leaves the address bar.
 const fragmentToken = new URLSearchParams(location.hash.slice(1)).get('token');
 if (fragmentToken) history.replaceState(null, '', location.pathname + location.search);
+// A token link opened in this very tab changes only the fragment: read it afresh.
+window.addEventListener('hashchange', () => {
+  if (new URLSearchParams(location.hash.slice(1)).get('token')) location.reload();
+});
 if (fragmentToken && !tokens.get(roomId)) tokens.set(roomId, fragmentToken);
 const token = tokens.get(roomId);
 if (fragmentToken && fragmentToken !== token) {

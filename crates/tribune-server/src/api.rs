@@ -87,7 +87,10 @@ pub async fn create_room(
     let client = peer.map_or(IpAddr::from([127, 0, 0, 1]), |p| {
         limiter.client_ip(p.ip(), &headers)
     });
-    let creator = app.creation().identify(bearer(&headers), client)?;
+    let creator = app
+        .creation()
+        .identify(bearer(&headers), client)
+        .inspect_err(|_| app.metrics().rooms_refused.inc())?;
     let Json(req) = body?;
     let title = tribune_core::room::clean_title(&req.title)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;

@@ -408,3 +408,46 @@ async fn nginx_edge_collapses_a_thousand_blocking_playlist_requests() {
     speaker.abort();
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_edge_logs_no_credentials() {
+    let Some(bin) = nginx_or_skip() else {
+        return;
+    };
+    let server = common::start().await;
+    let nginx = Nginx::start(&bin, server.addr).await;
+    let (room, host) = common::create_room(&server.url()).await;
+    // A listener joins and listens through the edge; a browser speaker's token rides in the
+    // query string too.
+    let (_, ticket, _) = common::join(&nginx.url(), &room).await;
+    let edge = nginx.url().replace("http://", "ws://");
+    let listen = format!("{edge}/api/rooms/{room}/listen?ticket={ticket}&from=0");
+    let ws = common::try_ws(&listen)
+        .await
+        .expect("listening through the edge");
+    let speak = format!("{edge}/api/rooms/{room}/speak?token={host}");
+    let speaker = common::try_ws(&speak)
+        .await
+        .expect("speaking through the edge");
+    drop((ws, speaker));
+    // The access log is flushed every second.
+    let log = nginx.prefix.join("access.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("/speak?") && text.contains("/listen?") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "not logged: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        !text.contains(&ticket),
+        "a listen ticket in the log: {text}"
+    );
+    assert!(!text.contains(&host), "a stage token in the log: {text}");
+    assert!(text.contains("ticket=redacted&from=0"), "{text}");
+    assert!(text.contains("token=redacted"), "{text}");
+    drop(nginx);
+    server.shutdown().await.unwrap();
+}

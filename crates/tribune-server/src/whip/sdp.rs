@@ -214,14 +214,17 @@ fn parse_error_text(raw: &str) -> String {
     text
 }
 
-/// A word that is a large number or a hex number (an address).
+/// A word that holds an address: a hex number (`0x…`) or a run of 8 or more digits anywhere in
+/// it (the parser writes positions as `PointerOffset(0x…)` or as plain numbers).
 fn looks_like_address(word: &str) -> bool {
-    let w = word.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-    let hex = w
-        .strip_prefix("0x")
-        .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()));
-    let big = w.len() >= 8 && w.chars().all(|c| c.is_ascii_digit());
-    hex || big
+    let b = word.as_bytes();
+    let hex = b
+        .windows(3)
+        .any(|w| w[0] == b'0' && (w[1] | 0x20) == b'x' && w[2].is_ascii_hexdigit());
+    let digits = word
+        .split(|c: char| !c.is_ascii_digit())
+        .any(|run| run.len() >= 8);
+    hex || digits
 }
 
 /// Whether an answer accepted Opus audio for receiving.
@@ -239,6 +242,8 @@ mod error_text_tests {
         let text = parse_error_text(raw);
         assert_eq!(text, "SDP parse: Unexpected `x`; Expected digit");
         assert!(!parse_error_text("at 0x7ffd5e8a1c20 here").contains("0x"));
+        let wrapped = parse_error_text("SDP parse: PointerOffset(0x7ff63666cf69); Unexpected `x`");
+        assert_eq!(wrapped, "SDP parse: Unexpected `x`");
         assert_eq!(
             parse_error_text("Parse error at 123456789"),
             "the offer does not parse as SDP (RFC 8866)"
