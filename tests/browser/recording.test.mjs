@@ -3,15 +3,16 @@
 // the room ends the console offers the recording as a download that is a real MP4.
 
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { api, launchBrowser, screenshot, startServer, API_KEY } from './harness.mjs';
+import { api, ARTIFACTS, launchBrowser, screenshot, startServer, toneWav, API_KEY } from './harness.mjs';
 
 let server;
 let browser;
 
 before(async () => {
   server = await startServer();
-  browser = await launchBrowser();
+  browser = await launchBrowser(toneWav(join(ARTIFACTS, 'mic-recording-330.wav'), 330, 20));
 });
 
 after(async () => {
@@ -37,10 +38,14 @@ test('the host switches recording off and on, and downloads it after the room en
   await page.waitForFunction(() => /● Recording/.test(document.querySelector('#recording').textContent), null, { timeout: 5000 });
   assert.equal((await recordingStatus(room.id)).enabled, true);
 
+  // A room records while someone is on stage: the host goes live with the fake microphone.
+  await page.click('#go-live');
+  await page.waitForFunction(() => /connected|live/.test(document.querySelector('#mic-status').textContent), null, { timeout: 15000 });
   // Wait for a recorded segment (2 s of program), then end the room.
-  for (let i = 0; i < 60 && (await recordingStatus(room.id)).segments < 1; i++) {
+  for (let i = 0; i < 100 && (await recordingStatus(room.id)).segments < 1; i++) {
     await new Promise((r) => setTimeout(r, 100));
   }
+  assert.ok((await recordingStatus(room.id)).segments >= 1, 'a segment was recorded');
   await page.click('#end');
   await page.waitForFunction(() => /Recording complete/.test(document.querySelector('#recording').textContent), null, { timeout: 10000 });
   assert.equal(await page.isVisible('#recording-toggle'), false);
