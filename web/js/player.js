@@ -106,7 +106,7 @@ export class Player extends EventTarget {
         this.ticket = await this.join();
         const reason = await this.connectOnce(backoff);
         if (reason === 'ended' || reason === 'removed') forgetRoom(this.roomId);
-        if (reason === 'ended' || reason === 'removed' || this.stopped) return;
+        if (reason === 'ended' || reason === 'removed' || reason === 'replaced' || this.stopped) return;
       } catch (err) {
         if (this.stopped) return;
         if (err.status === 404 || err.status === 410) {
@@ -151,6 +151,10 @@ export class Player extends EventTarget {
         } else if (e.code === 4001) {
           this.setState('removed', { reason: e.reason });
           resolve('removed');
+        } else if (e.code === 4002) {
+          // This ticket is listening elsewhere (another tab took it over): do not fight back.
+          this.setState('ended', { reason: 'listening in another window' });
+          resolve('replaced');
         } else {
           resolve('retry');
         }

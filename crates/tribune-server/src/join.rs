@@ -146,7 +146,13 @@ fn decide(
                 );
                 match redeemed {
                     Ok(_) => app.metrics().pow_accepted.inc(),
-                    Err(PowError::Busy) => return Err(ApiError::Unavailable),
+                    Err(PowError::Busy) => {
+                        return Err(ApiError::Full {
+                            message: "the node is checking too many proofs of work; try again"
+                                .into(),
+                            retry_after_s: 2,
+                        })
+                    }
                     Err(e) => {
                         app.metrics().pow_refused.inc();
                         return Err(ApiError::Forbidden(e.to_string()));

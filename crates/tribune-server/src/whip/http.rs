@@ -82,7 +82,10 @@ async fn publish_inner(
         return Err(ApiError::Unavailable);
     }
     let Some(Extension(hub)) = hub else {
-        return Err(ApiError::Unavailable);
+        return Err(ApiError::Full {
+            message: "WebRTC ingest is not running on this node".into(),
+            retry_after_s: 60,
+        });
     };
     let room = app.room(id)?;
     let claims = app.verify_stage(bearer(headers), &room.id, Role::can_speak)?;
