@@ -181,6 +181,18 @@ async fn flood(api: &Api, o: &Opts) -> Result<Value, AnyError> {
     )
     .await;
     let _ = ws.close(None).await;
+    let metric = |text: &str, name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("tribune_{name} ")))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let metrics = match api.base().join("/metrics") {
+        Ok(u) => match reqwest::get(u).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        },
+        Err(_) => String::new(),
+    };
     let spoken = speaking.await??;
     let heard = listening.await??;
     // The share of the flood window (minus its edges) in which the tone was loud in the program.
@@ -211,6 +223,8 @@ async fn flood(api: &Api, o: &Opts) -> Result<Value, AnyError> {
         "host_heard_pct": if window.is_empty() { 0.0 } else { 100.0 * loud as f64 / window.len() as f64 },
         "listener_frames_lost": heard.frames_lost,
         "listener_p99_ms": heard.latency_ms.p99,
+        "server_ingress_dropped": metric(&metrics, "ingress_dropped_total"),
+        "server_ingress_over_rate": metric(&metrics, "ingress_over_rate_total"),
         "server_host": by_role("host"),
         "server_attacker": by_role("speaker"),
     }))

@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+/// A frame this many slots ahead of where playback stands restarts the buffer from it (5 s).
+pub const RESYNC_GAP: u64 = 250;
+
 /// Tuning of a [`JitterBuffer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JitterConfig {
@@ -90,6 +93,8 @@ pub struct JitterStats {
     pub underruns: u64,
     /// Frames skipped to drain extra delay (see [`JitterConfig::drain_slack`]).
     pub drained: u64,
+    /// Times a frame came so far ahead that the buffer started over from it.
+    pub resyncs: u64,
 }
 
 /// Reorders one speaker's frames and paces them out.
@@ -144,6 +149,7 @@ impl JitterBuffer {
             self.stats.duplicates += 1;
             return PushOutcome::Duplicate;
         }
+        self.resync_if_far_ahead(seq);
         self.frames.insert(seq, (capture_us, payload));
         let mut dropped = 0;
         while self.frames.len() > self.cfg.max_frames {
@@ -159,6 +165,24 @@ impl JitterBuffer {
             self.next_seq = Some(next.max(first));
         }
         PushOutcome::Overflow
+    }
+
+    /// A frame more than [`RESYNC_GAP`] ahead (the sender restarted its numbering, came back
+    /// from a long silence, or sends sparse numbers): starting over from it beats concealing
+    /// up to the gap and then queueing, which would leave every later frame to age in the queue.
+    fn resync_if_far_ahead(&mut self, seq: u64) {
+        let base = self
+            .next_seq
+            .or_else(|| self.frames.first_key_value().map(|(&s, _)| s));
+        let Some(base) = base else { return };
+        if seq <= base.saturating_add(RESYNC_GAP) {
+            return;
+        }
+        self.stats.resyncs += 1;
+        self.stats.overflow_dropped += self.frames.len() as u64;
+        self.frames.clear();
+        self.conceal_run = 0;
+        self.next_seq = Some(seq);
     }
 
     /// Takes what to play for this tick; call exactly once per 20 ms.
@@ -302,6 +326,28 @@ mod tests {
         assert_eq!(order, [Some(1), Some(2), Some(3), Some(4), Some(5)]);
         assert_eq!(jb.stats().played, 5);
         assert!(jb.is_empty());
+    }
+
+    #[test]
+    fn a_jump_past_the_buffer_starts_over_instead_of_concealing_through_it() {
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        for seq in 1..=3 {
+            push(&mut jb, seq);
+        }
+        assert_eq!(kind(&jb.pop()), Some(1));
+        // Sparse numbers, each far ahead of the last: every one plays at its tick, none waits.
+        for seq in [1_000u64, 2_000, 3_000] {
+            assert_eq!(push(&mut jb, seq), PushOutcome::Accepted);
+            assert_eq!(kind(&jb.pop()), Some(seq));
+        }
+        assert_eq!(jb.stats().resyncs, 3);
+        // What was queued before a jump (frames 2 and 3) is dropped, not played after it.
+        assert_eq!(jb.stats().overflow_dropped, 2);
+        // A jump within the buffer's reach is still a gap to conceal.
+        push(&mut jb, 3_003);
+        push(&mut jb, 3_004);
+        assert_eq!(kind(&jb.pop()), Some(1_000 + 3_001));
+        assert_eq!(jb.stats().resyncs, 3);
     }
 
     #[test]

@@ -119,7 +119,9 @@ pub struct AbuseLimits {
     /// A WHIP session whose ICE has not connected within this time is dropped.
     pub whip_connect_timeout: Duration,
     /// Opus frames per second one seat may send into the mix (20 ms frames: 50 is real time);
-    /// the excess is dropped from that seat's own share and counted.
+    /// the excess is dropped from that seat's own share and counted. Barely above real time
+    /// (clocks drift by far less than 2 %): a seat that sends faster would only fill its own
+    /// jitter buffer, and the program's capture time follows its oldest frame.
     pub seat_frames_per_s: u32,
     /// Frames a seat may send at once above the rate (a burst after network jitter).
     pub seat_frame_burst: u32,
@@ -144,8 +146,8 @@ impl Default for AbuseLimits {
             seats_per_participant: 1,
             whip_sessions_per_room: 32,
             whip_connect_timeout: Duration::from_secs(10),
-            seat_frames_per_s: 60,
-            seat_frame_burst: 50,
+            seat_frames_per_s: 51,
+            seat_frame_burst: 25,
             listener_messages_per_s: 5,
             listener_message_burst: 20,
             speaker_messages_per_s: 100,

@@ -316,3 +316,39 @@ async fn a_listener_flooding_text_is_closed_and_others_hear_on() {
     assert_eq!(common::metric(&base, "message_rate_closes_total").await, 1);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_speaker_cannot_make_the_room_look_late() {
+    let server = common::start().await;
+    let base = server.url();
+    let (room, host) = common::create_room(&base).await;
+    let mut listener = common::open_listener(&server, &room).await;
+    // A speaker claiming its frames were captured in 1970, in real time for 2 s.
+    let mut ws = common::open_speaker(&server, &room, &host).await;
+    let mut tone = tribune_media::ToneGenerator::new(440.0, 0.5);
+    let mut enc = tribune_media::Encoder::new(32_000).unwrap();
+    let sending = tokio::spawn(async move {
+        for seq in 0..100u64 {
+            let packet = enc.encode_vec(&tone.next_frame()).unwrap();
+            let msg = tribune_media::wire::single_frame_message(seq, 1, &packet);
+            ws.send(Message::Binary(msg)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ws
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(2500);
+    let mut worst = 0u64;
+    while let Ok(Some(Ok(m))) =
+        tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut listener)).await
+    {
+        if let Message::Binary(b) = m {
+            let now = tribune_core::unix_micros();
+            for r in tribune_media::wire::parse_message(&b).unwrap() {
+                worst = worst.max(now.saturating_sub(r.capture_us));
+            }
+        }
+    }
+    drop(sending.await.unwrap());
+    assert!(worst < 1_500_000, "the program looked {worst} µs late");
+    server.shutdown().await.unwrap();
+}

@@ -40,6 +40,8 @@ const INGRESS_QUEUE: usize = 1024;
 /// How long after its last request an LL-HLS client still counts as listening (players ask
 /// every part, 200 ms; a CDN asks once a second at most per edge).
 const HLS_AUDIENCE_S: u64 = 15;
+/// Oldest capture time a speaker's frame may claim, relative to its arrival (µs).
+const MAX_CAPTURE_AGE_US: u64 = 1_000_000;
 /// How long a room keeps producing after its last listener left: a listener that dropped and
 /// resumes within the ring's length finds every frame it missed.
 const AUDIENCE_GRACE_S: u64 = 30;
@@ -523,6 +525,10 @@ impl Seat {
             metrics.ingress_over_rate.inc();
             return false;
         }
+        // The program's capture time follows its oldest frame: a client's claimed time is held
+        // to the last second before arrival, so no one can make the room look late (or early).
+        let now = unix_micros();
+        let capture_us = capture_us.clamp(now.saturating_sub(MAX_CAPTURE_AGE_US), now);
         let frame = Ingress::Frame {
             slot: self.slot,
             seq,
