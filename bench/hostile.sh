@@ -125,6 +125,8 @@ figures = [
     ("flood", "server_host.frames_dropped", "host frames dropped (node's count)"),
     ("flood", "server_attacker.frames_dropped", "attacker frames dropped (node's count)"),
     ("flood", "flood_frames_sent", "flood frames sent"),
+    ("flood", "server_ingress_dropped", "frames dropped from the room's shared queue (any speaker's)"),
+    ("flood", "listener_p99_ms", "listener p99 glass-to-ear during the flood, ms"),
     ("ticket", "sockets_open_after_2s", "sockets open after 2 s (of 300 tried)"),
     ("ticket", "server_listeners", "listeners the node counts"),
 ]
