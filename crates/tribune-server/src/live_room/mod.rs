@@ -7,7 +7,11 @@
 //! cursor and a clone of the watch receivers; there is no per-listener queue and no per-listener
 //! copy of audio. A room nobody speaks or listens in costs nothing but a wake-up a second.
 
+mod presence;
 mod task;
+
+use presence::{mono_us, Presence};
+pub use presence::{ListenerPresence, PresenceGuard, Seat};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -31,7 +35,7 @@ use crate::fanout::{Fanout, Member};
 use crate::hands::HandRaises;
 use crate::hls::Hls;
 use crate::metrics::Metrics;
-use crate::seats::{Removal, SeatStats, Seats};
+use crate::seats::Seats;
 
 /// Frames queued from speakers to the mixer task before new ones are dropped. Each seat's
 /// rate is bounded (`AbuseLimits::seat_frames_per_s`) and a room has few seats, so a full stage
@@ -484,141 +488,4 @@ struct SpeakerState {
     peak: f32,
     /// Whether the last window was above the speaking threshold.
     speaking: bool,
-}
-
-/// A publishing connection's place in the mix.
-#[derive(Debug)]
-pub struct Seat {
-    /// Mixer slot.
-    pub slot: u64,
-    /// Who is speaking.
-    pub participant: ParticipantId,
-    /// With what role.
-    pub role: Role,
-    removed: watch::Receiver<Option<Removal>>,
-    stats: Arc<SeatStats>,
-    /// This seat's share of the mix: frames beyond real time are dropped here, so one
-    /// participant can never push another's frames out of the room's queue.
-    rate: TokenBucket,
-    _presence: PresenceGuard,
-}
-
-impl Seat {
-    /// Resolves when the seat is taken away (moderation, or a newer connection replacing it),
-    /// with how its connection should close; never otherwise.
-    pub async fn removed(&mut self) -> Removal {
-        match self.removed.wait_for(Option::is_some).await {
-            Ok(r) => r.clone().unwrap_or_else(removed_by_room),
-            // The room dropped the seat's entry: treat as removed by the room.
-            Err(_) => removed_by_room(),
-        }
-    }
-
-    /// Offers one of this seat's frames to the mix. Frames beyond the seat's rate are dropped
-    /// from its own share (counted), as are frames the room's queue has no room for (the mixer
-    /// is behind: dropping is what a jitter buffer would do with a late packet).
-    pub fn offer(&mut self, seq: u64, capture_us: u64, payload: Bytes, metrics: &Metrics) -> bool {
-        self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
-        metrics.speak_frames.inc();
-        if !self.rate.try_take(mono_us()) {
-            self.stats.over_rate.fetch_add(1, Ordering::Relaxed);
-            metrics.ingress_over_rate.inc();
-            return false;
-        }
-        // The program's capture time follows its oldest frame: a client's claimed time is held
-        // to the last second before arrival, so no one can make the room look late (or early).
-        let now = unix_micros();
-        let capture_us = capture_us.clamp(now.saturating_sub(MAX_CAPTURE_AGE_US), now);
-        let frame = Ingress::Frame {
-            slot: self.slot,
-            seq,
-            capture_us,
-            payload,
-        };
-        if self._presence.room.ingress.try_send(frame).is_err() {
-            self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
-            metrics.ingress_dropped.inc();
-            return false;
-        }
-        true
-    }
-}
-
-fn removed_by_room() -> Removal {
-    Removal {
-        code: crate::close::REMOVED,
-        reason: "removed".to_owned(),
-    }
-}
-
-/// Microseconds on a monotonic clock (for rate buckets).
-fn mono_us() -> u64 {
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    EPOCH
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_micros() as u64
-}
-
-/// A listen connection's presence: counted while held; `replaced` fires when a newer
-/// connection with the same ticket takes over.
-#[derive(Debug)]
-pub struct ListenerPresence {
-    /// Notified when this connection is replaced.
-    pub replaced: Arc<Notify>,
-    /// Whether this connection replaced an open one of the same ticket.
-    pub replacing: bool,
-    _guard: PresenceGuard,
-}
-
-/// Who a presence counts.
-#[derive(Debug, Clone, Copy)]
-enum Presence {
-    Listener { listener: ListenerId, conn: u64 },
-    Speaker(u64),
-}
-
-/// Keeps a listener or speaker counted while it is connected.
-#[derive(Debug)]
-pub struct PresenceGuard {
-    room: Arc<LiveRoom>,
-    metrics: Arc<Metrics>,
-    who: Presence,
-}
-
-impl PresenceGuard {
-    /// The room this presence is in.
-    pub fn room(&self) -> &Arc<LiveRoom> {
-        &self.room
-    }
-}
-
-impl Drop for PresenceGuard {
-    fn drop(&mut self) {
-        match self.who {
-            Presence::Listener { listener, conn } => {
-                self.room.listeners.fetch_sub(1, Ordering::Relaxed);
-                self.metrics.listeners.dec();
-                self.room
-                    .listener_left_s
-                    .store(unix_micros() / 1_000_000, Ordering::Relaxed);
-                let mut listening = self.room.listening.lock();
-                if listening.get(&listener).is_some_and(|l| l.conn == conn) {
-                    listening.remove(&listener);
-                }
-            }
-            Presence::Speaker(slot) => {
-                self.room.seats.remove_slot(slot);
-                self.room.speakers.fetch_sub(1, Ordering::Relaxed);
-                self.metrics.speakers.dec();
-                if self.room.ingress.try_send(Ingress::Leave(slot)).is_err() {
-                    // Queue full: leave from a task so the slot is never leaked.
-                    let room = self.room.clone();
-                    tokio::spawn(async move {
-                        let _ = room.ingress.send(Ingress::Leave(slot)).await;
-                    });
-                }
-            }
-        }
-    }
 }
