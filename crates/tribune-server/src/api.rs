@@ -15,8 +15,7 @@ use tribune_core::{
 };
 
 use crate::error::ApiError;
-use crate::join::Peer;
-use crate::limits::JoinLimiter;
+use crate::limits::{JoinLimiter, Peer};
 use crate::live_room::LiveRoom;
 use crate::moderation;
 use crate::state::AppState;

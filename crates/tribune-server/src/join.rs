@@ -12,8 +12,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -24,7 +23,7 @@ use tribune_core::{unix_micros, Claims, ListenerId, Role, RoomState, TokenKind};
 
 use crate::api::optional_json;
 use crate::error::ApiError;
-use crate::limits::{JoinLimiter, RateLimited};
+use crate::limits::{JoinLimiter, Peer, RateLimited};
 use crate::live_room::LiveRoom;
 use crate::state::AppState;
 
@@ -53,22 +52,6 @@ pub struct PowSolution {
 
 fn now_s() -> u64 {
     unix_micros() / 1_000_000
-}
-
-/// The TCP peer of a request, when it came through the node's accept loop (a router driven
-/// directly, as in unit tests, has none: then no per-client limit applies).
-pub struct Peer(pub Option<std::net::SocketAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Peer {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0);
-        Ok(Peer(peer))
-    }
 }
 
 /// `POST /api/rooms/{id}/join`.

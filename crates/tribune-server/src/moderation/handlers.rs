@@ -17,8 +17,7 @@ use super::{
 };
 use crate::api::{bearer, optional_json, stage_token};
 use crate::error::ApiError;
-use crate::join::Peer;
-use crate::limits::JoinLimiter;
+use crate::limits::{JoinLimiter, Peer};
 use crate::live_room::LiveRoom;
 use crate::state::AppState;
 
