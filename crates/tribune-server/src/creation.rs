@@ -12,12 +12,11 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::config::RoomPolicy;
 use crate::error::ApiError;
-use crate::limits::host_key;
+use crate::limits::{host_key, throttle};
 
 /// Name of the file under the data directory that keeps a generated operator key.
 pub const KEY_FILE: &str = "api-key";
@@ -115,16 +114,14 @@ impl CreationGate {
                 retry_after_s: FULL_RETRY_S,
             });
         }
-        if let Some(limiter) = &self.per_ip {
-            if let Err(not_until) = limiter.check_key(&ip) {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                return Err(ApiError::Throttled {
-                    message: "this address created too many rooms this hour".into(),
-                    retry_after_s: wait.as_secs_f64().ceil() as u64,
-                });
-            }
+        match &self.per_ip {
+            Some(limiter) => throttle(
+                limiter,
+                &ip,
+                "this address created too many rooms this hour",
+            ),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Forgets addresses whose buckets refilled.

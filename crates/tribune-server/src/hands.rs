@@ -10,12 +10,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
-use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use tribune_core::ListenerId;
 
 use crate::error::ApiError;
-use crate::limits::host_key;
+use crate::limits::{host_key, throttle};
 
 /// Most addresses remembered, refused or behind a pending request (each room).
 const MAX_REMEMBERED: usize = 10_000;
@@ -56,7 +55,7 @@ impl HandRaises {
         }
     }
 
-    /// Whether `listener` may raise a hand from `client` now: `403` for an address a
+    /// Whether a hand may be raised from `client` now: `403` for an address a
     /// moderator refused, `429` past the address's rate. Counts the attempt.
     pub fn check(&mut self, client: IpAddr) -> Result<(), ApiError> {
         let key = host_key(client);
@@ -65,16 +64,14 @@ impl HandRaises {
                 "a request to speak from this address was declined or blocked in this room".into(),
             ));
         }
-        if let Some(rate) = &self.rate {
-            if let Err(not_until) = rate.check_key(&key) {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                return Err(ApiError::Throttled {
-                    message: "too many requests to speak from this address; wait a little".into(),
-                    retry_after_s: wait.as_secs_f64().ceil() as u64,
-                });
-            }
+        match &self.rate {
+            Some(rate) => throttle(
+                rate,
+                &key,
+                "too many requests to speak from this address; wait a little",
+            ),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Remembers that `listener` asked from `client`.

@@ -100,6 +100,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
+/// Counts one event of `key` on `limiter`: `429` with `message` and how long to wait when the
+/// key is over its rate.
+pub fn throttle(
+    limiter: &DefaultKeyedRateLimiter<IpAddr>,
+    key: &IpAddr,
+    message: &str,
+) -> Result<(), crate::error::ApiError> {
+    limiter.check_key(key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        crate::error::ApiError::Throttled {
+            message: message.to_owned(),
+            retry_after_s: wait.as_secs_f64().ceil() as u64,
+        }
+    })
+}
+
 /// Why a join was refused by the per-client rates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateLimited {

@@ -120,7 +120,7 @@ impl AppState {
         // Counted and inserted under one lock, so concurrent creations cannot pass the cap.
         let open: Vec<&Arc<LiveRoom>> = rooms
             .values()
-            .filter(|r| r.info().state != RoomState::Ended)
+            .filter(|r| r.state().0 != RoomState::Ended)
             .collect();
         let held = match creator {
             Creator::Anonymous(ip) => open.iter().filter(|r| r.creator() == Some(ip)).count(),
@@ -154,12 +154,9 @@ impl AppState {
         let now = tribune_core::unix_micros() / 1_000_000;
         let mut rooms = self.inner.rooms.write();
         let before = rooms.len();
-        rooms.retain(|_, r| {
-            let info = r.info();
-            !(info.state == RoomState::Ended
-                && info
-                    .ended_at
-                    .is_some_and(|at| at.saturating_add(keep.as_secs()) <= now))
+        rooms.retain(|_, r| match r.state() {
+            (RoomState::Ended, Some(at)) => at.saturating_add(keep.as_secs()) > now,
+            _ => true,
         });
         self.inner.metrics.rooms.set(rooms.len() as u64);
         before - rooms.len()

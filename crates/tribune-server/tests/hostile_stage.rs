@@ -12,7 +12,6 @@ use reqwest::{Client, Method};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 use tribune_client::{Api, AudioSource, SpeakOptions};
-use tribune_server::config::AbuseLimits;
 use tribune_server::ServerConfig;
 
 /// The moderation view of a room (host token).
@@ -288,11 +287,7 @@ async fn failed_clip_requests_use_no_quota_and_blocked_tickets_make_no_clips() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_flooding_text_is_closed_and_others_hear_on() {
-    let server = common::start_with(ServerConfig {
-        abuse: AbuseLimits::default(),
-        ..ServerConfig::default()
-    })
-    .await;
+    let server = common::start().await;
     let base = server.url();
     let (room, _) = common::create_room(&base).await;
     let mut victim = common::open_listener(&server, &room).await;

@@ -9,27 +9,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::Value;
 use tokio::net::UdpSocket;
 
-/// A browser-like audio-only offer (Chrome's shape, trimmed): valid SDP with Opus, sendonly.
-const OFFER: &str = "v=0\r\n\
-o=- 4215775240449105457 2 IN IP4 127.0.0.1\r\n\
-s=-\r\n\
-t=0 0\r\n\
-a=group:BUNDLE 0\r\n\
-a=msid-semantic: WMS\r\n\
-m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\n\
-c=IN IP4 0.0.0.0\r\n\
-a=rtcp:9 IN IP4 0.0.0.0\r\n\
-a=ice-ufrag:Ahb3\r\n\
-a=ice-pwd:b2mVw0Yp4o5Ha8IXStq29zsm\r\n\
-a=fingerprint:sha-256 6B:8B:5D:EA:59:04:20:23:29:C8:87:1C:CC:87:32:BE:DD:8C:66:A5:8E:50:55:EA:8C:D3:B6:5C:09:5E:D6:BC\r\n\
-a=setup:actpass\r\n\
-a=mid:0\r\n\
-a=sendonly\r\n\
-a=rtcp-mux\r\n\
-a=rtpmap:111 opus/48000/2\r\n\
-a=fmtp:111 minptime=10;useinbandfec=1\r\n\
-a=rtpmap:0 PCMU/8000\r\n\
-a=ssrc:1001 cname:test\r\n";
+use common::WHIP_OFFER as OFFER;
 
 fn video_only() -> String {
     OFFER

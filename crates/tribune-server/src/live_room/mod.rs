@@ -244,6 +244,12 @@ impl LiveRoom {
         self.info.lock().clone()
     }
 
+    /// Where the room is in its life, and when it ended (no copy of its title).
+    pub fn state(&self) -> (RoomState, Option<u64>) {
+        let info = self.info.lock();
+        (info.state, info.ended_at)
+    }
+
     /// Open listener connections.
     pub fn listener_count(&self) -> u64 {
         self.listeners.load(Ordering::Relaxed)
@@ -357,7 +363,7 @@ impl LiveRoom {
             removed: added.removed,
             stats: added.stats,
             rate,
-            _presence: PresenceGuard {
+            presence: PresenceGuard {
                 room: self.clone(),
                 metrics,
                 who: Presence::Speaker(slot),

@@ -27,7 +27,8 @@ pub struct Seat {
     /// This seat's share of the mix: frames beyond real time are dropped here, so one
     /// participant can never push another's frames out of the room's queue.
     pub(super) rate: TokenBucket,
-    pub(super) _presence: PresenceGuard,
+    /// Keeps the seat counted (and its slot in the mix) while the seat lives.
+    pub(super) presence: PresenceGuard,
 }
 
 impl Seat {
@@ -62,7 +63,7 @@ impl Seat {
             capture_us,
             payload,
         };
-        if self._presence.room.ingress.try_send(frame).is_err() {
+        if self.presence.room.ingress.try_send(frame).is_err() {
             self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
             metrics.ingress_dropped.inc();
             return false;
