@@ -545,7 +545,7 @@ mod tests {
         let mut jittery = Sim::new();
         jittery.steady(100);
         for _ in 0..1_500 {
-            if jittery.tick % 2 == 0 {
+            if jittery.tick.is_multiple_of(2) {
                 jittery.send();
                 jittery.send();
             }

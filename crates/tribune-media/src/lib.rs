@@ -25,7 +25,7 @@ mod testutil;
 
 pub use error::{ContainerError, MediaError};
 pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
-pub use mixer::{Mixer, MixerConfig, ProgramFrame};
+pub use mixer::{MixMinus, Mixer, MixerConfig, ProgramFrame};
 pub use oggopus::{decode_ogg_to_pcm, OggOpusReader, OggOpusWriter};
 pub use opus::{validate_packet, Decoder, Encoder, OpusError};
 pub use tone::ToneGenerator;

@@ -1,0 +1,140 @@
+//! Mix-minus: each receiving participant's feed is the tick's mix without their own voice.
+
+use bytes::Bytes;
+
+use super::Mixer;
+use crate::error::MediaError;
+use crate::opus::Encoder;
+use crate::softclip::clip_to_i16;
+use crate::FRAME_SAMPLES;
+
+/// One participant's return feed for a tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MixMinus {
+    /// The participant (speaker id) it is for.
+    pub id: u64,
+    /// The encoded 20 ms Opus frame.
+    pub payload: Bytes,
+    /// Oldest capture time among the other speakers' frames in it, or the tick time if none.
+    pub capture_us: u64,
+    /// Earliest arrival at the node among those frames (`None` if it holds none): the stage
+    /// path's delay runs from here to the moment the packet leaves.
+    pub arrived_us: Option<u64>,
+    /// Whether it was encoded for this participant; `false` means it is the program frame
+    /// itself (they contributed nothing this tick).
+    pub own: bool,
+}
+
+/// Buffers reused every tick so the mix-minus path allocates once per tick, not per receiver.
+pub(super) struct Scratch {
+    /// The mix as fractions of full scale (also used for the program).
+    pub(super) scaled: Box<[f32; FRAME_SAMPLES]>,
+    pcm: Box<[i16; FRAME_SAMPLES]>,
+    /// This tick's encoded feeds back to back, and where each lies.
+    packets: Vec<u8>,
+    spans: Vec<Span>,
+    /// (id, capture, arrival) of every speaker heard this tick.
+    voices: Vec<(u64, Option<(u64, u64)>)>,
+}
+
+struct Span {
+    id: u64,
+    encoded: Option<std::ops::Range<usize>>,
+    capture_us: u64,
+    arrived_us: Option<u64>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            scaled: Box::new([0.0; FRAME_SAMPLES]),
+            pcm: Box::new([0; FRAME_SAMPLES]),
+            packets: Vec::new(),
+            spans: Vec::new(),
+            voices: Vec::new(),
+        }
+    }
+}
+
+impl Mixer {
+    /// Builds this tick's feeds from the summed mix; `program` is the tick's program frame.
+    pub(super) fn mix_minus(
+        &mut self,
+        program: &Bytes,
+        now_us: u64,
+    ) -> Result<Vec<MixMinus>, MediaError> {
+        let Mixer {
+            cfg,
+            speakers,
+            mix,
+            packet,
+            minus,
+            minus_encodes,
+            ..
+        } = self;
+        if !speakers.values().any(|s| s.receiving) {
+            return Ok(Vec::new());
+        }
+        minus.voices.clear();
+        minus.voices.extend(
+            speakers
+                .iter()
+                .filter(|(_, s)| s.voiced)
+                .map(|(&id, s)| (id, s.heard)),
+        );
+        minus.packets.clear();
+        minus.spans.clear();
+        let scale = 1.0 / 32768.0;
+        for (&id, speaker) in speakers.iter_mut().filter(|(_, s)| s.receiving) {
+            let mut capture_us: Option<u64> = None;
+            let mut arrived_us: Option<u64> = None;
+            let others = minus.voices.iter().filter(|v| v.0 != id);
+            for (c, a) in others.filter_map(|v| v.1) {
+                capture_us = Some(capture_us.map_or(c, |o| o.min(c)));
+                arrived_us = Some(arrived_us.map_or(a, |o| o.min(a)));
+            }
+            let mut span = Span {
+                id,
+                encoded: None,
+                capture_us: capture_us.unwrap_or(now_us),
+                arrived_us,
+            };
+            if speaker.voiced {
+                for ((out, &m), &own) in minus
+                    .scaled
+                    .iter_mut()
+                    .zip(mix.iter())
+                    .zip(speaker.pcm.iter())
+                {
+                    *out = (m - f32::from(own)) * scale;
+                }
+                clip_to_i16(&minus.scaled[..], &mut minus.pcm[..]);
+                let encoder = match speaker.encoder.as_mut() {
+                    Some(e) => e,
+                    None => speaker.encoder.insert(Encoder::new(cfg.bitrate_bps)?),
+                };
+                let n = encoder.encode(&minus.pcm[..], &mut packet[..])?;
+                let start = minus.packets.len();
+                minus.packets.extend_from_slice(&packet[..n]);
+                span.encoded = Some(start..start + n);
+                *minus_encodes += 1;
+            }
+            minus.spans.push(span);
+        }
+        let all = Bytes::copy_from_slice(&minus.packets);
+        Ok(minus
+            .spans
+            .iter()
+            .map(|s| MixMinus {
+                id: s.id,
+                payload: s
+                    .encoded
+                    .clone()
+                    .map_or_else(|| program.clone(), |r| all.slice(r)),
+                capture_us: s.capture_us,
+                arrived_us: s.arrived_us,
+                own: s.encoded.is_some(),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,297 @@
+//! The program mixer: one jitter buffer and decoder per speaker, summed every 20 ms tick,
+//! soft-clipped and encoded as one Opus frame for all listeners, plus a mix-minus for every
+//! participant on stage who is receiving: everyone else, without their own voice.
+//!
+//! A mix-minus costs an encode only when its receiver's voice was in this tick's mix; a
+//! receiver who contributed nothing (muted, silent, not publishing) gets the program frame
+//! itself, shared. The mix-minus packets of one tick share one allocation.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+mod minus;
+
+pub use minus::MixMinus;
+
+use crate::analysis::rms;
+use crate::error::MediaError;
+use crate::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
+use crate::opus::{validate_packet, Decoder, Encoder, MAX_ENCODED_BYTES, MAX_PACKET_SAMPLES};
+use crate::softclip::clip_to_i16;
+use crate::FRAME_SAMPLES;
+
+/// Tuning of a [`Mixer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MixerConfig {
+    /// Bitrate of the program stream.
+    pub bitrate_bps: u32,
+    /// Jitter buffer settings used for every speaker.
+    pub jitter: JitterConfig,
+}
+
+impl Default for MixerConfig {
+    fn default() -> Self {
+        MixerConfig {
+            bitrate_bps: 32_000,
+            jitter: JitterConfig::default(),
+        }
+    }
+}
+
+/// One tick of program audio.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgramFrame {
+    /// The encoded 20 ms Opus frame.
+    pub payload: Bytes,
+    /// Oldest capture time among the speaker frames mixed in, or the tick time if none, so
+    /// end-to-end latency measured from it includes the jitter buffer delay.
+    pub capture_us: u64,
+    /// Linear RMS level (0..=1) of each speaker heard in this frame, by speaker id.
+    pub levels: Vec<(u64, f32)>,
+    /// One return feed per receiving participant, by id (see [`Mixer::set_receiving`]).
+    pub minus: Vec<MixMinus>,
+}
+
+struct Speaker {
+    jitter: JitterBuffer,
+    decoder: Decoder,
+    muted: bool,
+    /// Packets that failed to decode and were concealed instead.
+    decode_errors: u64,
+    /// Whether this speaker's audio (a frame or its concealment) is in the current tick's mix.
+    voiced: bool,
+    /// Capture and arrival time of the frame this speaker played this tick, if a real one.
+    heard: Option<(u64, u64)>,
+    /// This tick's decoded PCM, valid while `voiced`.
+    pcm: Box<[i16; FRAME_SAMPLES]>,
+    /// Present while the participant receives a mix-minus; created on first need.
+    receiving: bool,
+    encoder: Option<Encoder>,
+}
+
+/// Mixes any number of speakers into one program stream.
+pub struct Mixer {
+    cfg: MixerConfig,
+    // Ordered by id so `levels` come out in a stable order.
+    speakers: BTreeMap<u64, Speaker>,
+    encoder: Encoder,
+    // Scratch buffers reused every tick to keep the hot path allocation-light.
+    decoded: Box<[i16; MAX_PACKET_SAMPLES]>,
+    mix: Box<[f32; FRAME_SAMPLES]>,
+    program: Box<[i16; FRAME_SAMPLES]>,
+    packet: Box<[u8; MAX_ENCODED_BYTES]>,
+    minus: minus::Scratch,
+    /// Mix-minus frames encoded (not shared from the program) since creation.
+    minus_encodes: u64,
+}
+
+impl Mixer {
+    /// Creates a mixer with no speakers.
+    pub fn new(cfg: MixerConfig) -> Result<Self, MediaError> {
+        Ok(Mixer {
+            cfg,
+            speakers: BTreeMap::new(),
+            encoder: Encoder::new(cfg.bitrate_bps)?,
+            decoded: Box::new([0; MAX_PACKET_SAMPLES]),
+            mix: Box::new([0.0; FRAME_SAMPLES]),
+            program: Box::new([0; FRAME_SAMPLES]),
+            packet: Box::new([0; MAX_ENCODED_BYTES]),
+            minus: minus::Scratch::default(),
+            minus_encodes: 0,
+        })
+    }
+
+    /// The configuration the mixer was built with.
+    pub fn config(&self) -> MixerConfig {
+        self.cfg
+    }
+
+    /// Adds a speaker; adding one that is already present keeps its current state.
+    pub fn add_speaker(&mut self, id: u64) -> Result<(), MediaError> {
+        if self.speakers.contains_key(&id) {
+            return Ok(());
+        }
+        let speaker = Speaker {
+            jitter: JitterBuffer::new(self.cfg.jitter),
+            decoder: Decoder::new()?,
+            muted: false,
+            decode_errors: 0,
+            voiced: false,
+            heard: None,
+            pcm: Box::new([0; FRAME_SAMPLES]),
+            receiving: false,
+            encoder: None,
+        };
+        self.speakers.insert(id, speaker);
+        Ok(())
+    }
+
+    /// Removes a speaker and its queued audio (no-op if absent).
+    pub fn remove_speaker(&mut self, id: u64) {
+        self.speakers.remove(&id);
+    }
+
+    /// Mutes or unmutes a speaker (no-op if absent). Muted speakers keep draining their buffer.
+    pub fn set_muted(&mut self, id: u64, muted: bool) {
+        if let Some(s) = self.speakers.get_mut(&id) {
+            s.muted = muted;
+        }
+    }
+
+    /// Starts or stops a participant's mix-minus (no-op if absent). A participant is added with
+    /// [`Mixer::add_speaker`] whether or not they publish, so one who only listens receives too.
+    pub fn set_receiving(&mut self, id: u64, receiving: bool) {
+        if let Some(s) = self.speakers.get_mut(&id) {
+            s.receiving = receiving;
+            if !receiving {
+                // An encoder is ~30 KB of state; a receiver who comes back starts a fresh one.
+                s.encoder = None;
+            }
+        }
+    }
+
+    /// Whether a participant receives a mix-minus (`None` if absent).
+    pub fn is_receiving(&self, id: u64) -> Option<bool> {
+        self.speakers.get(&id).map(|s| s.receiving)
+    }
+
+    /// Mix-minus frames encoded since creation (those shared from the program not counted).
+    pub fn minus_encodes(&self) -> u64 {
+        self.minus_encodes
+    }
+
+    /// Whether a speaker is muted (`None` if absent).
+    pub fn is_muted(&self, id: u64) -> Option<bool> {
+        self.speakers.get(&id).map(|s| s.muted)
+    }
+
+    /// Number of speakers.
+    pub fn speaker_count(&self) -> usize {
+        self.speakers.len()
+    }
+
+    /// Whether a speaker with this id is present.
+    pub fn has_speaker(&self, id: u64) -> bool {
+        self.speakers.contains_key(&id)
+    }
+
+    /// Jitter buffer counters of a speaker.
+    pub fn jitter_stats(&self, id: u64) -> Option<JitterStats> {
+        self.speakers.get(&id).map(|s| s.jitter.stats())
+    }
+
+    /// Packets of a speaker that failed to decode and were concealed instead.
+    pub fn decode_errors(&self, id: u64) -> Option<u64> {
+        self.speakers.get(&id).map(|s| s.decode_errors)
+    }
+
+    /// Queues a speaker's frame after checking it is a 20 ms Opus packet.
+    pub fn push(
+        &mut self,
+        id: u64,
+        seq: u64,
+        capture_us: u64,
+        payload: Bytes,
+    ) -> Result<PushOutcome, MediaError> {
+        self.push_arrived(id, seq, capture_us, capture_us, payload)
+    }
+
+    /// Like [`Mixer::push`], noting when the frame reached the node (`arrived_us`, the caller's
+    /// clock), from which the stage path's delay is measured.
+    pub fn push_arrived(
+        &mut self,
+        id: u64,
+        seq: u64,
+        capture_us: u64,
+        arrived_us: u64,
+        payload: Bytes,
+    ) -> Result<PushOutcome, MediaError> {
+        let speaker = self
+            .speakers
+            .get_mut(&id)
+            .ok_or(MediaError::UnknownSpeaker(id))?;
+        validate_packet(&payload)?;
+        Ok(speaker
+            .jitter
+            .push_arrived(seq, capture_us, arrived_us, payload))
+    }
+
+    /// Produces the next 20 ms program frame and the mix-minus feeds; call once per tick with
+    /// the current time.
+    ///
+    /// Each speaker yields one playout; frames are decoded, gaps concealed, idle and muted
+    /// speakers skipped. The sum is soft-clipped (see [`crate::softclip`]) and encoded; with
+    /// nobody active the frame is silence, so the program timeline never has holes.
+    pub fn tick(&mut self, now_us: u64) -> Result<ProgramFrame, MediaError> {
+        self.mix.fill(0.0);
+        let mut oldest: Option<u64> = None;
+        let mut levels = Vec::with_capacity(self.speakers.len());
+        for (&id, speaker) in self.speakers.iter_mut() {
+            speaker.voiced = false;
+            speaker.heard = None;
+            // Muted speakers are still popped so their buffer keeps pace with real time.
+            let playout = speaker.jitter.pop();
+            if speaker.muted {
+                continue;
+            }
+            let (decoded, times) = match playout {
+                Playout::Idle => continue,
+                Playout::Frame {
+                    capture_us,
+                    arrived_us,
+                    payload,
+                    ..
+                } => match speaker.decoder.decode(&payload, &mut self.decoded[..]) {
+                    Ok(FRAME_SAMPLES) => {
+                        oldest = Some(oldest.map_or(capture_us, |o| o.min(capture_us)));
+                        (FRAME_SAMPLES, Some((capture_us, arrived_us)))
+                    }
+                    // A corrupt packet passed validation: conceal rather than drop the tick.
+                    _ => {
+                        speaker.decode_errors += 1;
+                        let n = speaker.decoder.conceal(&mut self.decoded[..])?;
+                        (n, None)
+                    }
+                },
+                Playout::Conceal { .. } => (speaker.decoder.conceal(&mut self.decoded[..])?, None),
+            };
+            let pcm = &self.decoded[..decoded.min(FRAME_SAMPLES)];
+            for (m, &s) in self.mix.iter_mut().zip(pcm) {
+                *m += f32::from(s);
+            }
+            levels.push((id, rms(pcm)));
+            if speaker.receiving {
+                // Kept to take back out of this participant's own feed.
+                speaker.pcm[..pcm.len()].copy_from_slice(pcm);
+                speaker.pcm[pcm.len()..].fill(0);
+            }
+            speaker.voiced = true;
+            speaker.heard = times;
+        }
+        let scale = 1.0 / 32768.0;
+        for (i, m) in self.mix.iter().enumerate() {
+            self.minus.scaled[i] = m * scale;
+        }
+        clip_to_i16(&self.minus.scaled[..], &mut self.program[..]);
+        let n = self
+            .encoder
+            .encode(&self.program[..], &mut self.packet[..])?;
+        let payload = Bytes::copy_from_slice(&self.packet[..n]);
+        let minus = self.mix_minus(&payload, now_us)?;
+        Ok(ProgramFrame {
+            payload,
+            capture_us: oldest.unwrap_or(now_us),
+            levels,
+            minus,
+        })
+    }
+
+    /// The PCM of the last program frame, before encoding (silence before the first tick).
+    pub fn program_pcm(&self) -> &[i16] {
+        &self.program[..]
+    }
+}
+
+#[cfg(test)]
+mod tests;
