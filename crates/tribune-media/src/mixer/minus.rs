@@ -8,10 +8,10 @@ use crate::opus::Encoder;
 use crate::softclip::clip_to_i16;
 use crate::FRAME_SAMPLES;
 
-/// One participant's return feed for a tick.
+/// One receiver's return feed for a tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MixMinus {
-    /// The participant (speaker id) it is for.
+    /// The receiver it is for.
     pub id: u64,
     /// The encoded 20 ms Opus frame.
     pub payload: Bytes,
@@ -66,13 +66,14 @@ impl Mixer {
         let Mixer {
             cfg,
             speakers,
+            receivers,
             mix,
             packet,
             minus,
             minus_encodes,
             ..
         } = self;
-        if !speakers.values().any(|s| s.receiving) {
+        if receivers.is_empty() {
             return Ok(Vec::new());
         }
         minus.voices.clear();
@@ -85,10 +86,10 @@ impl Mixer {
         minus.packets.clear();
         minus.spans.clear();
         let scale = 1.0 / 32768.0;
-        for (&id, speaker) in speakers.iter_mut().filter(|(_, s)| s.receiving) {
+        for (&id, receiver) in receivers.iter_mut() {
             let mut capture_us: Option<u64> = None;
             let mut arrived_us: Option<u64> = None;
-            let others = minus.voices.iter().filter(|v| v.0 != id);
+            let others = minus.voices.iter().filter(|v| !receiver.own.contains(&v.0));
             for (c, a) in others.filter_map(|v| v.1) {
                 capture_us = Some(capture_us.map_or(c, |o| o.min(c)));
                 arrived_us = Some(arrived_us.map_or(a, |o| o.min(a)));
@@ -99,19 +100,28 @@ impl Mixer {
                 capture_us: capture_us.unwrap_or(now_us),
                 arrived_us,
             };
-            if speaker.voiced {
-                for ((out, &m), &own) in minus
-                    .scaled
-                    .iter_mut()
-                    .zip(mix.iter())
-                    .zip(speaker.pcm.iter())
-                {
-                    *out = (m - f32::from(own)) * scale;
+            let mut voiced = receiver
+                .own
+                .iter()
+                .filter_map(|o| speakers.get(o))
+                .filter(|s| s.voiced)
+                .peekable();
+            if voiced.peek().is_some() {
+                for (out, &m) in minus.scaled.iter_mut().zip(mix.iter()) {
+                    *out = m;
+                }
+                for s in voiced {
+                    for (out, &own) in minus.scaled.iter_mut().zip(s.pcm.iter()) {
+                        *out -= f32::from(own);
+                    }
+                }
+                for out in minus.scaled.iter_mut() {
+                    *out *= scale;
                 }
                 clip_to_i16(&minus.scaled[..], &mut minus.pcm[..]);
-                let encoder = match speaker.encoder.as_mut() {
+                let encoder = match receiver.encoder.as_mut() {
                     Some(e) => e,
-                    None => speaker.encoder.insert(Encoder::new(cfg.bitrate_bps)?),
+                    None => receiver.encoder.insert(Encoder::new(cfg.bitrate_bps)?),
                 };
                 let n = encoder.encode(&minus.pcm[..], &mut packet[..])?;
                 let start = minus.packets.len();

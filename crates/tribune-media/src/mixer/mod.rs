@@ -49,7 +49,7 @@ pub struct ProgramFrame {
     pub capture_us: u64,
     /// Linear RMS level (0..=1) of each speaker heard in this frame, by speaker id.
     pub levels: Vec<(u64, f32)>,
-    /// One return feed per receiving participant, by id (see [`Mixer::set_receiving`]).
+    /// One return feed per receiver, by receiver id (see [`Mixer::set_receiver`]).
     pub minus: Vec<MixMinus>,
 }
 
@@ -63,10 +63,15 @@ struct Speaker {
     voiced: bool,
     /// Capture and arrival time of the frame this speaker played this tick, if a real one.
     heard: Option<(u64, u64)>,
-    /// This tick's decoded PCM, valid while `voiced`.
+    /// This tick's decoded PCM, valid while `voiced` and anyone receives.
     pcm: Box<[i16; FRAME_SAMPLES]>,
-    /// Present while the participant receives a mix-minus; created on first need.
-    receiving: bool,
+}
+
+/// A participant receiving a mix-minus.
+struct Receiver {
+    /// The speakers whose voice is theirs (their seats), taken out of their feed.
+    own: Vec<u64>,
+    /// Created the first time their voice is in a mix.
     encoder: Option<Encoder>,
 }
 
@@ -75,6 +80,7 @@ pub struct Mixer {
     cfg: MixerConfig,
     // Ordered by id so `levels` come out in a stable order.
     speakers: BTreeMap<u64, Speaker>,
+    receivers: BTreeMap<u64, Receiver>,
     encoder: Encoder,
     // Scratch buffers reused every tick to keep the hot path allocation-light.
     decoded: Box<[i16; MAX_PACKET_SAMPLES]>,
@@ -92,6 +98,7 @@ impl Mixer {
         Ok(Mixer {
             cfg,
             speakers: BTreeMap::new(),
+            receivers: BTreeMap::new(),
             encoder: Encoder::new(cfg.bitrate_bps)?,
             decoded: Box::new([0; MAX_PACKET_SAMPLES]),
             mix: Box::new([0.0; FRAME_SAMPLES]),
@@ -120,8 +127,6 @@ impl Mixer {
             voiced: false,
             heard: None,
             pcm: Box::new([0; FRAME_SAMPLES]),
-            receiving: false,
-            encoder: None,
         };
         self.speakers.insert(id, speaker);
         Ok(())
@@ -139,21 +144,25 @@ impl Mixer {
         }
     }
 
-    /// Starts or stops a participant's mix-minus (no-op if absent). A participant is added with
-    /// [`Mixer::add_speaker`] whether or not they publish, so one who only listens receives too.
-    pub fn set_receiving(&mut self, id: u64, receiving: bool) {
-        if let Some(s) = self.speakers.get_mut(&id) {
-            s.receiving = receiving;
-            if !receiving {
-                // An encoder is ~30 KB of state; a receiver who comes back starts a fresh one.
-                s.encoder = None;
-            }
-        }
+    /// Starts (or updates) a receiver's mix-minus: the mix without the speakers in `own` (the
+    /// receiver's own seats; none for someone on stage who does not publish).
+    pub fn set_receiver(&mut self, id: u64, own: &[u64]) {
+        let r = self.receivers.entry(id).or_insert_with(|| Receiver {
+            own: Vec::new(),
+            encoder: None,
+        });
+        r.own.clear();
+        r.own.extend_from_slice(own);
     }
 
-    /// Whether a participant receives a mix-minus (`None` if absent).
-    pub fn is_receiving(&self, id: u64) -> Option<bool> {
-        self.speakers.get(&id).map(|s| s.receiving)
+    /// Stops a receiver's mix-minus (no-op if absent).
+    pub fn remove_receiver(&mut self, id: u64) {
+        self.receivers.remove(&id);
+    }
+
+    /// The speakers taken out of a receiver's feed (`None` if not receiving).
+    pub fn receiver(&self, id: u64) -> Option<&[u64]> {
+        self.receivers.get(&id).map(|r| &r.own[..])
     }
 
     /// Mix-minus frames encoded since creation (those shared from the program not counted).
@@ -261,8 +270,8 @@ impl Mixer {
                 *m += f32::from(s);
             }
             levels.push((id, rms(pcm)));
-            if speaker.receiving {
-                // Kept to take back out of this participant's own feed.
+            if !self.receivers.is_empty() {
+                // Kept to take back out of this speaker's own feed.
                 speaker.pcm[..pcm.len()].copy_from_slice(pcm);
                 speaker.pcm[pcm.len()..].fill(0);
             }

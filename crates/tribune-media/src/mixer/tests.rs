@@ -253,7 +253,7 @@ fn each_receiver_hears_the_others_and_not_itself() {
     let ids = [1, 2, 3];
     for id in ids {
         mixer.add_speaker(id).unwrap();
-        mixer.set_receiving(id, true);
+        mixer.set_receiver(id, &[id]);
     }
     let mut sources = [
         (1, Source::new(440.0, 0.3)),
@@ -290,11 +290,12 @@ fn each_receiver_hears_the_others_and_not_itself() {
 #[test]
 fn a_receiver_who_contributed_nothing_gets_the_program_frame_itself() {
     let mut mixer = Mixer::new(MixerConfig::default()).unwrap();
-    for id in [1, 2, 3] {
+    for id in [1, 2] {
         mixer.add_speaker(id).unwrap();
-        mixer.set_receiving(id, true);
+        mixer.set_receiver(id, &[id]);
     }
-    // 1 publishes, 2 publishes but is muted, 3 is on stage without publishing.
+    // 1 publishes, 2 publishes but is muted, 3 is on stage without publishing (no seat).
+    mixer.set_receiver(3, &[]);
     mixer.set_muted(2, true);
     let mut sources = [(1, Source::new(440.0, 0.3)), (2, Source::new(660.0, 0.3))];
     let mut ears = Ears::new(&[1, 2, 3]);
@@ -327,9 +328,10 @@ fn feeds_carry_the_others_capture_and_arrival_times_and_stop_when_not_receiving(
     for id in [1, 2] {
         mixer.add_speaker(id).unwrap();
     }
-    mixer.set_receiving(1, true);
-    assert_eq!(mixer.is_receiving(1), Some(true));
-    assert_eq!(mixer.is_receiving(2), Some(false));
+    // Receiver 100 is the participant whose seat is speaker 1.
+    mixer.set_receiver(100, &[1]);
+    assert_eq!(mixer.receiver(100), Some(&[1][..]));
+    assert_eq!(mixer.receiver(2), None);
     let (mut a, mut b) = (Source::new(440.0, 0.2), Source::new(660.0, 0.2));
     let enc = |src: &mut Source| {
         let p = src.enc.encode_vec(&src.tone.next_frame()).unwrap();
@@ -351,12 +353,9 @@ fn feeds_carry_the_others_capture_and_arrival_times_and_stop_when_not_receiving(
     let m = &frame.minus[0];
     // Speaker 1 hears speaker 2's first frame.
     assert_eq!(
-        (m.id, m.capture_us, m.arrived_us),
-        (1, 900_000, Some(1_400_000))
+        (m.id, m.capture_us, m.arrived_us, m.own),
+        (100, 900_000, Some(1_400_000), true)
     );
-    mixer.set_receiving(1, false);
+    mixer.remove_receiver(100);
     assert!(mixer.tick(2_020_000).unwrap().minus.is_empty());
-    // Unknown participants are ignored.
-    mixer.set_receiving(9, true);
-    assert_eq!(mixer.is_receiving(9), None);
 }
