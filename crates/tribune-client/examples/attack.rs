@@ -141,6 +141,7 @@ async fn flood(api: &Api, o: &Opts) -> Result<Value, AnyError> {
                     source: AudioSource::Tone(440.0),
                     duration: Some(Duration::from_secs(secs)),
                     bitrate_bps: 48_000,
+                    hear: false,
                 },
             )
             .await

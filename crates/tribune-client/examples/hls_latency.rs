@@ -292,6 +292,7 @@ async fn run(o: Opts) -> Result<serde_json::Value, AnyError> {
             },
             duration: Some(total),
             bitrate_bps: 48_000,
+            hear: false,
         },
     );
     let join = api.join(&room.id).await?;

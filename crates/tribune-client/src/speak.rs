@@ -7,10 +7,16 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tribune_media::{wire, Encoder, ToneGenerator, FRAME_SAMPLES};
+use tribune_media::{wire, Decoder, Encoder, ToneGenerator, FRAME_SAMPLES};
 
 use crate::api::{Api, ClientError};
+use crate::listen::SeqTracker;
+use crate::stats::Percentiles;
 use crate::unix_micros;
+
+/// Longest gap in the stage audio filled with concealment in what was heard (1 s); beyond
+/// it, the gap is skipped.
+const MAX_CONCEALED_FRAMES: u64 = 50;
 
 /// Where the spoken audio comes from.
 pub enum AudioSource {
@@ -106,13 +112,90 @@ pub struct SpeakOptions {
     pub duration: Option<Duration>,
     /// Opus bitrate of the published frames.
     pub bitrate_bps: u32,
+    /// Decode what the stage sends back (this speaker's mix-minus) into the report.
+    pub hear: bool,
 }
 
-/// What a speak session did.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+/// What a speak session did, and what it heard of the stage.
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SpeakReport {
     /// Frames published.
     pub frames_sent: u64,
+    /// Stage frames received (this speaker's mix-minus).
+    pub frames_heard: u64,
+    /// Stage frames missing between received ones.
+    pub frames_heard_lost: u64,
+    /// Receive latency of stage frames holding others' speech: their capture to its arrival
+    /// here, milliseconds.
+    pub hear_latency_ms: Percentiles,
+    /// The stage audio decoded (mono 48 kHz), when `hear` was asked for.
+    #[serde(skip)]
+    pub heard: Vec<i16>,
+}
+
+/// Decodes the stage audio a speaker receives and times it.
+struct Ear {
+    decoder: Option<Decoder>,
+    tracker: SeqTracker,
+    latencies: Vec<f64>,
+    heard: Vec<i16>,
+}
+
+impl Ear {
+    fn new(decode: bool) -> Result<Ear, ClientError> {
+        let decoder = if decode {
+            Some(Decoder::new().map_err(|e| ClientError::Media(e.to_string()))?)
+        } else {
+            None
+        };
+        Ok(Ear {
+            decoder,
+            tracker: SeqTracker::default(),
+            latencies: Vec::new(),
+            heard: Vec::new(),
+        })
+    }
+
+    fn message(&mut self, data: &[u8]) -> Result<(), ClientError> {
+        let now = unix_micros();
+        let records = wire::parse_message(data)
+            .map_err(|e| ClientError::Protocol(format!("bad stage audio: {e}")))?;
+        let mut pcm = [0i16; FRAME_SAMPLES * 6];
+        for r in records {
+            let Some(gap) = self.tracker.observe(r.seq) else {
+                continue;
+            };
+            // Capture time 0: the frame holds nobody's speech (nothing to time).
+            if r.capture_us != 0 {
+                self.latencies
+                    .push(now.saturating_sub(r.capture_us) as f64 / 1000.0);
+            }
+            let Some(dec) = self.decoder.as_mut() else {
+                continue;
+            };
+            for _ in 0..gap.min(MAX_CONCEALED_FRAMES) {
+                if let Ok(n) = dec.conceal(&mut pcm) {
+                    self.heard.extend_from_slice(&pcm[..n]);
+                }
+            }
+            match dec.decode(r.payload, &mut pcm) {
+                Ok(n) => self.heard.extend_from_slice(&pcm[..n]),
+                Err(_) => {
+                    if let Ok(n) = dec.conceal(&mut pcm) {
+                        self.heard.extend_from_slice(&pcm[..n]);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, report: &mut SpeakReport) {
+        report.frames_heard = self.tracker.received;
+        report.frames_heard_lost = self.tracker.lost;
+        report.hear_latency_ms = Percentiles::of(&mut self.latencies);
+        report.heard = self.heard;
+    }
 }
 
 /// Publishes audio until the source or the duration ends, or the server closes.
@@ -134,19 +217,28 @@ pub async fn speak(api: &Api, opts: SpeakOptions) -> Result<SpeakReport, ClientE
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut report = SpeakReport::default();
+    let mut ear = Ear::new(opts.hear)?;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             msg = rx.next() => match msg {
                 Some(Ok(Message::Close(frame))) => {
                     let reason = frame.map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_default();
+                    ear.finish(&mut report);
                     return if reason.starts_with("1000") { Ok(report) } else {
                         Err(ClientError::Protocol(format!("server closed: {reason}")))
                     };
                 }
+                Some(Ok(Message::Binary(data))) => {
+                    ear.message(&data)?;
+                    continue;
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e.into()),
-                None => return Ok(report),
+                None => {
+                    ear.finish(&mut report);
+                    return Ok(report);
+                }
             },
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) || !frames.next(&mut pcm) {
@@ -160,5 +252,6 @@ pub async fn speak(api: &Api, opts: SpeakOptions) -> Result<SpeakReport, ClientE
         report.frames_sent += 1;
     }
     let _ = tx.send(Message::Close(None)).await;
+    ear.finish(&mut report);
     Ok(report)
 }

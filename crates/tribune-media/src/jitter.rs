@@ -114,6 +114,20 @@ pub struct JitterStats {
     pub resyncs: u64,
 }
 
+impl std::ops::AddAssign for JitterStats {
+    fn add_assign(&mut self, o: JitterStats) {
+        self.played += o.played;
+        self.concealed += o.concealed;
+        self.late += o.late;
+        self.duplicates += o.duplicates;
+        self.overflow_dropped += o.overflow_dropped;
+        self.underruns += o.underruns;
+        self.drained += o.drained;
+        self.stretched += o.stretched;
+        self.resyncs += o.resyncs;
+    }
+}
+
 /// A queued frame: capture time, arrival time, packet.
 type Held = (u64, u64, Bytes);
 

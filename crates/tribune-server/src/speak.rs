@@ -2,7 +2,8 @@
 //!
 //! The client sends binary messages in the same wire format listeners receive (records of
 //! sequence number, capture time and one 20 ms Opus packet), and JSON control messages
-//! (`{"type":"mute","muted":true}`). Anything malformed closes this connection with a reason;
+//! (`{"type":"mute","muted":true}`). It receives its mix-minus (the stage without its own
+//! voice) in the same records, one frame per message as soon as it is mixed. Anything malformed closes this connection with a reason;
 //! the room and everyone else carry on. A seat's frames beyond real time are dropped from its
 //! own share; a socket sending messages far faster than audio needs is closed (1008).
 
@@ -14,7 +15,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
-use tribune_core::{Claims, ParticipantId, Role, RoomState};
+use tribune_core::{unix_micros, Claims, ParticipantId, Role, RoomState};
 use tribune_media::wire;
 
 use crate::api::bearer;
@@ -27,6 +28,8 @@ use crate::state::AppState;
 
 /// Read buffer of a speaker WebSocket: speakers stream audio, and there are few of them.
 const SPEAK_READ_BUFFER: usize = 4 * 1024;
+/// Longest a speaker's connection may take to accept one frame of its return audio.
+const STAGE_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Query of the speak endpoint (for clients that cannot set headers, such as browsers).
 #[derive(Deserialize)]
@@ -81,7 +84,11 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, claims: 
     let slot = seat.slot;
     let limits = &app.config().abuse;
     let mut rate = MessageRate::new(limits.speaker_messages_per_s, limits.speaker_message_burst);
-    let hello = json!({"type": "speaking", "room": room.id, "slot": slot, "role": claims.role});
+    let mut ear = room.stage_ear(Some(participant)).await;
+    let hello = json!({
+        "type": "speaking", "room": room.id, "slot": slot, "role": claims.role,
+        "hears": "mix-minus",
+    });
     if socket
         .send(Message::Text(hello.to_string().into()))
         .await
@@ -99,6 +106,27 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, claims: 
             changed = snapshots.changed() => {
                 if changed.is_err() || snapshots.borrow_and_update().state == RoomState::Ended {
                     break (close::NORMAL, "room ended".to_owned());
+                }
+                continue;
+            }
+            tick = ear.next() => {
+                let Some((tick, missed)) = tick else {
+                    break (close::NORMAL, "room ended".to_owned());
+                };
+                metrics.stage.frames_skipped.add(missed);
+                let heard = tick.heard_by(ear.who());
+                // Capture time 0 says the frame holds nobody's speech (nothing to time).
+                let capture_us = heard.arrived_us.map_or(0, |_| heard.capture_us);
+                let msg = wire::single_frame_message(tick.seq, capture_us, heard.payload);
+                // A client that does not read its return audio only stalls itself, briefly.
+                match tokio::time::timeout(STAGE_SEND_TIMEOUT, socket.send(Message::Binary(msg))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => break (close::POLICY, "not reading the stage audio".to_owned()),
+                }
+                metrics.stage.frames_sent.inc();
+                if let Some(arrived) = heard.arrived_us {
+                    metrics.stage.delay.observe_us(unix_micros().saturating_sub(arrived));
                 }
                 continue;
             }
@@ -152,7 +180,13 @@ fn ingest(seat: &mut Seat, data: &bytes::Bytes, metrics: &Metrics) -> Result<(),
     }
     for r in records {
         // Dropped frames are counted by the seat (over its rate, or the mixer behind).
-        seat.offer(r.seq, r.capture_us, data.slice_ref(r.payload), metrics);
+        seat.offer(
+            r.seq,
+            r.capture_us,
+            None,
+            data.slice_ref(r.payload),
+            metrics,
+        );
     }
     Ok(())
 }

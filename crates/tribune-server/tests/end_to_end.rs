@@ -16,6 +16,7 @@ fn tone(api: &Api, room: &str, token: &str, hz: f32, secs: u64) -> tokio::task::
         source: AudioSource::Tone(hz),
         duration: Some(Duration::from_secs(secs)),
         bitrate_bps: 48_000,
+        hear: false,
     };
     tokio::spawn(async move {
         tribune_client::speak(&api, opts).await.expect("speak");

@@ -36,6 +36,7 @@ async fn tone_room_with_host(
         source: AudioSource::Tone(440.0),
         duration: Some(Duration::from_secs(secs)),
         bitrate_bps: 48_000,
+        hear: false,
     };
     let speaker = tokio::spawn(async move {
         tribune_client::speak(&api, opts).await.expect("speak");

@@ -168,6 +168,7 @@ async fn a_room_costs_nothing_until_someone_speaks_or_listens() {
             source: tribune_client::AudioSource::Tone(440.0),
             duration: Some(Duration::from_secs(1)),
             bitrate_bps: 48_000,
+            hear: false,
         },
     )
     .await

@@ -57,6 +57,7 @@ async fn a_flooding_speaker_cannot_push_out_the_hosts_frames() {
                     source: AudioSource::Tone(440.0),
                     duration: Some(Duration::from_secs(4)),
                     bitrate_bps: 48_000,
+                    hear: false,
                 },
             )
             .await
@@ -234,6 +235,7 @@ async fn failed_clip_requests_use_no_quota_and_blocked_tickets_make_no_clips() {
             source: AudioSource::Tone(440.0),
             duration: Some(Duration::from_secs(3)),
             bitrate_bps: 48_000,
+            hear: false,
         },
     )
     .await

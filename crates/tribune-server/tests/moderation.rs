@@ -26,6 +26,7 @@ fn tone(base: &str, room: &str, token: &str, hz: f32, secs: u64) -> tokio::task:
         source: AudioSource::Tone(hz),
         duration: Some(Duration::from_secs(secs)),
         bitrate_bps: 48_000,
+        hear: false,
     };
     tokio::spawn(async move {
         // A speaker taken off stage ends with an error; that is part of some tests.

@@ -251,6 +251,7 @@ async fn nginx_edge_collapses_a_thousand_blocking_playlist_requests() {
         source: AudioSource::Tone(440.0),
         duration: Some(Duration::from_secs(40)),
         bitrate_bps: 48_000,
+        hear: false,
     };
     let speaker_api = Api::new(&server.url())
         .unwrap()

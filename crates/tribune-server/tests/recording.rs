@@ -34,6 +34,7 @@ async fn speak_tone(base: &str, room: &str, token: &str, secs: u64) {
         source: AudioSource::Tone(440.0),
         duration: Some(Duration::from_secs(secs)),
         bitrate_bps: 48_000,
+        hear: false,
     };
     let report = tribune_client::speak(&api, opts).await.expect("speak");
     assert_eq!(report.frames_sent, secs * 50);

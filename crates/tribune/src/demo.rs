@@ -46,6 +46,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
                     source,
                     duration: None,
                     bitrate_bps: 48_000,
+                    hear: false,
                 };
                 if let Err(e) = tribune_client::speak(&api, opts).await {
                     tracing::warn!("demo speaker stopped: {e}; restarting");

@@ -299,6 +299,12 @@ struct SpeakArgs {
     /// Opus bitrate, bits per second.
     #[arg(long, default_value_t = 48_000)]
     bitrate: u32,
+    /// Write what the stage sends back (everyone else on it, not this speaker) to this WAV file.
+    #[arg(long, value_name = "FILE.wav")]
+    hear: Option<PathBuf>,
+    /// Print the report as JSON (frames sent and heard, receive latency of the stage audio).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -470,14 +476,28 @@ async fn speak(args: SpeakArgs) -> Result<()> {
             source,
             duration: args.seconds.map(Duration::from_secs_f64),
             bitrate_bps: args.bitrate,
+            hear: args.hear.is_some(),
         },
     )
     .await?;
-    eprintln!(
-        "spoke {} frames ({:.1} s)",
-        report.frames_sent,
-        report.frames_sent as f64 * 0.02
-    );
+    if let Some(out) = &args.hear {
+        let bytes = tribune_media::wav_bytes(tribune_media::SAMPLE_RATE, 1, &report.heard);
+        std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        eprintln!(
+            "spoke {} frames ({:.1} s); heard {} stage frames ({} lost), receive latency p50 \
+             {:.1} ms, p99 {:.1} ms",
+            report.frames_sent,
+            report.frames_sent as f64 * 0.02,
+            report.frames_heard,
+            report.frames_heard_lost,
+            report.hear_latency_ms.p50,
+            report.hear_latency_ms.p99,
+        );
+    }
     Ok(())
 }
 

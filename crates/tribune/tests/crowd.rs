@@ -32,6 +32,7 @@ async fn node_with_speaker_and(speak_s: f64, config: ServerConfig) -> (RunningSe
                 source: AudioSource::Tone(440.0),
                 duration: Some(Duration::from_secs_f64(speak_s)),
                 bitrate_bps: 48_000,
+                hear: false,
             },
         )
         .await;

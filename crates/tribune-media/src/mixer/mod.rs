@@ -81,6 +81,8 @@ pub struct Mixer {
     // Ordered by id so `levels` come out in a stable order.
     speakers: BTreeMap<u64, Speaker>,
     receivers: BTreeMap<u64, Receiver>,
+    /// Jitter figures of speakers that left.
+    retired: JitterStats,
     encoder: Encoder,
     // Scratch buffers reused every tick to keep the hot path allocation-light.
     decoded: Box<[i16; MAX_PACKET_SAMPLES]>,
@@ -99,6 +101,7 @@ impl Mixer {
             cfg,
             speakers: BTreeMap::new(),
             receivers: BTreeMap::new(),
+            retired: JitterStats::default(),
             encoder: Encoder::new(cfg.bitrate_bps)?,
             decoded: Box::new([0; MAX_PACKET_SAMPLES]),
             mix: Box::new([0.0; FRAME_SAMPLES]),
@@ -134,7 +137,18 @@ impl Mixer {
 
     /// Removes a speaker and its queued audio (no-op if absent).
     pub fn remove_speaker(&mut self, id: u64) {
-        self.speakers.remove(&id);
+        if let Some(s) = self.speakers.remove(&id) {
+            self.retired += s.jitter.stats();
+        }
+    }
+
+    /// Jitter buffer counters summed over every speaker this mixer has had.
+    pub fn jitter_totals(&self) -> JitterStats {
+        let mut total = self.retired;
+        for s in self.speakers.values() {
+            total += s.jitter.stats();
+        }
+        total
     }
 
     /// Mutes or unmutes a speaker (no-op if absent). Muted speakers keep draining their buffer.

@@ -8,10 +8,12 @@
 //! copy of audio. A room nobody speaks or listens in costs nothing but a wake-up a second.
 
 mod presence;
+mod stage_feed;
 mod task;
 
 use presence::{mono_us, Presence};
 pub use presence::{ListenerPresence, PresenceGuard, Seat};
+pub use stage_feed::{Heard, StageEar, StageTick};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -85,6 +87,8 @@ pub enum Ingress {
     Leave(u64),
     /// A speaker muted or unmuted.
     Mute(u64, bool),
+    /// A participant started (`true`) or stopped playing their mix-minus.
+    Hear(ParticipantId, bool),
     /// One Opus frame from a speaker.
     Frame {
         /// Mixer slot.
@@ -93,6 +97,8 @@ pub enum Ingress {
         seq: u64,
         /// Capture time, µs since the Unix epoch.
         capture_us: u64,
+        /// When it reached the node, µs since the Unix epoch.
+        arrived_us: u64,
         /// The Opus packet.
         payload: Bytes,
     },
@@ -139,6 +145,11 @@ pub struct LiveRoom {
     creator: Option<IpAddr>,
     /// Per-participant limits (seats, frame rate).
     limits: AbuseLimits,
+    /// The stage's return audio, each tick (see `stage_feed`).
+    stage_feed: stage_feed::Feed,
+    /// Jitter-buffer figures of the room's speakers: frames concealed and frames too late.
+    pub(crate) concealed: AtomicU64,
+    pub(crate) late: AtomicU64,
 }
 
 /// The listen connection a ticket holds.
@@ -189,6 +200,9 @@ impl LiveRoom {
             listening: Mutex::new(HashMap::new()),
             creator,
             limits: config.abuse.clone(),
+            stage_feed: watch::Sender::new(None),
+            concealed: AtomicU64::new(0),
+            late: AtomicU64::new(0),
         });
         room.publish_snapshot(&Stage::default());
         room.batches.spawn_writers(&metrics);
@@ -230,6 +244,7 @@ impl LiveRoom {
         let hls_seen = self.hls_seen_s.load(Ordering::Relaxed);
         let left = self.listener_left_s.load(Ordering::Relaxed);
         self.listener_count() > 0
+            || self.has_stage_ears()
             || now <= hls_seen.saturating_add(HLS_AUDIENCE_S)
             || now <= left.saturating_add(AUDIENCE_GRACE_S)
     }
@@ -403,6 +418,14 @@ impl LiveRoom {
         out
     }
 
+    /// (frames concealed, frames too late) in the room's speakers' jitter buffers so far.
+    pub fn jitter_figures(&self) -> (u64, u64) {
+        (
+            self.concealed.load(Ordering::Relaxed),
+            self.late.load(Ordering::Relaxed),
+        )
+    }
+
     /// Who holds a seat now: (slot, participant, role).
     pub fn seated(&self) -> Vec<(u64, ParticipantId, Role)> {
         self.seats.list()
@@ -486,6 +509,8 @@ impl LiveRoom {
 #[derive(Debug, Default)]
 struct Stage {
     speakers: std::collections::BTreeMap<u64, SpeakerState>,
+    /// Participants (ids) the mixer makes a mix-minus for.
+    receivers: std::collections::BTreeSet<u64>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]

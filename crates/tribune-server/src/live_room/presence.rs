@@ -42,10 +42,18 @@ impl Seat {
         }
     }
 
-    /// Offers one of this seat's frames to the mix. Frames beyond the seat's rate are dropped
-    /// from its own share (counted), as are frames the room's queue has no room for (the mixer
-    /// is behind: dropping is what a jitter buffer would do with a late packet).
-    pub fn offer(&mut self, seq: u64, capture_us: u64, payload: Bytes, metrics: &Metrics) -> bool {
+    /// Offers one of this seat's frames to the mix; `arrived_us` is when its packet reached the
+    /// node (now, if `None`). Frames beyond the seat's rate are dropped from its own share
+    /// (counted), as are frames the room's queue has no room for (the mixer is behind: dropping
+    /// is what a jitter buffer would do with a late packet).
+    pub fn offer(
+        &mut self,
+        seq: u64,
+        capture_us: u64,
+        arrived_us: Option<u64>,
+        payload: Bytes,
+        metrics: &Metrics,
+    ) -> bool {
         self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
         metrics.speak_frames.inc();
         if !self.rate.try_take(mono_us()) {
@@ -61,6 +69,7 @@ impl Seat {
             slot: self.slot,
             seq,
             capture_us,
+            arrived_us: arrived_us.unwrap_or(now).min(now),
             payload,
         };
         if self.presence.room.ingress.try_send(frame).is_err() {

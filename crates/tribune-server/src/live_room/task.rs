@@ -12,6 +12,7 @@
 //! A room with no host or speaker connected for `idle_end` ends by itself (a scheduled room
 //! counts from its start time).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -19,10 +20,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
-use tribune_core::{unix_micros, RoomState, Seq};
-use tribune_media::{Mixer, MixerConfig, ProgramFrame};
+use tribune_core::{unix_micros, ParticipantId, RoomState, Seq};
+use tribune_media::{JitterStats, Mixer, MixerConfig, ProgramFrame};
 
-use super::{Batch, Ingress, LiveRoom, SpeakerState, Stage};
+use super::{Batch, Ingress, LiveRoom, SpeakerState, Stage, StageTick};
 use crate::batching::Batching;
 use crate::direct;
 use crate::fanout::{Due, Phases};
@@ -86,6 +87,8 @@ pub(super) async fn run(
         stage: Stage::default(),
         stage_changed: false,
         last_second: 0,
+        hearing: HashMap::new(),
+        jitter_base: JitterStats::default(),
     };
     task.run().await;
 }
@@ -120,6 +123,10 @@ struct MixTask {
     last_second: u64,
     /// When the room ends if nobody takes a seat (`None` while someone holds one).
     idle_deadline: Option<Instant>,
+    /// Participants playing their mix-minus, with how many connections each.
+    hearing: HashMap<ParticipantId, usize>,
+    /// Jitter figures of mixers this room no longer has (everyone left the stage).
+    jitter_base: JitterStats,
 }
 
 /// What handling a message asks of the loop.
@@ -234,11 +241,12 @@ impl MixTask {
                 slot,
                 seq,
                 capture_us,
+                arrived_us,
                 payload,
             } => {
                 if let Some(m) = self.mixer.as_mut() {
                     // An unknown slot (a frame racing its speaker's leave) is dropped.
-                    let _ = m.push(slot, seq, capture_us, payload);
+                    let _ = m.push_arrived(slot, seq, capture_us, arrived_us, payload);
                 }
             }
             Ingress::Join(slot) => self.join(slot),
@@ -246,12 +254,26 @@ impl MixTask {
                 if let Some(m) = self.mixer.as_mut() {
                     m.remove_speaker(slot);
                     if m.speaker_count() == 0 {
+                        self.jitter_base += m.jitter_totals();
                         self.mixer = None;
                         self.idle_deadline = Some(Instant::now() + self.idle_end);
                     }
                 }
                 self.stage.speakers.remove(&slot);
                 self.stage_changed = true;
+                self.apply_hearing();
+            }
+            Ingress::Hear(participant, on) => {
+                let n = self.hearing.entry(participant).or_default();
+                if on {
+                    *n += 1;
+                } else {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.hearing.remove(&participant);
+                    }
+                }
+                self.apply_hearing();
             }
             Ingress::Mute(slot, muted) => {
                 if let Some(m) = self.mixer.as_mut() {
@@ -284,6 +306,40 @@ impl MixTask {
         self.idle_deadline = None;
         self.stage.speakers.insert(slot, SpeakerState::default());
         self.stage_changed = true;
+        self.apply_hearing();
+    }
+
+    /// Gives the mixer one feed per hearing participant, taking out their own seats (few
+    /// participants and seats: redone whole on every change).
+    fn apply_hearing(&mut self) {
+        let Some(m) = self.mixer.as_mut() else { return };
+        let stale: Vec<u64> = self
+            .stage
+            .receivers
+            .iter()
+            .copied()
+            .filter(|id| !self.hearing.contains_key(&ParticipantId(*id)))
+            .collect();
+        for id in stale {
+            m.remove_receiver(id);
+            self.stage.receivers.remove(&id);
+        }
+        for &p in self.hearing.keys() {
+            m.set_receiver(p.0, &self.room.seats.slots_of(p));
+            self.stage.receivers.insert(p.0);
+        }
+    }
+
+    /// Publishes the room's jitter figures (once a second).
+    fn publish_jitter_figures(&self) {
+        let mut total = self.jitter_base;
+        if let Some(m) = self.mixer.as_ref() {
+            total += m.jitter_totals();
+        }
+        self.room
+            .concealed
+            .store(total.concealed, Ordering::Relaxed);
+        self.room.late.store(total.late, Ordering::Relaxed);
     }
 
     /// What changes the room event whether or not the room produces audio: mutes, moderation,
@@ -303,6 +359,7 @@ impl MixTask {
             }
             // Also picks up the lazily published changes (requests to speak) and the counts.
             self.stage_changed = true;
+            self.publish_jitter_figures();
         }
         self.stage_changed |= self.room.moderation_dirty.swap(false, Ordering::AcqRel);
     }
@@ -324,6 +381,7 @@ impl MixTask {
                     payload,
                     capture_us: now_us,
                     levels: Vec::new(),
+                    minus: Vec::new(),
                 },
                 None => return,
             },
@@ -336,6 +394,8 @@ impl MixTask {
                 .add(started.elapsed().as_micros() as u64);
         }
         self.metrics.program_frames.inc();
+        // The stage first: its participants are in a conversation, the audience is not.
+        let frame = self.publish_stage(n, frame);
         let head = {
             let mut ring = self.room.ring.write();
             ring.skip_to(Seq(n));
@@ -377,6 +437,25 @@ impl MixTask {
         if std::mem::take(&mut self.stage_changed) {
             self.room.publish_snapshot(&self.stage);
         }
+    }
+
+    /// Hands the tick to the connections playing the stage (if any); returns the program part.
+    fn publish_stage(&mut self, n: u64, mut frame: ProgramFrame) -> ProgramFrame {
+        if !self.room.has_stage_ears() {
+            return frame;
+        }
+        let own = frame.minus.iter().filter(|f| f.own).count() as u64;
+        let stage = &self.metrics.stage;
+        stage.minus_encodes.add(own);
+        stage.minus_shared.add(frame.minus.len() as u64 - own);
+        let tick = StageTick {
+            seq: n,
+            program: frame.payload.clone(),
+            capture_us: frame.capture_us,
+            feeds: std::mem::take(&mut frame.minus),
+        };
+        self.room.stage_feed.send_replace(Some(Arc::new(tick)));
+        frame
     }
 
     /// Publishes each due group's range; groups due with the same range share one message.

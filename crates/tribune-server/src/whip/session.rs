@@ -312,9 +312,11 @@ impl Task {
         self.frames += 1;
         self.metrics.whip_frames.inc();
         // Dropped frames are counted by the seat (over its rate, or the mixer behind).
+        let arrived_us = unix_micros().saturating_sub(age_us);
         self.seat.offer(
             ticks / FRAME_TICKS,
-            unix_micros().saturating_sub(age_us),
+            arrived_us,
+            Some(arrived_us),
             Bytes::copy_from_slice(&data.data),
             &self.metrics,
         );

@@ -3,8 +3,24 @@
 //! Plain atomics owned by the server (not a process-global recorder), so several servers in one
 //! test process keep separate figures and tests can assert on them.
 
+mod histogram;
+mod stage;
+
+pub use histogram::Histogram;
+pub use stage::StageMetrics;
+
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Appends one figure; an empty `kind` adds a labelled sample to the figure written before it.
+fn put(out: &mut String, name: &str, kind: &str, help: &str, v: u64) {
+    if !kind.is_empty() {
+        let family = name.split('{').next().unwrap_or(name);
+        let _ = writeln!(out, "# HELP tribune_{family} {help}");
+        let _ = writeln!(out, "# TYPE tribune_{family} {kind}");
+    }
+    let _ = writeln!(out, "tribune_{name} {v}");
+}
 
 /// A monotonically increasing count.
 #[derive(Default, Debug)]
@@ -161,17 +177,16 @@ pub struct Metrics {
     pub hand_raises_limited: Counter,
     /// Segments not recorded because nobody was on stage.
     pub recording_segments_quiet: Counter,
+    /// The stage's return audio (WHEP, mix-minus).
+    pub stage: StageMetrics,
 }
 
 impl Metrics {
     /// The Prometheus text exposition of all figures.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
-        let mut put = |name: &str, kind: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP tribune_{name} {help}");
-            let _ = writeln!(out, "# TYPE tribune_{name} {kind}");
-            let _ = writeln!(out, "tribune_{name} {v}");
-        };
+        let mut put =
+            |name: &str, kind: &str, help: &str, v: u64| put(&mut out, name, kind, help, v);
         put(
             "listeners",
             "gauge",
@@ -502,6 +517,7 @@ impl Metrics {
             "Segments not recorded because nobody was on stage.",
             self.recording_segments_quiet.get(),
         );
+        self.stage.render(&mut out);
         if let Some(p) = crate::process::current() {
             let _ = write!(
                 out,
