@@ -58,6 +58,9 @@ pub struct ServerConfig {
     pub whip_idle_timeout: Duration,
     /// Most WHIP sessions open at once on this node (more are answered 503).
     pub whip_max_sessions: usize,
+    /// Most WHEP sessions playing the program to listeners on this node (WebRTC listeners cost
+    /// more than WebSocket ones: each is encrypted on its own). Stage sessions are not counted.
+    pub max_webrtc_listeners: usize,
     /// Capacity, admission rate, waiting room and proof-of-work settings.
     pub admission: AdmissionConfig,
     /// Where durable data lives (recordings); `None` keeps nothing on disk.
@@ -230,6 +233,7 @@ impl Default for ServerConfig {
             public_ip: None,
             whip_idle_timeout: Duration::from_secs(30),
             whip_max_sessions: 1000,
+            max_webrtc_listeners: 1000,
             admission: AdmissionConfig::default(),
             data_dir: None,
             recording_retention: None,

@@ -78,6 +78,18 @@ fn router_with(app: AppState, joins: Arc<JoinLimiter>) -> Router {
                 .patch(whip::http::patch)
                 .options(whip::http::preflight),
         )
+        .route(
+            "/api/rooms/{id}/whep",
+            post(whip::http::play)
+                .layer(DefaultBodyLimit::max(whip::MAX_OFFER_BYTES))
+                .options(whip::http::preflight),
+        )
+        .route(
+            "/api/rooms/{id}/whep/{session}",
+            axum::routing::delete(whip::http::stop_play)
+                .patch(whip::http::patch)
+                .options(whip::http::preflight),
+        )
         .route("/hls/{id}/live.m3u8", get(hls::live_playlist))
         .route(
             "/hls/{id}/replay.m3u8",

@@ -8,81 +8,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::aiortc::{publish, python};
 use serde_json::Value;
 use tribune_client::{Api, ListenOptions};
 use tribune_media::analysis::{band_energy_ratio, dominant_frequency};
-
-/// The interpreter to run tests/whip/publish.py with, if it has aiortc; panics under CI.
-fn python() -> Option<String> {
-    let py = std::env::var("TRIBUNE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let ok = Command::new(&py)
-        .args(["-c", "import aiortc, av, numpy"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return Some(py);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{py} cannot import aiortc/av/numpy, and CI must run the WHIP tests");
-    }
-    eprintln!(
-        "\n!!!!!!!! SKIPPED: {py} cannot import aiortc (pip install -r tests/whip/requirements.txt)\n"
-    );
-    None
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/whip/publish.py")
-}
-
-/// What the publisher printed: one JSON object per line.
-struct Published {
-    ok: bool,
-    lines: Vec<Value>,
-    stderr: String,
-}
-
-impl Published {
-    fn done(&self) -> &Value {
-        self.lines
-            .iter()
-            .find(|l| l["event"] == "done")
-            .unwrap_or_else(|| panic!("no done line; stderr:\n{}", self.stderr))
-    }
-}
-
-/// Runs publish.py to completion on a blocking thread.
-fn publish(
-    py: String,
-    url: String,
-    token: String,
-    args: Vec<String>,
-) -> tokio::task::JoinHandle<Published> {
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(py)
-            .arg(script())
-            .arg(&url)
-            .arg(&token)
-            .args(&args)
-            .output()
-            .expect("run publish.py");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        Published {
-            ok: out.status.success(),
-            lines: stdout
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-}
 
 async fn speakers(base: &str, room: &str) -> u64 {
     let v: Value = reqwest::get(format!("{base}/api/rooms/{room}"))

@@ -1,11 +1,14 @@
-//! The WHIP HTTP resources (RFC 9725):
+//! The WHIP (RFC 9725) and WHEP (draft-ietf-wish-whep) HTTP resources:
 //!
 //! - `POST /api/rooms/{id}/whip` — `Content-Type: application/sdp` offer with
 //!   `Authorization: Bearer <stage token>` → `201 Created`, the SDP answer, `Location` and `ETag`.
 //! - `DELETE /api/rooms/{id}/whip/{session}` — same bearer credential → `204`; `404` if unknown.
 //! - `PATCH` on a session → `405`: the answer already carries our host candidate (ICE lite), so
 //!   trickle ICE and ICE restarts are not offered.
-//! - `OPTIONS` on both → `204` with CORS headers for browsers.
+//! - `POST /api/rooms/{id}/whep` — an SDP offer that receives Opus, with a stage token (plays
+//!   that participant's mix-minus) or a listener ticket (plays the program) → `201`, the answer,
+//!   `Location`; `DELETE /api/rooms/{id}/whep/{session}` ends it.
+//! - `OPTIONS` on all → `204` with CORS headers for browsers.
 //!
 //! Every answer, errors included, carries `Access-Control-Allow-Origin: *` so a page on another
 //! origin can read it.
@@ -17,11 +20,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::json;
-use tribune_core::{Role, RoomState};
+use tribune_core::{unix_micros, Claims, Role, RoomState, TokenKind};
 
+use super::session::Opened;
 use super::WhipHub;
 use crate::api::bearer;
 use crate::error::ApiError;
+use crate::live_room::LiveRoom;
 use crate::state::AppState;
 
 /// Methods of the endpoint and the session resources.
@@ -92,29 +97,29 @@ async fn publish_inner(
     if room.info().state == RoomState::Ended {
         return Err(ApiError::RoomEnded);
     }
-    if !is_sdp(headers) {
-        return Err(ApiError::UnsupportedMediaType(
-            "a WHIP offer must be sent as Content-Type: application/sdp".to_owned(),
-        ));
-    }
-    let body = body?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::BadRequest("the SDP offer is not UTF-8 text".to_owned()))?;
-    let opened = hub.open_session(app, room.clone(), &claims, text).await?;
-    let location = format!("/api/rooms/{}/whip/{}", room.id, opened.id);
+    let text = offer_text(headers, body, "WHIP")?;
+    let opened = hub.open_session(app, room.clone(), &claims, &text).await?;
+    Ok(created(
+        &format!("/api/rooms/{}/whip/{}", room.id, opened.id),
+        opened,
+    ))
+}
+
+/// `201 Created` with the SDP answer, the session's `Location` and `ETag`.
+fn created(location: &str, opened: Opened) -> Response {
     let mut resp = (StatusCode::CREATED, opened.answer).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/sdp"),
     );
-    if let Ok(v) = HeaderValue::from_str(&location) {
+    if let Ok(v) = HeaderValue::from_str(location) {
         h.insert(header::LOCATION, v);
     }
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", opened.id)) {
         h.insert(header::ETAG, v);
     }
-    Ok(resp)
+    resp
 }
 
 /// `DELETE /api/rooms/{id}/whip/{session}`: ends the session (`204`), `404` if unknown. Takes
@@ -184,4 +189,118 @@ pub async fn preflight() -> Response {
     );
     h.insert("accept-post", HeaderValue::from_static("application/sdp"));
     cors(resp)
+}
+
+/// Reads an offer body: `415` unless it says `application/sdp`, `400` unless it is UTF-8, `413`
+/// past the size limit.
+fn offer_text(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    what: &str,
+) -> Result<String, ApiError> {
+    if !is_sdp(headers) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "a {what} offer must be sent as Content-Type: application/sdp"
+        )));
+    }
+    String::from_utf8(body?.to_vec())
+        .map_err(|_| ApiError::BadRequest("the SDP offer is not UTF-8 text".to_owned()))
+}
+
+/// The credential a WHEP request carries: a stage token of a participant still on stage, or a
+/// listener ticket of this room (`401` without one, `403` for another room's or a removed one).
+fn player_claims(app: &AppState, room: &LiveRoom, headers: &HeaderMap) -> Result<Claims, ApiError> {
+    let token = bearer(headers).ok_or(ApiError::Unauthenticated("bearer token"))?;
+    let claims = app.keys().verify(token, unix_micros() / 1_000_000)?;
+    if claims.room != room.id {
+        return Err(ApiError::Forbidden(
+            "this credential is for another room".to_owned(),
+        ));
+    }
+    if claims.kind == TokenKind::Stage {
+        // Tokens are stateless: the roster says whether its holder is still on stage.
+        room.admit_speaker(&claims)?;
+    }
+    Ok(claims)
+}
+
+/// `POST /api/rooms/{id}/whep`: answers a playback offer.
+pub async fn play(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    hub: Option<Extension<WhipHub>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        if *app.shutdown().borrow() {
+            return Err(ApiError::Unavailable);
+        }
+        let Some(Extension(hub)) = hub else {
+            return Err(ApiError::Full {
+                message: "WebRTC is not running on this node".into(),
+                retry_after_s: 60,
+            });
+        };
+        let room = app.room(&id)?;
+        let claims = player_claims(&app, &room, &headers)?;
+        if room.info().state == RoomState::Ended {
+            return Err(ApiError::RoomEnded);
+        }
+        let text = offer_text(&headers, body, "WHEP")?;
+        let opened = hub.open_player(&app, room.clone(), &claims, &text).await?;
+        Ok(created(
+            &format!("/api/rooms/{}/whep/{}", room.id, opened.id),
+            opened,
+        ))
+    }
+    .await;
+    match result {
+        Ok(r) => cors(r),
+        Err(e) => {
+            app.metrics().stage.whep_refused.inc();
+            error(e)
+        }
+    }
+}
+
+/// `DELETE /api/rooms/{id}/whep/{session}`: ends a playback session (`204`), `404` if unknown.
+/// Takes the credential the session was opened with (or a host's or co-host's stage token).
+pub async fn stop_play(
+    State(app): State<AppState>,
+    Path((id, session)): Path<(String, String)>,
+    hub: Option<Extension<WhipHub>>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let Some(Extension(hub)) = hub else {
+            return Err(ApiError::NotFound);
+        };
+        let room = app.room(&id)?;
+        let token = bearer(&headers).ok_or(ApiError::Unauthenticated("bearer token"))?;
+        let claims = app.keys().verify(token, unix_micros() / 1_000_000)?;
+        if claims.room != room.id {
+            return Err(ApiError::Forbidden(
+                "this credential is for another room".to_owned(),
+            ));
+        }
+        let player = hub
+            .player_of(&room.id, &session)
+            .ok_or(ApiError::NotFound)?;
+        let moderator = claims.kind == TokenKind::Stage && claims.role.can_moderate();
+        if player.subject() != claims.sub && !moderator {
+            return Err(ApiError::Forbidden(
+                "this WHEP session belongs to someone else".to_owned(),
+            ));
+        }
+        hub.stop_player(&room.id, &session)
+            .await
+            .ok_or(ApiError::NotFound)?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    match result {
+        Ok(r) => cors(r),
+        Err(e) => error(e),
+    }
 }

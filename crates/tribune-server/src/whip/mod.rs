@@ -12,6 +12,8 @@
 
 pub mod demux;
 pub mod http;
+mod peer;
+mod play;
 pub mod sdp;
 mod session;
 mod udp;
@@ -68,12 +70,15 @@ struct Hub {
     advertised: SocketAddr,
     router: Mutex<demux::Router<mpsc::Sender<Datagram>>>,
     sessions: Mutex<HashMap<String, SessionCtl>>,
+    /// WHEP playback sessions by id.
+    players: Mutex<HashMap<String, play::PlayerCtl>>,
     next_id: AtomicU64,
     crypto: Arc<CryptoProvider>,
     cert: DtlsCert,
     idle_timeout: Duration,
     max_sessions: usize,
     max_sessions_per_room: usize,
+    max_webrtc_listeners: usize,
 }
 
 /// Why the WHIP hub could not start.
@@ -132,12 +137,14 @@ impl WhipHub {
                 advertised: SocketAddr::new(ip, local.port()),
                 router: Mutex::new(demux::Router::new(MAX_ADDRS_PER_SESSION)),
                 sessions: Mutex::new(HashMap::new()),
+                players: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 crypto,
                 cert,
                 idle_timeout: config.whip_idle_timeout,
                 max_sessions: config.whip_max_sessions,
                 max_sessions_per_room: config.abuse.whip_sessions_per_room,
+                max_webrtc_listeners: config.max_webrtc_listeners,
             }),
         })
     }

@@ -1,5 +1,6 @@
-//! Sans-IO checks of WHIP offers and answers: an offer must be well-formed SDP (str0m's parser is
-//! the judge) and must send Opus audio; an answer must have accepted that audio.
+//! Sans-IO checks of WHIP and WHEP offers and answers: an offer must be well-formed SDP (str0m's
+//! parser is the judge) and must send Opus audio (WHIP) or receive it (WHEP); an answer must have
+//! accepted that audio in the matching direction.
 //!
 //! The audio check is a small scan of the SDP text (m-lines, `a=rtpmap`, direction attributes),
 //! so the reason for a refusal can be told to the client in plain words.
@@ -30,12 +31,27 @@ pub enum OfferError {
     /// The Opus audio is `recvonly` or `inactive`: nothing would be published.
     #[error("the offer's Opus audio is not sent (direction must be sendonly or sendrecv)")]
     NotSending,
+    /// A playback offer whose Opus audio is `sendonly` or `inactive`: nothing could be played.
+    #[error(
+        "the offer's Opus audio is not received (WHEP plays audio: direction must be recvonly \
+         or sendrecv)"
+    )]
+    NotReceiving,
     /// str0m could not answer the offer (inconsistent SDP, no fingerprint, ...).
     #[error("offer refused: {0}")]
     Refused(String),
     /// The answer took no Opus audio from the offer.
     #[error("no Opus audio could be negotiated from the offer")]
     NoOpusNegotiated,
+}
+
+/// Which way the audio of a session flows, seen from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// WHIP: the client sends, we receive.
+    Publish,
+    /// WHEP: we send, the client plays.
+    Play,
 }
 
 /// A str0m peer connection set up as our WHIP answerer: ICE lite, Opus only, no stats.
@@ -51,16 +67,26 @@ pub fn answerer(crypto: Arc<CryptoProvider>, cert: DtlsCert, creds: IceCreds) ->
         .build(Instant::now())
 }
 
-/// Checks an offer and answers it on `rtc`: the SDP answer text, or why not. A panic inside
-/// str0m on hostile SDP is caught and becomes a refusal.
+/// Checks a WHIP offer and answers it on `rtc`: the SDP answer text, or why not.
 pub fn negotiate(rtc: &mut Rtc, offer_text: &str) -> Result<String, OfferError> {
-    let offer = parse_offer(offer_text)?;
+    negotiate_for(rtc, offer_text, Flow::Publish)
+}
+
+/// Checks an offer for `flow` and answers it on `rtc`: the SDP answer text, or why not. A panic
+/// inside str0m on hostile SDP is caught and becomes a refusal.
+pub fn negotiate_for(rtc: &mut Rtc, offer_text: &str, flow: Flow) -> Result<String, OfferError> {
+    let offer = parse_offer_for(offer_text, flow)?;
     let accepted = std::panic::catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(offer)))
         .map_err(|_| OfferError::Refused("the offer could not be processed".to_owned()))?;
     let answer = accepted
         .map_err(|e| OfferError::Refused(e.to_string()))?
         .to_sdp_string();
-    if !answer_receives_opus(&answer) {
+    let s = summarize_audio(&answer);
+    let ok = match flow {
+        Flow::Publish => s.opus_receiving > 0,
+        Flow::Play => s.opus_sending > 0,
+    };
+    if !ok {
         return Err(OfferError::NoOpusNegotiated);
     }
     Ok(answer)
@@ -171,6 +197,12 @@ pub fn summarize_audio(sdp: &str) -> AudioSummary {
 
 /// Checks a WHIP offer and parses it for str0m: well-formed SDP with Opus audio that is sent.
 pub fn parse_offer(text: &str) -> Result<SdpOffer, OfferError> {
+    parse_offer_for(text, Flow::Publish)
+}
+
+/// Checks an offer and parses it for str0m: well-formed SDP with Opus audio flowing the way
+/// `flow` needs.
+pub fn parse_offer_for(text: &str, flow: Flow) -> Result<SdpOffer, OfferError> {
     if text.trim().is_empty() {
         return Err(OfferError::Empty);
     }
@@ -186,10 +218,11 @@ pub fn parse_offer(text: &str) -> Result<SdpOffer, OfferError> {
     if s.opus_sections == 0 {
         return Err(OfferError::NoOpus);
     }
-    if s.opus_sending == 0 {
-        return Err(OfferError::NotSending);
+    match flow {
+        Flow::Publish if s.opus_sending == 0 => Err(OfferError::NotSending),
+        Flow::Play if s.opus_receiving == 0 => Err(OfferError::NotReceiving),
+        _ => Ok(offer),
     }
-    Ok(offer)
 }
 
 /// The SDP parser's error as a client may see it: what was unexpected and expected, without the
@@ -333,6 +366,24 @@ a=ssrc:1001 cname:test\r\n";
         assert_eq!(parse_offer(&recv).unwrap_err(), OfferError::NotSending);
         let disabled = OFFER.replace("m=audio 9 ", "m=audio 0 ");
         assert_eq!(summarize_audio(&disabled).audio_sections, 0);
+    }
+
+    #[test]
+    fn playback_offers_must_receive_opus() {
+        let recv = OFFER.replace("a=sendonly", "a=recvonly");
+        assert!(parse_offer_for(&recv, Flow::Play).is_ok());
+        let both = OFFER.replace("a=sendonly", "a=sendrecv");
+        assert!(parse_offer_for(&both, Flow::Play).is_ok());
+        assert_eq!(
+            parse_offer_for(OFFER, Flow::Play).unwrap_err(),
+            OfferError::NotReceiving
+        );
+        let inactive = OFFER.replace("a=sendonly", "a=inactive");
+        assert_eq!(
+            parse_offer_for(&inactive, Flow::Play).unwrap_err(),
+            OfferError::NotReceiving
+        );
+        assert!(OfferError::NotReceiving.to_string().contains("recvonly"));
     }
 
     #[test]

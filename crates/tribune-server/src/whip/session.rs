@@ -1,21 +1,19 @@
-//! One WHIP session: a str0m `Rtc` driven by one task. Datagrams arrive from the UDP task through
-//! a channel; transmits go straight out of the shared socket. Every depacketized Opus frame is
-//! checked and offered to the room's mixer under the session's seat.
+//! One WHIP session: a peer connection (see `peer`) driven by one task. Every depacketized Opus
+//! frame is checked and offered to the room's mixer under the session's seat.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use str0m::format::Codec;
 use str0m::media::MediaData;
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use str0m::Event;
+use tokio::sync::watch;
 use tribune_core::{unix_micros, Claims, ParticipantId, RoomState};
 
-use super::{ice_credentials, sdp, Datagram, SessionCtl, WhipHub, SESSION_QUEUE};
+use super::peer::{Peer, Polled};
+use super::sdp::{self, Flow};
+use super::{SessionCtl, WhipHub};
 use crate::connections::ConnectionToken;
 use crate::error::ApiError;
 use crate::live_room::{LiveRoom, Seat};
@@ -29,7 +27,9 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 /// An accepted offer: the session's id and the SDP answer.
 pub(super) struct Opened {
+    /// The session id.
     pub id: String,
+    /// The SDP answer.
     pub answer: String,
 }
 
@@ -79,33 +79,17 @@ impl WhipHub {
         // Cheap text checks first, so refusals cost no peer connection.
         sdp::parse_offer(offer_text).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         self.check_room_for_session(&room, ParticipantId(claims.sub))?;
-        let creds = ice_credentials();
-        let mut rtc = sdp::answerer(
-            self.inner.crypto.clone(),
-            self.inner.cert.clone(),
-            creds.clone(),
-        );
-        let candidate = Candidate::host(self.inner.advertised, "udp")
-            .map_err(|e| ApiError::BadRequest(format!("no usable ICE candidate: {e}")))?;
-        rtc.add_local_candidate(candidate);
-        let answer = sdp::negotiate(&mut rtc, offer_text)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let (peer, answer) = self.open_peer(offer_text, Flow::Publish)?;
         let metrics = app.metrics().clone();
         let participant = ParticipantId(claims.sub);
-        let seat = room
+        let Some(seat) = room
             .take_seat(participant, claims.role, metrics.clone())
             .await
-            .ok_or(ApiError::RoomEnded)?;
-        let id = WhipHub::new_session_id();
-        let route_id = self.inner.next_route_id();
-        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-        if !self.inner.router.lock().insert(route_id, &creds.ufrag, tx) {
-            // A 96-bit ufrag collision; the client may simply retry.
-            return Err(ApiError::Full {
-                message: "ICE credentials collided; offer again".into(),
-                retry_after_s: 1,
-            });
-        }
+        else {
+            self.inner.router.lock().remove(peer.route_id);
+            return Err(ApiError::RoomEnded);
+        };
+        let id = peer.id.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
         self.inner.sessions.lock().insert(
             id.clone(),
@@ -119,13 +103,8 @@ impl WhipHub {
         metrics.whip_sessions_total.inc();
         tracing::info!(room = %room.id, session = %id, slot = seat.slot, "WHIP session opened");
         let task = Task {
-            id: id.clone(),
-            route_id,
+            peer,
             hub: self.clone(),
-            rtc,
-            rx,
-            socket: self.inner.socket.clone(),
-            local: self.inner.advertised,
             snapshots: room.subscribe_snapshots(),
             room,
             seat,
@@ -144,13 +123,8 @@ impl WhipHub {
 }
 
 struct Task {
-    id: String,
-    route_id: u64,
+    peer: Peer,
     hub: WhipHub,
-    rtc: Rtc,
-    rx: mpsc::Receiver<Datagram>,
-    socket: Arc<UdpSocket>,
-    local: SocketAddr,
     room: Arc<LiveRoom>,
     snapshots: watch::Receiver<crate::live_room::Snapshot>,
     seat: Seat,
@@ -170,13 +144,10 @@ impl Task {
     async fn run(mut self) {
         let reason = self.drive().await;
         tracing::info!(
-            room = %self.room.id, session = %self.id, frames = self.frames, "WHIP session ended: {reason}"
+            room = %self.room.id, session = %self.peer.id, frames = self.frames, "WHIP session ended: {reason}"
         );
-        // Tell the peer (RTCP BYE, DTLS close_notify) without waiting for it.
-        if self.rtc.close().is_ok() {
-            let _ = self.poll().await;
-        }
-        self.hub.forget(&self.id, self.route_id);
+        self.peer.close(&self.hub).await;
+        self.hub.forget(&self.peer.id, self.peer.route_id);
         self.metrics.whip_sessions.dec();
         // Leave the mix before the stop receiver drops, so a DELETE that waits for the session
         // to close sees the speaker gone.
@@ -195,9 +166,19 @@ impl Task {
             return "room ended".to_owned();
         }
         loop {
-            let deadline = match self.poll().await {
-                Ok(Some(t)) => t,
-                Ok(None) => return "peer connection closed".to_owned(),
+            let deadline = match self.peer.poll().await {
+                Ok(Polled::Timeout(t)) => t,
+                Ok(Polled::Event(Event::MediaData(data))) => {
+                    self.media(data);
+                    continue;
+                }
+                Ok(Polled::Event(Event::Connected)) => {
+                    self.connect_by = None;
+                    tracing::debug!(session = %self.peer.id, "WebRTC connected");
+                    continue;
+                }
+                Ok(Polled::Event(_)) => continue,
+                Ok(Polled::Closed) => return "peer connection closed".to_owned(),
                 Err(e) => return e,
             };
             let idle_at = self.last_media + self.idle_timeout;
@@ -228,59 +209,14 @@ impl Task {
                     }
                     continue;
                 }
-                d = self.rx.recv() => match d {
+                d = self.peer.recv() => match d {
                     Some(d) => Some(d),
                     None => return "router dropped the session".to_owned(),
                 },
                 _ = tokio::time::sleep_until(wake.into()) => None,
             };
-            let result = match input {
-                Some(d) => match Receive::new(Protocol::Udp, d.src, self.local, &d.data) {
-                    Ok(r) => self.rtc.handle_input(Input::Receive(d.at, r)),
-                    // Routed here but unparsable (e.g. a malformed STUN body): drop it.
-                    Err(_) => {
-                        self.metrics.udp_dropped.inc();
-                        continue;
-                    }
-                },
-                None => self.rtc.handle_input(Input::Timeout(Instant::now())),
-            };
-            if let Err(e) = result {
-                return format!("WebRTC error: {e}");
-            }
-        }
-    }
-
-    /// Sends what str0m wants sent and handles its events; returns when it next wants a timeout
-    /// (`None` once the connection is over).
-    async fn poll(&mut self) -> Result<Option<Instant>, String> {
-        loop {
-            if !self.rtc.is_alive() {
-                return Ok(None);
-            }
-            match self
-                .rtc
-                .poll_output()
-                .map_err(|e| format!("WebRTC error: {e}"))?
-            {
-                Output::Timeout(t) => return Ok(Some(t)),
-                Output::Transmit(t) => {
-                    if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
-                        tracing::debug!(session = %self.id, "UDP send to {}: {e}", t.destination);
-                    }
-                }
-                Output::Event(Event::MediaData(data)) => self.media(data),
-                Output::Event(Event::Connected) => {
-                    self.connect_by = None;
-                    tracing::debug!(session = %self.id, "WebRTC connected");
-                }
-                Output::Event(Event::IceConnectionStateChange(
-                    IceConnectionState::Disconnected,
-                )) => {
-                    return Err("ICE disconnected".to_owned());
-                }
-                Output::Event(Event::Closed) => return Err("peer closed".to_owned()),
-                Output::Event(_) => {}
+            if let Err(e) = self.peer.input(input, &self.metrics) {
+                return e;
             }
         }
     }

@@ -2,6 +2,8 @@
 //! and WebSocket clients.
 #![allow(dead_code)]
 
+pub mod aiortc;
+
 use std::time::Duration;
 
 use futures_util::StreamExt;
