@@ -57,15 +57,16 @@ pub(super) struct PlayerCtl {
 
 impl WhipHub {
     /// Refuses a listener's session past the node's WebRTC listener cap: `503` with
-    /// `Retry-After`, and where else to listen.
-    fn check_listener_cap(&self) -> Result<(), ApiError> {
+    /// `Retry-After`, and where else to listen. The listener's own session does not count: the
+    /// new one replaces it.
+    fn check_listener_cap(&self, listener: ListenerId) -> Result<(), ApiError> {
         let cap = self.inner.max_webrtc_listeners;
         let listeners = self
             .inner
             .players
             .lock()
             .values()
-            .filter(|c| matches!(c.player, Player::Listener(_)))
+            .filter(|c| matches!(c.player, Player::Listener(l) if l != listener))
             .count();
         if listeners >= cap {
             return Err(ApiError::Full {
@@ -95,7 +96,7 @@ impl WhipHub {
         };
         if let Player::Listener(l) = player {
             room.admit_listener(l)?;
-            self.check_listener_cap()?;
+            self.check_listener_cap(l)?;
         }
         let (peer, answer) = self.open_peer(offer_text, Flow::Play)?;
         let id = peer.id.clone();
