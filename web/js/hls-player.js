@@ -80,6 +80,11 @@ export class HlsPlayer extends EventTarget {
     this.statsTimer = setInterval(() => this.updateStats(), 250);
   }
 
+  /** Silences (or restores) the program's output; it keeps playing, ready to be heard again. */
+  setOutputMuted(muted) {
+    this.audio.muted = muted;
+  }
+
   /**
    * Routes the element through Web Audio so the page can analyse what is played (the level and
    * the tests' frequency check), as the WebSocket player does from its decoder. Not for native

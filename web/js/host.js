@@ -1,8 +1,10 @@
-// The host console (/host/{id}): go live with the microphone, mute, see the stage and the
-// audience, answer requests to speak, share the invite link, end the room.
+// The host console (/host/{id}): hear the stage (the host's mix-minus over WHEP, from the
+// moment it opens), go live with the microphone, mute, see the stage and the audience, answer
+// requests to speak, share the invite link, end the room.
 
 import { api, h, tokens } from './api.js';
 import { renderSpeakers, setBadge, listenerText } from './stage-view.js';
+import { WhepPlayer, bandsDb } from './whep.js';
 import { WhipPublisher, levelMeter } from './whip.js';
 
 const roomId = location.pathname.split('/').filter(Boolean).pop();
@@ -51,6 +53,38 @@ if (!token) {
   showError('This browser holds no host token for this room. Open the console from the browser that created it.');
   for (const id of ['go-live', 'end']) $(id).disabled = true;
 }
+
+// The stage as the host hears it: everyone else on it, live, before and after going live.
+const STAGE_TEXT = {
+  connecting: 'Stage: connecting…',
+  playing: 'Stage: you hear everyone on stage',
+  reconnecting: 'Stage: reconnecting…',
+  blocked: 'Stage: tap to hear it',
+  ended: 'Stage: not available',
+  stopped: 'Stage: off',
+};
+const stage = token ? new WhepPlayer(roomId, token) : null;
+if (stage) {
+  stage.addEventListener('state', (e) => {
+    const { state, reason } = e.detail;
+    $('stage-status').textContent = STAGE_TEXT[state] + (reason && state !== 'playing' ? ` (${reason})` : '');
+    $('stage-play').hidden = state !== 'blocked';
+  });
+  $('stage-play').addEventListener('click', () => stage.resume());
+  setInterval(() => {
+    $('stage-level').style.width = `${Math.min(100, stage.level() * 400)}%`;
+  }, 100);
+  stage.start();
+}
+
+// Hooks for tests and the curious: what the host hears of the stage.
+window.tribune = {
+  stage,
+  stageBands: (freqs) => {
+    const { samples, rate } = stage.recentSamples();
+    return { level: stage.level(), db: bandsDb(samples, rate, freqs) };
+  },
+};
 
 $('go-live').addEventListener('click', async () => {
   showError('');
@@ -198,6 +232,7 @@ async function refresh() {
     setBadge($('state'), room.state);
     if (room.state === 'ended') {
       for (const id of ['go-live', 'mute', 'end']) $(id).disabled = true;
+      if (stage && stage.state !== 'stopped') stage.stop();
     }
     if (token) {
       try {

@@ -9,12 +9,15 @@ import { HlsPlayer } from './hls-player.js';
 import { Player, dominantFrequency } from './player.js';
 import { renderSpeakers, setBadge, listenerText } from './stage-view.js';
 import { capabilities, chooseTransport, TRANSPORT_NAMES } from './transport.js';
+import { WhepPlayer, bandsDb } from './whep.js';
 import { WhipPublisher } from './whip.js';
 
 const roomId = location.pathname.split('/').filter(Boolean).pop();
 const $ = (id) => document.getElementById(id);
 let player = null;
 let publisher = null;
+// On stage: the participant's mix-minus over WHEP, heard instead of the program.
+let stage = null;
 
 function showError(msg) {
   $('error').textContent = msg;
@@ -202,16 +205,46 @@ async function pollRequest(ticket) {
 async function goOnStage(token) {
   $('stage-status').textContent = 'You are on stage. Publishing your microphone…';
   try {
-    const stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true } });
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    });
     publisher = new WhipPublisher(roomId, token);
     await publisher.start(stream);
     $('stage-status').textContent = 'You are live on stage.';
     $('request').hidden = true;
     $('mute-self').hidden = false;
     $('leave-stage').hidden = false;
+    hearStage(token);
   } catch (err) {
     $('stage-status').textContent = `Could not publish: ${err.message}`;
   }
+}
+
+/**
+ * Switches from the program to the stage (everyone else, live, without your own voice) once the
+ * stage plays, so there is no gap; back to the program if the stage session ends for good.
+ */
+function hearStage(token) {
+  stage = new WhepPlayer(roomId, token, { audible: false });
+  window.tribune.stage = stage;
+  stage.addEventListener('state', (e) => {
+    const { state } = e.detail;
+    if (state === 'playing') {
+      stage.setAudible(true);
+      if (player) player.setOutputMuted(true);
+    } else if (state === 'ended') {
+      hearProgram();
+    }
+  });
+  stage.start();
+}
+
+/** Back to the program (it kept playing, silenced, while on stage). */
+function hearProgram() {
+  if (player) player.setOutputMuted(false);
+  if (stage) stage.stop();
+  stage = null;
+  window.tribune.stage = null;
 }
 
 $('mute-self').addEventListener('click', () => {
@@ -222,6 +255,7 @@ $('mute-self').addEventListener('click', () => {
 });
 
 $('leave-stage').addEventListener('click', async () => {
+  hearProgram();
   if (publisher) await publisher.stop();
   publisher = null;
   inviteShown = false;
@@ -240,7 +274,21 @@ setInterval(() => {
 // Hooks for tests and the curious: window.tribune.player.stats, window.tribune.frequency().
 window.tribune = {
   player: null,
+  stage: null,
   admission: admissionStats,
+  /** What this page plays now: 'stage' (the mix-minus) or 'program'. */
+  hearing: () => (stage && stage.state === 'playing' && stage.audible ? 'stage' : 'program'),
+  /** Levels of `freqs` (dB under the strongest) in the last `seconds` of the program. */
+  programBands: (freqs, seconds = 0.7) => {
+    const samples = player ? player.recentSamples(Math.round(player.sampleRate * seconds)) : new Float32Array(0);
+    return bandsDb(samples, player ? player.sampleRate : 48000, freqs);
+  },
+  /** Levels of `freqs` in the last ~0.7 s of the stage (while on stage). */
+  stageBands: (freqs) => {
+    if (!stage) return null;
+    const { samples, rate } = stage.recentSamples();
+    return { level: stage.level(), db: bandsDb(samples, rate, freqs) };
+  },
   frequency: (seconds = 0.35) =>
     (player ? dominantFrequency(player.recentSamples(Math.round(player.sampleRate * seconds)), player.sampleRate) : null),
 };

@@ -50,7 +50,10 @@ export class Player extends EventTarget {
       this.stats.bufferedMs = e.data.bufferedMs;
       this.stats.underruns = e.data.underruns;
     };
-    this.node.connect(this.ctx.destination);
+    // Through a gain, so the page can silence the program (a listener on stage hears their
+    // mix-minus instead) without stopping it.
+    this.gain = new GainNode(this.ctx, { gain: this.outputMuted ? 0 : 1 });
+    this.node.connect(this.gain).connect(this.ctx.destination);
     await this.ctx.resume();
     this.decoder = this.makeDecoder();
     this.run();
@@ -75,6 +78,12 @@ export class Player extends EventTarget {
     for (let i = 0; i < n; i++) this.tap[(this.tapWrite + i) % this.tap.length] = pcm[i];
     this.tapWrite += n;
     this.node.port.postMessage(pcm, [pcm.buffer]);
+  }
+
+  /** Silences (or restores) the program's output; it keeps playing, ready to be heard again. */
+  setOutputMuted(muted) {
+    this.outputMuted = muted;
+    if (this.gain) this.gain.gain.setTargetAtTime(muted ? 0 : 1, this.ctx.currentTime, 0.01);
   }
 
   /** The most recent `count` decoded samples, oldest first. */

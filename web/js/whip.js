@@ -61,7 +61,8 @@ export class WhipPublisher {
   }
 }
 
-function gatheringComplete(pc, timeoutMs) {
+/** Resolves when ICE gathering is complete (or after `timeoutMs`). */
+export function gatheringComplete(pc, timeoutMs) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {

@@ -53,6 +53,7 @@ const ASSETS: &[Asset] = &[
     asset!("js/stage-view.js", "text/javascript; charset=utf-8"),
     asset!("js/transport.js", "text/javascript; charset=utf-8"),
     asset!("js/whip.js", "text/javascript; charset=utf-8"),
+    asset!("js/whep.js", "text/javascript; charset=utf-8"),
     asset!("js/wire.js", "text/javascript; charset=utf-8"),
     asset!("js/worklet.js", "text/javascript; charset=utf-8"),
 ];
