@@ -124,6 +124,90 @@ fn serve_room_speak_listen_and_stop() {
 }
 
 #[test]
+fn speak_hear_writes_the_others_and_not_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let url = format!("http://{addr}");
+    let _server = Proc(
+        tribune(&["serve", "--listen", &addr.to_string()])
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(addr);
+    let room = run_json(&[
+        "room", "create", "--server", &url, "--title", "hear", "--json",
+    ]);
+    let id = room["id"].as_str().unwrap();
+    let host = room["host_token"].as_str().unwrap();
+    let mut tokens = vec![host.to_owned()];
+    for _ in 0..2 {
+        let (status, minted) =
+            common::post_json_as(addr, &format!("/api/rooms/{id}/speakers"), Some(host), "{}");
+        assert_eq!(status, 201, "{minted}");
+        tokens.push(minted["token"].as_str().unwrap().to_owned());
+    }
+    let speak = |token: &str, hz: &str| {
+        Proc(
+            tribune(&[
+                "speak",
+                "--server",
+                &url,
+                "--room",
+                id,
+                "--token",
+                token,
+                "--tone",
+                hz,
+                "--seconds",
+                "5",
+            ])
+            .spawn()
+            .unwrap(),
+        )
+    };
+    let _a = speak(&tokens[0], "440");
+    let _b = speak(&tokens[1], "660");
+    let out = dir.path().join("heard.wav");
+    let report = run_json(&[
+        "speak",
+        "--server",
+        &url,
+        "--room",
+        id,
+        "--token",
+        &tokens[2],
+        "--tone",
+        "550",
+        "--seconds",
+        "4",
+        "--hear",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    let heard_frames = report["frames_heard"].as_u64().unwrap();
+    assert!(heard_frames > 180, "{report}");
+    let p50 = report["hear_latency_ms"]["p50"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 < 150.0, "{report}");
+    let heard = read_wav(&out);
+    assert_eq!(
+        heard.len() as u64,
+        heard_frames * 960,
+        "no gaps to conceal on loopback"
+    );
+    let tail = &heard[48_000..48_000 * 3];
+    for hz in [440.0, 660.0] {
+        assert!(
+            band_energy_ratio(tail, 48_000, hz, 25.0) > 0.3,
+            "{hz} Hz not heard"
+        );
+    }
+    let own = band_energy_ratio(tail, 48_000, 550.0, 25.0);
+    let other = band_energy_ratio(tail, 48_000, 440.0, 25.0);
+    let down = 10.0 * (other / own.max(1e-12)).log10();
+    assert!(down >= 30.0, "550 Hz only {down:.1} dB under 440 Hz");
+}
+
+#[test]
 fn demo_speaks_and_tells_how_to_listen() {
     let addr = free_addr();
     let mut demo = Proc(
