@@ -206,7 +206,8 @@ pub async fn speak(api: &Api, opts: SpeakOptions) -> Result<SpeakReport, ClientE
         .parse()
         .map_err(|_| ClientError::Protocol("token is not a valid header value".into()))?;
     req.headers_mut().insert("authorization", auth);
-    let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+    // Real-time frames: each write goes out at once (no Nagle).
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
     let (mut tx, mut rx) = ws.split();
     let mut encoder =
         Encoder::new(opts.bitrate_bps).map_err(|e| ClientError::Media(e.to_string()))?;

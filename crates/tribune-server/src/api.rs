@@ -247,35 +247,15 @@ pub async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
     (StatusCode::OK, "ok\n")
 }
 
-/// `GET /metrics` (Prometheus text format): the node's figures, then per live room the
-/// frames its speakers' jitter buffers concealed and refused as late.
+/// `GET /metrics` (Prometheus text format): the node's figures, then each live room's.
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    use std::fmt::Write as _;
     let mut text = app.metrics().render();
     let rooms: Vec<_> = app
         .rooms()
         .into_iter()
         .filter(|r| r.state().0 == RoomState::Live)
         .collect();
-    let per_room = [
-        (
-            "room_concealed_frames_total",
-            "Speaker frames concealed (missing when due) in a live room's mix.",
-        ),
-        (
-            "room_late_frames_total",
-            "Speaker frames that arrived after their slot was played, in a live room.",
-        ),
-    ];
-    for (i, (name, help)) in per_room.into_iter().enumerate() {
-        let _ = writeln!(text, "# HELP tribune_{name} {help}");
-        let _ = writeln!(text, "# TYPE tribune_{name} counter");
-        for room in &rooms {
-            let (concealed, late) = room.jitter_figures();
-            let v = if i == 0 { concealed } else { late };
-            let _ = writeln!(text, "tribune_{name}{{room=\"{}\"}} {v}", room.id);
-        }
-    }
+    crate::metrics::render_rooms(&mut text, &rooms);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

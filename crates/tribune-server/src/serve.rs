@@ -180,6 +180,9 @@ impl Acceptor {
                 self.metrics.connections_refused.inc();
                 continue;
             };
+            // Audio goes out in small writes that must not wait for the previous one's ACK
+            // (Nagle would hold a speaker's return frame or a listener's batch for up to 40 ms).
+            let _ = stream.set_nodelay(true);
             let socket = SharedSocket::new(stream);
             let io = Tracked {
                 socket: socket.clone(),

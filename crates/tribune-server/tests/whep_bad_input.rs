@@ -83,7 +83,16 @@ async fn refusals_have_statuses_and_reasons() {
     let pcmu = offer()
         .replace(" 111 0\r\n", " 0\r\n")
         .replace("a=rtpmap:111 opus/48000/2\r\n", "");
-    let cases: Vec<(&str, Option<&str>, &str, String, StatusCode, &str)> = vec![
+    // (what, credential, content type, body, status, the message says)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        &'a str,
+        String,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "no token",
             None,
@@ -205,7 +214,7 @@ async fn refusals_have_statuses_and_reasons() {
     // Nothing was opened, nothing counted as a listener.
     assert_eq!(common::metric(&base, "whep_sessions_total").await, 0);
     assert_eq!(common::metric(&base, "listeners").await, 0);
-    assert!(common::metric(&base, "whep_refused_total").await >= n + 1);
+    assert!(common::metric(&base, "whep_refused_total").await > n);
     // A room that ended: 410.
     http.post(format!("{base}/api/rooms/{room}/end"))
         .bearer_auth(&host)

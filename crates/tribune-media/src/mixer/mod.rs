@@ -204,6 +204,14 @@ impl Mixer {
         self.speakers.get(&id).map(|s| s.jitter.stats())
     }
 
+    /// The reserve a speaker's jitter buffer held over its last measuring window (`None` while
+    /// it has not completed one), and the target it keeps.
+    pub fn jitter_depth(&self, id: u64) -> Option<(Option<usize>, usize)> {
+        self.speakers
+            .get(&id)
+            .map(|s| (s.jitter.depth(), s.jitter.target_depth()))
+    }
+
     /// Packets of a speaker that failed to decode and were concealed instead.
     pub fn decode_errors(&self, id: u64) -> Option<u64> {
         self.speakers.get(&id).map(|s| s.decode_errors)

@@ -150,6 +150,19 @@ pub struct LiveRoom {
     /// Jitter-buffer figures of the room's speakers: frames concealed and frames too late.
     pub(crate) concealed: AtomicU64,
     pub(crate) late: AtomicU64,
+    /// Each speaker's jitter reserve (slot, depth, target), refreshed once a second.
+    depths: Mutex<Vec<SpeakerDepth>>,
+}
+
+/// A speaker's jitter-buffer reserve as last measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpeakerDepth {
+    /// Mixer slot.
+    pub slot: u64,
+    /// Frames held in reserve at the low point of the last window (`None`: not measured yet).
+    pub depth: Option<usize>,
+    /// The reserve the buffer keeps.
+    pub target: usize,
 }
 
 /// The listen connection a ticket holds.
@@ -203,6 +216,7 @@ impl LiveRoom {
             stage_feed: watch::Sender::new(None),
             concealed: AtomicU64::new(0),
             late: AtomicU64::new(0),
+            depths: Mutex::new(Vec::new()),
         });
         room.publish_snapshot(&Stage::default());
         room.batches.spawn_writers(&metrics);
@@ -424,6 +438,11 @@ impl LiveRoom {
             self.concealed.load(Ordering::Relaxed),
             self.late.load(Ordering::Relaxed),
         )
+    }
+
+    /// Each speaker's jitter-buffer reserve, as of the last second.
+    pub fn jitter_depths(&self) -> Vec<SpeakerDepth> {
+        self.depths.lock().clone()
     }
 
     /// Who holds a seat now: (slot, participant, role).

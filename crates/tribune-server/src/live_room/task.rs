@@ -23,7 +23,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tribune_core::{unix_micros, ParticipantId, RoomState, Seq};
 use tribune_media::{JitterStats, Mixer, MixerConfig, ProgramFrame};
 
-use super::{Batch, Ingress, LiveRoom, SpeakerState, Stage, StageTick};
+use super::{Batch, Ingress, LiveRoom, SpeakerDepth, SpeakerState, Stage, StageTick};
 use crate::batching::Batching;
 use crate::direct;
 use crate::fanout::{Due, Phases};
@@ -340,6 +340,19 @@ impl MixTask {
             .concealed
             .store(total.concealed, Ordering::Relaxed);
         self.room.late.store(total.late, Ordering::Relaxed);
+        let mut depths = self.room.depths.lock();
+        depths.clear();
+        if let Some(m) = self.mixer.as_ref() {
+            for &slot in self.stage.speakers.keys() {
+                if let Some((depth, target)) = m.jitter_depth(slot) {
+                    depths.push(SpeakerDepth {
+                        slot,
+                        depth,
+                        target,
+                    });
+                }
+            }
+        }
     }
 
     /// What changes the room event whether or not the room produces audio: mutes, moderation,

@@ -4,9 +4,11 @@
 //! test process keep separate figures and tests can assert on them.
 
 mod histogram;
+mod rooms;
 mod stage;
 
 pub use histogram::Histogram;
+pub use rooms::render_rooms;
 pub use stage::StageMetrics;
 
 use std::fmt::Write as _;
