@@ -100,11 +100,12 @@ impl Mixer {
                 capture_us: capture_us.unwrap_or(now_us),
                 arrived_us,
             };
+            // Their own audio is taken out only when it is audible (see `minus_gate_rms`).
             let mut voiced = receiver
                 .own
                 .iter()
                 .filter_map(|o| speakers.get(o))
-                .filter(|s| s.voiced)
+                .filter(|s| s.voiced && s.audible)
                 .peekable();
             if voiced.peek().is_some() {
                 for (out, &m) in minus.scaled.iter_mut().zip(mix.iter()) {
@@ -121,7 +122,11 @@ impl Mixer {
                 clip_to_i16(&minus.scaled[..], &mut minus.pcm[..]);
                 let encoder = match receiver.encoder.as_mut() {
                     Some(e) => e,
-                    None => receiver.encoder.insert(Encoder::new(cfg.bitrate_bps)?),
+                    None => {
+                        let mut e = Encoder::low_delay(cfg.bitrate_bps)?;
+                        e.set_complexity(cfg.minus_complexity)?;
+                        receiver.encoder.insert(e)
+                    }
                 };
                 let n = encoder.encode(&minus.pcm[..], &mut packet[..])?;
                 let start = minus.packets.len();

@@ -22,12 +22,21 @@ use crate::softclip::clip_to_i16;
 use crate::FRAME_SAMPLES;
 
 /// Tuning of a [`Mixer`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MixerConfig {
     /// Bitrate of the program stream.
     pub bitrate_bps: u32,
     /// Jitter buffer settings used for every speaker.
     pub jitter: JitterConfig,
+    /// Opus complexity of the mix-minus encoders (CELT-only, low delay; one per speaking
+    /// receiver: the stage's cost grows with it, while a return feed needs intelligibility and
+    /// speed more than polish).
+    pub minus_complexity: u8,
+    /// A speaker's frame quieter than this (linear RMS, 0..1) is mixed but does not earn its
+    /// speaker a feed of their own that tick: taking out a noise floor 60 dB down changes
+    /// nothing anyone hears, and a stage where one person talks then costs one encode, not one
+    /// per participant.
+    pub minus_gate_rms: f32,
 }
 
 impl Default for MixerConfig {
@@ -35,6 +44,9 @@ impl Default for MixerConfig {
         MixerConfig {
             bitrate_bps: 32_000,
             jitter: JitterConfig::default(),
+            minus_complexity: 0,
+            // -60 dBFS.
+            minus_gate_rms: 0.001,
         }
     }
 }
@@ -61,6 +73,8 @@ struct Speaker {
     decode_errors: u64,
     /// Whether this speaker's audio (a frame or its concealment) is in the current tick's mix.
     voiced: bool,
+    /// Whether it is loud enough there to be taken out of this speaker's own feed.
+    audible: bool,
     /// Capture and arrival time of the frame this speaker played this tick, if a real one.
     heard: Option<(u64, u64)>,
     /// This tick's decoded PCM, valid while `voiced` and anyone receives.
@@ -128,6 +142,7 @@ impl Mixer {
             muted: false,
             decode_errors: 0,
             voiced: false,
+            audible: false,
             heard: None,
             pcm: Box::new([0; FRAME_SAMPLES]),
         };
@@ -260,6 +275,7 @@ impl Mixer {
         let mut levels = Vec::with_capacity(self.speakers.len());
         for (&id, speaker) in self.speakers.iter_mut() {
             speaker.voiced = false;
+            speaker.audible = false;
             speaker.heard = None;
             // Muted speakers are still popped so their buffer keeps pace with real time.
             let playout = speaker.jitter.pop();
@@ -291,7 +307,9 @@ impl Mixer {
             for (m, &s) in self.mix.iter_mut().zip(pcm) {
                 *m += f32::from(s);
             }
-            levels.push((id, rms(pcm)));
+            let level = rms(pcm);
+            levels.push((id, level));
+            speaker.audible = level >= self.cfg.minus_gate_rms;
             if !self.receivers.is_empty() {
                 // Kept to take back out of this speaker's own feed.
                 speaker.pcm[..pcm.len()].copy_from_slice(pcm);

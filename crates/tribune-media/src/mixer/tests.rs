@@ -359,3 +359,35 @@ fn feeds_carry_the_others_capture_and_arrival_times_and_stop_when_not_receiving(
     mixer.remove_receiver(100);
     assert!(mixer.tick(2_020_000).unwrap().minus.is_empty());
 }
+
+#[test]
+fn a_speaker_sending_only_a_noise_floor_gets_the_program_frame() {
+    let mut mixer = Mixer::new(MixerConfig::default()).unwrap();
+    for id in [1, 2] {
+        mixer.add_speaker(id).unwrap();
+        mixer.set_receiver(id, &[id]);
+    }
+    // Speaker 2's microphone is open but quiet: a tone at -70 dBFS.
+    let mut sources = [
+        (1, Source::new(440.0, 0.3)),
+        (2, Source::new(660.0, 0.0003)),
+    ];
+    let mut ears = Ears::new(&[1, 2]);
+    for t in 0..60u64 {
+        for (id, src) in sources.iter_mut() {
+            src.push_to(&mut mixer, *id, t * 20_000);
+        }
+        let frame = mixer.tick(t * 20_000).unwrap();
+        if t >= 2 {
+            let quiet = frame.minus.iter().find(|m| m.id == 2).unwrap();
+            assert!(!quiet.own, "tick {t}");
+            assert_eq!(quiet.payload.as_ptr(), frame.payload.as_ptr());
+        }
+        ears.hear(&frame, t >= 10);
+    }
+    // One encode per tick (the talker's), not two.
+    assert_eq!(mixer.minus_encodes(), 58);
+    assert!(band_energy_ratio(ears.audio(2), SAMPLE_RATE, 440.0, 25.0) > 0.9);
+    // The talker hears nothing of its own tone, and the quiet one's floor is all that is left.
+    assert!(rms(ears.audio(1)) < 0.002, "{}", rms(ears.audio(1)));
+}
