@@ -27,6 +27,7 @@ pub mod same_origin;
 pub mod seats;
 mod serve;
 pub mod speak;
+pub mod stage_runtime;
 pub mod state;
 pub mod web;
 pub mod whip;
@@ -154,7 +155,6 @@ impl Server {
             generated_key = told;
         }
         let listener = TcpListener::bind(config.listen).await?;
-        let whip = whip::WhipHub::bind(&config).await?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let metrics = Arc::new(Metrics::default());
         let recordings = {
@@ -166,6 +166,14 @@ impl Server {
             .map_err(std::io::Error::other)??
         };
         let app = AppState::with_parts(config, shutdown_rx, metrics, Arc::new(recordings));
+        // Bound on the stage thread, so its readiness comes from that thread's reactor.
+        let whip = {
+            let config = app.config().clone();
+            app.stage()
+                .spawn(async move { whip::WhipHub::bind(&config).await })
+                .await
+                .map_err(std::io::Error::other)??
+        };
         Ok(Server {
             listener,
             app,

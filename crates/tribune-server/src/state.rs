@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::live_room::LiveRoom;
 use crate::metrics::Metrics;
 use crate::recording::Recordings;
+use crate::stage_runtime::StageRuntime;
 use bytes::Bytes;
 
 /// Shared node state (cheap to clone).
@@ -32,6 +33,8 @@ struct Inner {
     recordings: Arc<Recordings>,
     admission: Admission,
     creation: CreationGate,
+    /// Where the rooms' mixers and the WebRTC sessions run (see `stage_runtime`).
+    stage: StageRuntime,
 }
 
 impl AppState {
@@ -52,6 +55,9 @@ impl AppState {
     ) -> Self {
         let admission = Admission::new(config.admission);
         let creation = CreationGate::new(&config.rooms);
+        // A node cannot run without its stage thread; failing to start one thread at start-up
+        // means the process is out of resources.
+        let stage = StageRuntime::start().expect("starting the stage thread");
         AppState {
             inner: Arc::new(Inner {
                 admission,
@@ -62,6 +68,7 @@ impl AppState {
                 shutdown,
                 connections: Default::default(),
                 recordings,
+                stage,
             }),
         }
     }
@@ -101,6 +108,11 @@ impl AppState {
         self.inner.shutdown.clone()
     }
 
+    /// The stage's runtime: rooms' mixers and WebRTC sessions run there.
+    pub fn stage(&self) -> &StageRuntime {
+        &self.inner.stage
+    }
+
     /// Counts open WebSocket connections so shutdown can wait for them.
     pub fn connections(&self) -> &ConnectionCounter {
         &self.inner.connections
@@ -134,7 +146,13 @@ impl AppState {
             Creator::Anonymous(ip) => Some(ip),
             Creator::Operator => None,
         };
-        let room = LiveRoom::spawn(info, &self.inner.config, self.inner.metrics.clone(), ip);
+        let room = LiveRoom::spawn(
+            info,
+            &self.inner.config,
+            self.inner.metrics.clone(),
+            ip,
+            &self.inner.stage,
+        );
         rooms.insert(room.id.clone(), room.clone());
         self.inner.metrics.rooms.set(rooms.len() as u64);
         drop(rooms);

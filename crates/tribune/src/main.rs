@@ -91,6 +91,10 @@ struct ServeArgs {
     /// Most listeners this node holds; joins beyond wait in the queue (202).
     #[arg(long, default_value_t = 100_000)]
     max_listeners: u64,
+    /// Most listeners playing the program over WebRTC (WHEP) on this node; more are answered
+    /// 503 with Retry-After (each costs more than a WebSocket listener: its own encryption).
+    #[arg(long, default_value_t = 1000)]
+    max_webrtc_listeners: usize,
     /// New listeners admitted per second (the waiting room drains at this rate).
     #[arg(long, default_value_t = 5_000)]
     join_rate: u32,
@@ -217,6 +221,7 @@ impl ServeArgs {
             udp_listen: self.udp.unwrap_or(self.listen),
             public_ip: self.public_ip,
             ws_read_buffer_bytes: self.ws_read_buffer,
+            max_webrtc_listeners: self.max_webrtc_listeners,
             admission: AdmissionConfig {
                 gate: GateConfig {
                     max_listeners: self.max_listeners,

@@ -182,6 +182,7 @@ impl LiveRoom {
         config: &ServerConfig,
         metrics: Arc<Metrics>,
         creator: Option<IpAddr>,
+        stage: &crate::stage_runtime::StageRuntime,
     ) -> Arc<LiveRoom> {
         let (ingress, rx) = mpsc::channel(INGRESS_QUEUE);
         let batching = config.batching();
@@ -227,7 +228,8 @@ impl LiveRoom {
             bitrate_bps: config.program_bitrate,
             ..MixerConfig::default()
         };
-        tokio::spawn(task::run(
+        // The mixer runs on the stage thread: the audience's writers never delay it.
+        stage.spawn(task::run(
             room.clone(),
             rx,
             metrics,

@@ -167,7 +167,7 @@ impl WhipHub {
     /// Starts the task that reads the UDP socket and routes datagrams to sessions. It stops when
     /// the node shuts down.
     pub fn start(&self, app: &AppState) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(udp::run(
+        app.stage().spawn(udp::run(
             self.inner.socket.clone(),
             self.clone(),
             app.metrics().clone(),

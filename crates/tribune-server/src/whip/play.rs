@@ -141,7 +141,7 @@ impl WhipHub {
             frames: 0,
             _conn: app.connections().track(),
         };
-        tokio::spawn(task.run());
+        app.stage().spawn(task.run());
         Ok(super::session::Opened { id, answer })
     }
 
@@ -213,20 +213,22 @@ impl PlayTask {
         );
         self.peer.close(&self.hub).await;
         self.hub.inner.players.lock().remove(&self.peer.id);
-        match self.player {
-            Player::Stage(_) => self.metrics.stage.whep_stage.dec(),
-            Player::Listener(_) => self.metrics.stage.whep_listeners.dec(),
-        }
-        // The ear (and the presence) go before the stop receiver, so a DELETE that waits for
-        // the session sees it gone.
+        // The ear and the presence go before the session stops counting and before the stop
+        // receiver drops, so whoever waits for the session sees it gone.
         let PlayTask {
             ear,
             presence,
             stop,
+            metrics,
+            player,
             ..
         } = self;
         drop(ear);
         drop(presence);
+        match player {
+            Player::Stage(_) => metrics.stage.whep_stage.dec(),
+            Player::Listener(_) => metrics.stage.whep_listeners.dec(),
+        }
         drop(stop);
     }
 

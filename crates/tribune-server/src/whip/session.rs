@@ -117,7 +117,7 @@ impl WhipHub {
             frames: 0,
             _conn: app.connections().track(),
         };
-        tokio::spawn(task.run());
+        app.stage().spawn(task.run());
         Ok(Opened { id, answer })
     }
 }
@@ -148,11 +148,16 @@ impl Task {
         );
         self.peer.close(&self.hub).await;
         self.hub.forget(&self.peer.id, self.peer.route_id);
-        self.metrics.whip_sessions.dec();
-        // Leave the mix before the stop receiver drops, so a DELETE that waits for the session
-        // to close sees the speaker gone.
-        let Task { seat, stop, .. } = self;
+        // Leave the mix before the session stops counting and before the stop receiver drops,
+        // so whoever waits for the session to close sees the speaker gone.
+        let Task {
+            seat,
+            stop,
+            metrics,
+            ..
+        } = self;
         drop(seat);
+        metrics.whip_sessions.dec();
         drop(stop);
     }
 
