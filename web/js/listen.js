@@ -232,8 +232,10 @@ function hearStage(token) {
     if (state === 'playing') {
       stage.setAudible(true);
       if (player) player.setOutputMuted(true);
+      $('stage-status').textContent = 'You are live on stage. You hear everyone else on it, live.';
     } else if (state === 'ended') {
       hearProgram();
+      $('stage-status').textContent = 'You hear the room as the audience does.';
     }
   });
   stage.start();

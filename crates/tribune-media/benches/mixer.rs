@@ -147,7 +147,14 @@ impl Room {
         assert!(!frame.payload.is_empty());
         // Talkers each got a feed of their own; the quiet ones the program.
         let own = frame.minus.iter().filter(|m| m.own).count();
-        assert_eq!(own, if frame.minus.is_empty() { 0 } else { self.talking });
+        assert_eq!(
+            own,
+            if frame.minus.is_empty() {
+                0
+            } else {
+                self.talking
+            }
+        );
     }
 }
 
