@@ -82,7 +82,8 @@ export class HlsPlayer extends EventTarget {
 
   /** Silences (or restores) the program's output; it keeps playing, ready to be heard again. */
   setOutputMuted(muted) {
-    this.audio.muted = muted;
+    this.outputMuted = muted;
+    if (this.audio) this.audio.muted = muted;
   }
 
   /**

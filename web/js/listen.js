@@ -133,6 +133,8 @@ $('listen').addEventListener('click', async () => {
     ? new Player(roomId)
     : new HlsPlayer(roomId, { engine: transport, lowLatency: params.get('lowlatency') !== '0' });
   window.tribune.player = player;
+  // On stage, the page plays the stage: a program started now stays silent.
+  if (stage && stage.state === 'playing') player.setOutputMuted(true);
   player.addEventListener('state', (e) => {
     const { state, reason } = e.detail;
     setBadge($('state'), state);
@@ -236,6 +238,10 @@ function hearStage(token) {
     } else if (state === 'ended') {
       hearProgram();
       $('stage-status').textContent = 'You hear the room as the audience does.';
+    } else if (state !== 'stopped') {
+      // Reconnecting: the program (it kept playing) rather than silence meanwhile.
+      stage.setAudible(false);
+      if (player) player.setOutputMuted(false);
     }
   });
   stage.start();

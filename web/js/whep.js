@@ -9,7 +9,9 @@
 import { Backoff, sleep } from './backoff.js';
 import { gatheringComplete } from './whip.js';
 
-const FINAL = new Set([401, 403, 404, 410]);
+// Refusals that another try would get again: no credential or a refused one, no such or an
+// ended room, an offer the node cannot take.
+const FINAL = new Set([400, 401, 403, 404, 410, 413, 415]);
 
 export class WhepPlayer extends EventTarget {
   constructor(roomId, token, { audible = true } = {}) {
@@ -25,6 +27,9 @@ export class WhepPlayer extends EventTarget {
     this.audio.autoplay = true;
     this.ctx = null;
     this.analyser = null;
+    // The browser refused to start playback without a user gesture.
+    this.blocked = false;
+    this.backoff = new Backoff({ baseMs: 500, capMs: 10000 });
   }
 
   setState(state, detail = {}) {
@@ -35,13 +40,13 @@ export class WhepPlayer extends EventTarget {
 
   /** Plays until stopped, reconnecting after drops. */
   async start() {
-    const backoff = new Backoff({ baseMs: 500, capMs: 10000 });
+    const backoff = this.backoff;
     while (!this.stopped) {
       this.setState('connecting');
       let retryAfter = 0;
       try {
         const pc = await this.connect();
-        backoff.reset();
+        if (!pc) return;
         await closed(pc);
         if (this.stopped) return;
         this.setState('reconnecting', { reason: `connection ${pc.connectionState}` });
@@ -65,7 +70,10 @@ export class WhepPlayer extends EventTarget {
     pc.addTransceiver('audio', { direction: 'recvonly' });
     pc.addEventListener('track', (e) => this.attach(e.streams[0] || new MediaStream([e.track])));
     pc.addEventListener('connectionstatechange', () => {
-      if (pc.connectionState === 'connected') this.setState('playing');
+      if (pc.connectionState !== 'connected') return;
+      // Only a session that connected counts as a success for the backoff.
+      this.backoff.reset();
+      this.setState(this.blocked ? 'blocked' : 'playing', this.blocked ? { reason: 'tap to hear the stage' } : {});
     });
     await pc.setLocalDescription(await pc.createOffer());
     await gatheringComplete(pc, 3000);
@@ -89,6 +97,12 @@ export class WhepPlayer extends EventTarget {
     }
     const location = resp.headers.get('Location');
     this.location = location ? new URL(location, window.location.href).toString() : null;
+    if (this.stopped) {
+      // Stopped while the offer was in flight: end the session it opened.
+      await this.deleteSession();
+      pc.close();
+      return null;
+    }
     await pc.setRemoteDescription({ type: 'answer', sdp: await resp.text() });
     return pc;
   }
@@ -97,7 +111,12 @@ export class WhepPlayer extends EventTarget {
   attach(stream) {
     this.audio.srcObject = stream;
     this.audio.muted = !this.audible;
-    this.audio.play().catch(() => this.setState('blocked', { reason: 'tap to hear the stage' }));
+    this.audio.play().then(() => {
+      this.blocked = false;
+    }).catch(() => {
+      this.blocked = true;
+      this.setState('blocked', { reason: 'tap to hear the stage' });
+    });
     if (!this.ctx) {
       this.ctx = new AudioContext({ latencyHint: 'interactive' });
       this.analyser = new AnalyserNode(this.ctx, { fftSize: 32768 });
@@ -116,7 +135,10 @@ export class WhepPlayer extends EventTarget {
 
   /** Resumes playback after the browser blocked it (call from a user gesture). */
   resume() {
-    this.audio.play().then(() => this.setState(this.pc ? 'playing' : this.state)).catch(() => {});
+    this.audio.play().then(() => {
+      this.blocked = false;
+      if (this.pc && this.pc.connectionState === 'connected') this.setState('playing');
+    }).catch(() => {});
     if (this.ctx) this.ctx.resume();
   }
 
@@ -137,8 +159,23 @@ export class WhepPlayer extends EventTarget {
     return tail.length ? Math.sqrt(sum / tail.length) : 0;
   }
 
+  async deleteSession() {
+    if (!this.location) return;
+    const location = this.location;
+    this.location = null;
+    try {
+      await fetch(location, { method: 'DELETE', headers: { Authorization: `Bearer ${this.token}` } });
+    } catch {
+      /* the session ends on the server anyway when the peer goes */
+    }
+  }
+
   teardown() {
-    if (this.pc) this.pc.close();
+    if (this.pc) {
+      this.pc.close();
+      // A local close fires no state change: wake the waiting loop.
+      this.pc.dispatchEvent(new Event('connectionstatechange'));
+    }
     this.pc = null;
     this.location = null;
   }
@@ -148,13 +185,7 @@ export class WhepPlayer extends EventTarget {
     this.audio.muted = true;
     this.setState('stopped');
     // The resource first: closing the peer first would end the session before the DELETE.
-    if (this.location) {
-      try {
-        await fetch(this.location, { method: 'DELETE', headers: { Authorization: `Bearer ${this.token}` } });
-      } catch {
-        /* the session ends on the server anyway when the peer goes */
-      }
-    }
+    await this.deleteSession();
     this.teardown();
     this.audio.srcObject = null;
     if (this.ctx) this.ctx.close();
@@ -162,13 +193,26 @@ export class WhepPlayer extends EventTarget {
   }
 }
 
-/** Resolves when a peer connection fails or closes. */
+/**
+ * Resolves when a peer connection fails or closes, or stays disconnected for 5 s (a brief
+ * disconnection is a network blip ICE recovers from).
+ */
 function closed(pc) {
   return new Promise((resolve) => {
+    let grace = null;
+    const done = () => {
+      pc.removeEventListener('connectionstatechange', check);
+      clearTimeout(grace);
+      resolve();
+    };
     const check = () => {
-      if (['failed', 'closed', 'disconnected'].includes(pc.connectionState)) {
-        pc.removeEventListener('connectionstatechange', check);
-        resolve();
+      const state = pc.connectionState;
+      if (state === 'failed' || state === 'closed') done();
+      else if (state === 'disconnected' && !grace) {
+        grace = setTimeout(() => pc.connectionState === 'disconnected' && done(), 5000);
+      } else if (state === 'connected') {
+        clearTimeout(grace);
+        grace = null;
       }
     };
     pc.addEventListener('connectionstatechange', check);

@@ -28,8 +28,12 @@ use crate::state::AppState;
 
 /// Read buffer of a speaker WebSocket: speakers stream audio, and there are few of them.
 const SPEAK_READ_BUFFER: usize = 4 * 1024;
-/// Longest a speaker's connection may take to accept one frame of its return audio.
-const STAGE_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Longest the speak loop waits for the socket to take one frame of return audio: past it the
+/// frame is skipped (the speaker's own audio and controls are read in the meantime).
+const STAGE_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+/// Return frames skipped in a row (2 s of audio) after which a client that does not read them
+/// is closed.
+const MAX_STAGE_SKIPS: u32 = 20;
 
 /// Query of the speak endpoint (for clients that cannot set headers, such as browsers).
 #[derive(Deserialize)]
@@ -98,6 +102,7 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, claims: 
     }
     let mut shutdown = app.shutdown();
     let mut snapshots = room.subscribe_snapshots();
+    let mut skips = 0u32;
     let reason = loop {
         let msg = tokio::select! {
             biased;
@@ -118,11 +123,20 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, claims: 
                 // Capture time 0 says the frame holds nobody's speech (nothing to time).
                 let capture_us = heard.arrived_us.map_or(0, |_| heard.capture_us);
                 let msg = wire::single_frame_message(tick.seq, capture_us, heard.payload);
-                // A client that does not read its return audio only stalls itself, briefly.
+                // A client slow to read its return audio loses frames, not its own audio: a
+                // send that cannot finish soon is dropped (a frame that did reach the socket's
+                // buffer still goes out whole with the next write).
                 match tokio::time::timeout(STAGE_SEND_TIMEOUT, socket.send(Message::Binary(msg))).await {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => skips = 0,
                     Ok(Err(_)) => return,
-                    Err(_) => break (close::POLICY, "not reading the stage audio".to_owned()),
+                    Err(_) => {
+                        skips += 1;
+                        metrics.stage.frames_skipped.inc();
+                        if skips >= MAX_STAGE_SKIPS {
+                            break (close::POLICY, "not reading the stage audio".to_owned());
+                        }
+                        continue;
+                    }
                 }
                 metrics.stage.frames_sent.inc();
                 if let Some(arrived) = heard.arrived_us {

@@ -3,7 +3,6 @@
 use bytes::Bytes;
 
 use super::Mixer;
-use crate::error::MediaError;
 use crate::opus::Encoder;
 use crate::softclip::clip_to_i16;
 use crate::FRAME_SAMPLES;
@@ -58,11 +57,7 @@ impl Default for Scratch {
 
 impl Mixer {
     /// Builds this tick's feeds from the summed mix; `program` is the tick's program frame.
-    pub(super) fn mix_minus(
-        &mut self,
-        program: &Bytes,
-        now_us: u64,
-    ) -> Result<Vec<MixMinus>, MediaError> {
+    pub(super) fn mix_minus(&mut self, program: &Bytes, now_us: u64) -> Vec<MixMinus> {
         let Mixer {
             cfg,
             speakers,
@@ -74,7 +69,7 @@ impl Mixer {
             ..
         } = self;
         if receivers.is_empty() {
-            return Ok(Vec::new());
+            return Vec::new();
         }
         minus.voices.clear();
         minus.voices.extend(
@@ -100,18 +95,24 @@ impl Mixer {
                 capture_us: capture_us.unwrap_or(now_us),
                 arrived_us,
             };
-            // Their own audio is taken out only when it is audible (see `minus_gate_rms`).
-            let mut voiced = receiver
+            // Their own audio is taken out while it is audible (see `minus_gate_rms`) and for a
+            // while after (`minus_hold_ticks`), so the feed does not flap between their encoder
+            // and the program's at every breath.
+            let audible = receiver
                 .own
                 .iter()
                 .filter_map(|o| speakers.get(o))
-                .filter(|s| s.voiced && s.audible)
-                .peekable();
-            if voiced.peek().is_some() {
+                .any(|s| s.voiced && s.audible);
+            if audible {
+                receiver.hold = cfg.minus_hold_ticks.max(1);
+            }
+            if receiver.hold > 0 {
+                receiver.hold -= 1;
                 for (out, &m) in minus.scaled.iter_mut().zip(mix.iter()) {
                     *out = m;
                 }
-                for s in voiced {
+                let own = receiver.own.iter().filter_map(|o| speakers.get(o));
+                for s in own.filter(|s| s.voiced) {
                     for (out, &own) in minus.scaled.iter_mut().zip(s.pcm.iter()) {
                         *out -= f32::from(own);
                     }
@@ -120,24 +121,26 @@ impl Mixer {
                     *out *= scale;
                 }
                 clip_to_i16(&minus.scaled[..], &mut minus.pcm[..]);
-                let encoder = match receiver.encoder.as_mut() {
-                    Some(e) => e,
-                    None => {
-                        let mut e = Encoder::low_delay(cfg.bitrate_bps)?;
-                        e.set_complexity(cfg.minus_complexity)?;
-                        receiver.encoder.insert(e)
-                    }
-                };
-                let n = encoder.encode(&minus.pcm[..], &mut packet[..])?;
-                let start = minus.packets.len();
-                minus.packets.extend_from_slice(&packet[..n]);
-                span.encoded = Some(start..start + n);
-                *minus_encodes += 1;
+                let encoded = match receiver.encoder.as_mut() {
+                    Some(e) => Ok(e),
+                    None => Encoder::low_delay(cfg.bitrate_bps)
+                        .and_then(|mut e| e.set_complexity(cfg.minus_complexity).map(|()| e))
+                        .map(|e| receiver.encoder.insert(e)),
+                }
+                .and_then(|e| e.encode(&minus.pcm[..], &mut packet[..]));
+                // An encoder failing (it does not, on 960 valid samples) costs that receiver
+                // their own feed for a tick, never the room its program.
+                if let Ok(n) = encoded {
+                    let start = minus.packets.len();
+                    minus.packets.extend_from_slice(&packet[..n]);
+                    span.encoded = Some(start..start + n);
+                    *minus_encodes += 1;
+                }
             }
             minus.spans.push(span);
         }
         let all = Bytes::copy_from_slice(&minus.packets);
-        Ok(minus
+        minus
             .spans
             .iter()
             .map(|s| MixMinus {
@@ -150,6 +153,6 @@ impl Mixer {
                 arrived_us: s.arrived_us,
                 own: s.encoded.is_some(),
             })
-            .collect())
+            .collect()
     }
 }

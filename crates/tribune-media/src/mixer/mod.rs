@@ -37,6 +37,9 @@ pub struct MixerConfig {
     /// nothing anyone hears, and a stage where one person talks then costs one encode, not one
     /// per participant.
     pub minus_gate_rms: f32,
+    /// Ticks a participant's own feed is still encoded after their voice was last audible (a
+    /// pause between words does not switch them to the program frame and back).
+    pub minus_hold_ticks: u32,
 }
 
 impl Default for MixerConfig {
@@ -47,6 +50,8 @@ impl Default for MixerConfig {
             minus_complexity: 0,
             // -60 dBFS.
             minus_gate_rms: 0.001,
+            // 1 s.
+            minus_hold_ticks: 50,
         }
     }
 }
@@ -87,6 +92,8 @@ struct Receiver {
     own: Vec<u64>,
     /// Created the first time their voice is in a mix.
     encoder: Option<Encoder>,
+    /// Ticks their own feed is still encoded after their voice was last audible.
+    hold: u32,
 }
 
 /// Mixes any number of speakers into one program stream.
@@ -179,6 +186,7 @@ impl Mixer {
         let r = self.receivers.entry(id).or_insert_with(|| Receiver {
             own: Vec::new(),
             encoder: None,
+            hold: 0,
         });
         r.own.clear();
         r.own.extend_from_slice(own);
@@ -327,7 +335,7 @@ impl Mixer {
             .encoder
             .encode(&self.program[..], &mut self.packet[..])?;
         let payload = Bytes::copy_from_slice(&self.packet[..n]);
-        let minus = self.mix_minus(&payload, now_us)?;
+        let minus = self.mix_minus(&payload, now_us);
         Ok(ProgramFrame {
             payload,
             capture_us: oldest.unwrap_or(now_us),

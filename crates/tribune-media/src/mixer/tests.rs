@@ -391,3 +391,32 @@ fn a_speaker_sending_only_a_noise_floor_gets_the_program_frame() {
     // The talker hears nothing of its own tone, and the quiet one's floor is all that is left.
     assert!(rms(ears.audio(1)) < 0.002, "{}", rms(ears.audio(1)));
 }
+
+#[test]
+fn a_pause_keeps_the_own_feed_for_the_hold_then_shares_the_program() {
+    let cfg = MixerConfig::default();
+    let mut mixer = Mixer::new(cfg).unwrap();
+    mixer.add_speaker(1).unwrap();
+    mixer.set_receiver(1, &[1]);
+    let mut talk = Source::new(440.0, 0.3);
+    let mut quiet = Source::new(440.0, 0.0003);
+    let mut own = Vec::new();
+    for t in 0..200u64 {
+        // Talks for 40 ticks, then pauses (a noise floor under the gate).
+        let src = if t < 40 { &mut talk } else { &mut quiet };
+        let packet = src.enc.encode_vec(&src.tone.next_frame()).unwrap();
+        mixer.push(1, t, t * 20_000, Bytes::from(packet)).unwrap();
+        let frame = mixer.tick(t * 20_000).unwrap();
+        own.push(frame.minus[0].own);
+    }
+    // Its own feed from the first played tick through the pause's first second (the buffer
+    // plays two ticks behind), then the program frame.
+    let first_shared = own.iter().rposition(|&o| o).map_or(0, |i| i + 1);
+    assert!(own[2..first_shared].iter().all(|&o| o), "{own:?}");
+    let hold = cfg.minus_hold_ticks as usize;
+    assert!(
+        (40 + hold..=42 + hold + 2).contains(&first_shared),
+        "switched at {first_shared}"
+    );
+    assert!(own[first_shared..].iter().all(|&o| !o));
+}

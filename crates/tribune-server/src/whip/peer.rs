@@ -16,7 +16,8 @@ use super::{ice_credentials, Datagram, WhipHub, SESSION_QUEUE};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
-/// An answered offer's peer connection and its route.
+/// An answered offer's peer connection and its route (removed from the demux when the peer is
+/// dropped, however its session ends, even if the request that opened it was cancelled).
 pub(super) struct Peer {
     /// The session id (also its URL's last segment).
     pub id: String,
@@ -25,6 +26,13 @@ pub(super) struct Peer {
     rx: mpsc::Receiver<Datagram>,
     socket: Arc<UdpSocket>,
     local: SocketAddr,
+    hub: WhipHub,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.hub.inner.router.lock().remove(self.route_id);
+    }
 }
 
 /// What driving the peer turned up.
@@ -75,6 +83,7 @@ impl WhipHub {
             rx,
             socket: self.inner.socket.clone(),
             local: self.inner.advertised,
+            hub: self.clone(),
         };
         Ok((peer, answer))
     }
@@ -128,12 +137,10 @@ impl Peer {
         result.map_err(|e| format!("WebRTC error: {e}"))
     }
 
-    /// Tells the other side we are done (RTCP BYE, DTLS close_notify) without waiting for it,
-    /// and forgets the route.
-    pub async fn close(&mut self, hub: &WhipHub) {
+    /// Tells the other side we are done (RTCP BYE, DTLS close_notify) without waiting for it.
+    pub async fn close(&mut self) {
         if self.rtc.close().is_ok() {
             while let Ok(Polled::Event(_)) = self.poll().await {}
         }
-        hub.inner.router.lock().remove(self.route_id);
     }
 }

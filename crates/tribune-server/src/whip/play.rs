@@ -56,27 +56,38 @@ pub(super) struct PlayerCtl {
 }
 
 impl WhipHub {
-    /// Refuses a listener's session past the node's WebRTC listener cap: `503` with
-    /// `Retry-After`, and where else to listen. The listener's own session does not count: the
-    /// new one replaces it.
-    fn check_listener_cap(&self, listener: ListenerId) -> Result<(), ApiError> {
-        let cap = self.inner.max_webrtc_listeners;
-        let listeners = self
-            .inner
-            .players
-            .lock()
-            .values()
-            .filter(|c| matches!(c.player, Player::Listener(l) if l != listener))
-            .count();
-        if listeners >= cap {
-            return Err(ApiError::Full {
-                message: format!(
-                    "this node plays to its most WebRTC listeners ({cap}); listen over the \
-                     WebSocket or LL-HLS, or try again later"
-                ),
-                retry_after_s: 10,
-            });
+    /// Registers a playback session: a participant's newer session replaces their older ones;
+    /// a listener's is refused (`503` with `Retry-After`, and where else to listen) past the
+    /// node's WebRTC listener cap, the listener's own sessions not counting (the new one replaces
+    /// them). Checked and registered under one lock, so concurrent offers cannot pass the cap.
+    fn register_player(&self, id: &str, ctl: PlayerCtl) -> Result<(), ApiError> {
+        let mut players = self.inner.players.lock();
+        match ctl.player {
+            Player::Stage(_) => {
+                for old in players.values() {
+                    if old.room == ctl.room && old.player == ctl.player {
+                        old.stop.send_replace(true);
+                    }
+                }
+            }
+            Player::Listener(l) => {
+                let cap = self.inner.max_webrtc_listeners;
+                let others = players
+                    .values()
+                    .filter(|c| matches!(c.player, Player::Listener(o) if o != l))
+                    .count();
+                if others >= cap {
+                    return Err(ApiError::Full {
+                        message: format!(
+                            "this node plays to its most WebRTC listeners ({cap}); listen over \
+                             the WebSocket or LL-HLS, or try again later"
+                        ),
+                        retry_after_s: 10,
+                    });
+                }
+            }
         }
+        players.insert(id.to_owned(), ctl);
         Ok(())
     }
 
@@ -96,37 +107,42 @@ impl WhipHub {
         };
         if let Player::Listener(l) = player {
             room.admit_listener(l)?;
-            self.check_listener_cap(l)?;
         }
+        // Dropping the peer (a refusal below, or this request cancelled) removes its route.
         let (peer, answer) = self.open_peer(offer_text, Flow::Play)?;
         let id = peer.id.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
+        let ctl = PlayerCtl {
+            room: room.id.clone(),
+            player,
+            stop: stop_tx,
+        };
+        self.register_player(&id, ctl)?;
+        // Registered: forgotten again if this request is cancelled before its task starts.
+        let registered = Registered {
+            hub: self.clone(),
+            id: id.clone(),
+        };
         let (ear, presence) = match player {
-            Player::Stage(p) => {
-                // A participant plays one stage session: a newer one replaces the older.
-                self.stop_players(&room.id, player);
-                metrics.stage.whep_stage.inc();
-                (room.stage_ear(Some(p)).await, None)
-            }
+            Player::Stage(p) => (room.stage_ear(Some(p)).await, None),
             Player::Listener(l) => {
-                metrics.stage.whep_listeners.inc();
                 let presence = room.listener_guard(l, metrics.clone());
+                if !presence.replacing {
+                    // Its join held a seat for it, as for a listen socket.
+                    app.admission().connected();
+                }
                 (room.stage_ear(None).await, Some(presence))
             }
         };
-        self.inner.players.lock().insert(
-            id.clone(),
-            PlayerCtl {
-                room: room.id.clone(),
-                player,
-                stop: stop_tx,
-            },
-        );
         metrics.stage.whep_total.inc();
+        match player {
+            Player::Stage(_) => metrics.stage.whep_stage.inc(),
+            Player::Listener(_) => metrics.stage.whep_listeners.inc(),
+        }
         tracing::info!(room = %room.id, session = %id, ?player, "WHEP session opened");
         let task = PlayTask {
             peer,
-            hub: self.clone(),
+            registered,
             snapshots: room.subscribe_snapshots(),
             claims: claims.clone(),
             room,
@@ -141,17 +157,13 @@ impl WhipHub {
             frames: 0,
             _conn: app.connections().track(),
         };
-        app.stage().spawn(task.run());
+        match player {
+            // A participant's return audio is part of the conversation: the stage thread.
+            Player::Stage(_) => app.stage().spawn(task.run()),
+            // A listener's is part of the audience: the listeners' runtime.
+            Player::Listener(_) => tokio::spawn(task.run()),
+        };
         Ok(super::session::Opened { id, answer })
-    }
-
-    /// Tells every playback session of `player` in `room` to end.
-    fn stop_players(&self, room: &tribune_core::RoomId, player: Player) {
-        for ctl in self.inner.players.lock().values() {
-            if &ctl.room == room && ctl.player == player {
-                ctl.stop.send_replace(true);
-            }
-        }
     }
 
     /// Ends a playback session of `room` (asked by DELETE); `None` if there is no such session.
@@ -184,9 +196,21 @@ impl WhipHub {
     }
 }
 
+/// A playback session's entry in the hub, removed when dropped.
+struct Registered {
+    hub: WhipHub,
+    id: String,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.hub.inner.players.lock().remove(&self.id);
+    }
+}
+
 struct PlayTask {
     peer: Peer,
-    hub: WhipHub,
+    registered: Registered,
     room: Arc<LiveRoom>,
     snapshots: watch::Receiver<Snapshot>,
     claims: Claims,
@@ -211,8 +235,7 @@ impl PlayTask {
             room = %self.room.id, session = %self.peer.id, frames = self.frames,
             "WHEP session ended: {reason}"
         );
-        self.peer.close(&self.hub).await;
-        self.hub.inner.players.lock().remove(&self.peer.id);
+        self.peer.close().await;
         // The ear and the presence go before the session stops counting and before the stop
         // receiver drops, so whoever waits for the session sees it gone.
         let PlayTask {
@@ -221,8 +244,10 @@ impl PlayTask {
             stop,
             metrics,
             player,
+            registered,
             ..
         } = self;
+        drop(registered);
         drop(ear);
         drop(presence);
         match player {

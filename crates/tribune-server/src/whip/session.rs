@@ -86,7 +86,6 @@ impl WhipHub {
             .take_seat(participant, claims.role, metrics.clone())
             .await
         else {
-            self.inner.router.lock().remove(peer.route_id);
             return Err(ApiError::RoomEnded);
         };
         let id = peer.id.clone();
@@ -146,7 +145,7 @@ impl Task {
         tracing::info!(
             room = %self.room.id, session = %self.peer.id, frames = self.frames, "WHIP session ended: {reason}"
         );
-        self.peer.close(&self.hub).await;
+        self.peer.close().await;
         self.hub.forget(&self.peer.id, self.peer.route_id);
         // Leave the mix before the session stops counting and before the stop receiver drops,
         // so whoever waits for the session to close sees the speaker gone.

@@ -1,0 +1,409 @@
+//! The jitter buffer driven tick by tick: ordering, concealment, and keeping its depth after
+//! stalls.
+
+use super::*;
+
+fn payload(seq: u64) -> Bytes {
+    Bytes::from(seq.to_be_bytes().to_vec())
+}
+
+fn push(jb: &mut JitterBuffer, seq: u64) -> PushOutcome {
+    jb.push(seq, seq.wrapping_mul(20_000), payload(seq))
+}
+
+/// Compact view of a playout: `Some(seq)` for frames, `Some(1000 + seq)` for concealment.
+fn kind(p: &Playout) -> Option<u64> {
+    match p {
+        Playout::Frame {
+            seq,
+            capture_us,
+            payload: data,
+            ..
+        } => {
+            assert_eq!(*capture_us, seq.wrapping_mul(20_000));
+            assert_eq!(data, &payload(*seq));
+            Some(*seq)
+        }
+        Playout::Conceal { seq } => Some(1000 + seq),
+        Playout::Idle => None,
+    }
+}
+
+#[test]
+fn buffers_until_target_then_plays_in_order() {
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    assert_eq!(jb.pop(), Playout::Idle);
+    for seq in [3, 1] {
+        assert_eq!(push(&mut jb, seq), PushOutcome::Accepted);
+        assert_eq!(jb.pop(), Playout::Idle);
+    }
+    for seq in [2, 5, 4] {
+        assert_eq!(push(&mut jb, seq), PushOutcome::Accepted);
+    }
+    let order: Vec<_> = (0..5).map(|_| kind(&jb.pop())).collect();
+    assert_eq!(order, [Some(1), Some(2), Some(3), Some(4), Some(5)]);
+    assert_eq!(jb.stats().played, 5);
+    assert!(jb.is_empty());
+}
+
+#[test]
+fn a_jump_past_the_buffer_starts_over_instead_of_concealing_through_it() {
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    for seq in 1..=3 {
+        push(&mut jb, seq);
+    }
+    assert_eq!(kind(&jb.pop()), Some(1));
+    // Sparse numbers, each far ahead of the last: every one plays at its tick, none waits.
+    for seq in [1_000u64, 2_000, 3_000] {
+        assert_eq!(push(&mut jb, seq), PushOutcome::Accepted);
+        assert_eq!(kind(&jb.pop()), Some(seq));
+    }
+    assert_eq!(jb.stats().resyncs, 3);
+    // What was queued before a jump (frames 2 and 3) is dropped, not played after it.
+    assert_eq!(jb.stats().overflow_dropped, 2);
+    // A jump within the buffer's reach is still a gap to conceal.
+    push(&mut jb, 3_003);
+    push(&mut jb, 3_004);
+    assert_eq!(kind(&jb.pop()), Some(1_000 + 3_001));
+    assert_eq!(jb.stats().resyncs, 3);
+}
+
+#[test]
+fn conceals_a_gap() {
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    for seq in [1, 2, 4, 5] {
+        push(&mut jb, seq);
+    }
+    let order: Vec<_> = (0..5).map(|_| kind(&jb.pop())).collect();
+    assert_eq!(order, [Some(1), Some(2), Some(1003), Some(4), Some(5)]);
+    assert_eq!(jb.stats().concealed, 1);
+    // The concealed slot is gone: its frame arriving now is late.
+    assert_eq!(push(&mut jb, 3), PushOutcome::Late);
+}
+
+/// A speaker sending one frame per tick, played out one pop per tick, with ways to disturb
+/// either side. Records the delay (ticks from its arrival) of every frame played.
+struct Sim {
+    jb: JitterBuffer,
+    tick: u64,
+    sent: u64,
+    arrived: Vec<u64>,
+    /// (tick, delay in ticks, seq) of every frame played.
+    delays: Vec<(u64, u64, u64)>,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Sim {
+            jb: JitterBuffer::new(JitterConfig::default()),
+            tick: 0,
+            sent: 0,
+            arrived: Vec::new(),
+            delays: Vec::new(),
+        }
+    }
+
+    fn send(&mut self) {
+        self.jb.push(self.sent, self.sent, Bytes::from_static(b"x"));
+        self.arrived.push(self.tick);
+        self.sent += 1;
+    }
+
+    fn pop(&mut self) {
+        if let Playout::Frame { seq, .. } = self.jb.pop() {
+            let delay = self.tick - self.arrived[seq as usize];
+            self.delays.push((self.tick, delay, seq));
+        }
+    }
+
+    /// Ticks in real time: the speaker's frame arrives, then the node plays one out.
+    fn steady(&mut self, ticks: u64) {
+        for _ in 0..ticks {
+            self.send();
+            self.pop();
+            self.tick += 1;
+        }
+    }
+
+    /// The delay of the frame played at the last tick.
+    fn delay(&self) -> u64 {
+        self.delays.last().map_or(u64::MAX, |d| d.1)
+    }
+
+    /// The first tick from which the delay stayed at `want` to the end.
+    fn settled_at(&self, want: u64) -> u64 {
+        let last_off = self.delays.iter().rev().find(|d| d.1 != want);
+        last_off.map_or(0, |d| d.0 + 1)
+    }
+}
+
+#[test]
+fn steady_arrivals_hold_the_target_depth_without_corrections() {
+    let mut sim = Sim::new();
+    sim.steady(1_500);
+    assert_eq!(sim.jb.depth(), Some(sim.jb.target_depth()));
+    assert_eq!(sim.delay(), 2);
+    let s = sim.jb.stats();
+    assert_eq!((s.drained, s.stretched, s.concealed), (0, 0, 0));
+    // Frames arriving in pairs every other tick (40 ms of jitter): the reserve grows to
+    // absorb it once, then stays; no frame is concealed afterwards.
+    let mut jittery = Sim::new();
+    jittery.steady(100);
+    for _ in 0..1_500 {
+        if jittery.tick.is_multiple_of(2) {
+            jittery.send();
+            jittery.send();
+        }
+        jittery.pop();
+        jittery.tick += 1;
+    }
+    let s = jittery.jb.stats();
+    assert!(s.stretched <= 2, "{s:?}");
+    assert_eq!((s.drained, s.concealed, s.underruns), (0, 0, 0), "{s:?}");
+}
+
+#[test]
+fn a_reserve_used_up_by_a_stall_is_rebuilt_within_5_s() {
+    let mut sim = Sim::new();
+    sim.steady(500);
+    let before = sim.delay();
+    // After a stall the node's catch-up burst of ticks ran two ahead of the frames it had
+    // read: the reserve is played out and from here every frame plays the tick it arrives,
+    // with nothing left for the next hiccup (47 ms of glass-to-ear became 7 and stayed).
+    sim.pop();
+    sim.pop();
+    let stall_end = sim.tick;
+    sim.steady(500);
+    assert_eq!(sim.delay(), before);
+    let settled = sim.settled_at(before).saturating_sub(stall_end);
+    assert!(
+        settled <= 250,
+        "back at {before} frames after {settled} ticks"
+    );
+    assert_eq!(sim.jb.depth(), Some(sim.jb.target_depth()));
+    // Rebuilt by stretching two ticks, nothing concealed or dropped.
+    let s = sim.jb.stats();
+    assert_eq!((s.stretched, s.concealed, s.drained), (2, 0, 0), "{s:?}");
+}
+
+#[test]
+fn a_speaker_that_stops_sending_for_2_s_comes_back_at_the_target_depth() {
+    let mut sim = Sim::new();
+    sim.steady(500);
+    let before = sim.delay();
+    // The speaker's frames stop for 2 s and then go on with the next number: the reserve
+    // is played, a few slots concealed, then the buffer re-buffers to its target.
+    for _ in 0..100 {
+        sim.pop();
+        sim.tick += 1;
+    }
+    let stall_end = sim.tick;
+    sim.steady(500);
+    assert_eq!(sim.delay(), before);
+    let settled = sim.settled_at(before).saturating_sub(stall_end);
+    assert!(
+        settled <= 250,
+        "back at {before} frames after {settled} ticks"
+    );
+    assert_eq!(sim.jb.depth(), Some(sim.jb.target_depth()));
+    assert_eq!(sim.jb.stats().underruns, 1);
+}
+
+#[test]
+fn a_second_of_held_packets_drains_back_within_5_s() {
+    let mut sim = Sim::new();
+    sim.steady(500);
+    let before = sim.delay();
+    // The speaker's network holds its packets for 1 s, then releases them at once.
+    for _ in 0..50 {
+        sim.pop();
+        sim.tick += 1;
+    }
+    for _ in 0..50 {
+        sim.send();
+    }
+    let released = sim.tick;
+    sim.steady(750);
+    assert_eq!(sim.delay(), before);
+    let settled = sim.settled_at(before) - released;
+    assert!(
+        settled <= 250,
+        "back at {before} frames after {settled} ticks"
+    );
+    assert_eq!(sim.jb.depth(), Some(sim.jb.target_depth()));
+    let s = sim.jb.stats();
+    assert!(s.drained >= 40, "{s:?}");
+    // Draining skips single frames, never two in a row.
+    let played: Vec<u64> = sim
+        .delays
+        .iter()
+        .filter(|d| d.0 >= released)
+        .map(|d| d.2)
+        .collect();
+    assert!(
+        played
+            .windows(2)
+            .all(|w| w[1] == w[0] + 1 || w[1] == w[0] + 2),
+        "{played:?}"
+    );
+}
+
+#[test]
+fn a_burst_of_extra_delay_drains_away() {
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    // Playing steadily with 3 queued; then the speaker stalls and 20 frames arrive at once.
+    let mut seq = 0u64;
+    for _ in 0..3 {
+        jb.push(seq, seq, Bytes::from_static(b"x"));
+        seq += 1;
+    }
+    for _ in 0..20 {
+        assert!(matches!(jb.pop(), Playout::Frame { .. }));
+        jb.push(seq, seq, Bytes::from_static(b"x"));
+        seq += 1;
+    }
+    for _ in 0..20 {
+        jb.push(seq, seq, Bytes::from_static(b"x"));
+        seq += 1;
+    }
+    assert_eq!(jb.len(), 23);
+    // One frame in, one out each tick: within a window and 20 × 2 ticks the queue is back
+    // at the target (2 held behind the one playing, 3 before each pop) and stays there.
+    for _ in 0..150 {
+        jb.pop();
+        jb.push(seq, seq, Bytes::from_static(b"x"));
+        seq += 1;
+    }
+    assert_eq!(jb.len(), 3);
+    assert_eq!(jb.stats().drained, 20);
+    // Steady jitter within the slack never drains.
+    let mut calm = JitterBuffer::new(JitterConfig::default());
+    for s in 0..5 {
+        calm.push(s, s, Bytes::from_static(b"x"));
+    }
+    for s in 5..500 {
+        calm.pop();
+        calm.push(s, s, Bytes::from_static(b"x"));
+    }
+    assert_eq!(calm.stats().drained, 0);
+}
+
+#[test]
+fn counts_duplicates_and_late_frames() {
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    for seq in 10..13 {
+        push(&mut jb, seq);
+    }
+    assert_eq!(push(&mut jb, 11), PushOutcome::Duplicate);
+    assert_eq!(kind(&jb.pop()), Some(10));
+    assert_eq!(push(&mut jb, 10), PushOutcome::Late);
+    assert_eq!(push(&mut jb, 3), PushOutcome::Late);
+    let s = jb.stats();
+    assert_eq!((s.duplicates, s.late, s.played), (1, 2, 1));
+}
+
+#[test]
+fn stays_bounded_under_overflow() {
+    let cfg = JitterConfig::default();
+    let mut jb = JitterBuffer::new(cfg);
+    let mut overflows = 0;
+    for seq in 0..1000 {
+        if push(&mut jb, seq) == PushOutcome::Overflow {
+            overflows += 1;
+        }
+        assert!(jb.len() <= cfg.max_frames);
+    }
+    assert_eq!(jb.len(), cfg.max_frames);
+    assert_eq!(overflows, 1000 - cfg.max_frames);
+    assert_eq!(jb.stats().overflow_dropped, (1000 - cfg.max_frames) as u64);
+    // Playback resumes at the oldest surviving frame without concealing dropped ones.
+    assert_eq!(kind(&jb.pop()), Some(950));
+    assert_eq!(push(&mut jb, 1000), PushOutcome::Accepted);
+    // Overflow while playing also skips ahead instead of concealing the dropped range.
+    let mut jb = JitterBuffer::new(JitterConfig {
+        target_frames: 1,
+        max_frames: 3,
+        max_conceal: 5,
+        ..JitterConfig::default()
+    });
+    push(&mut jb, 0);
+    assert_eq!(kind(&jb.pop()), Some(0));
+    for seq in 1..=5 {
+        push(&mut jb, seq);
+    }
+    assert_eq!(kind(&jb.pop()), Some(3));
+}
+
+#[test]
+fn underrun_conceals_then_rebuffers() {
+    let cfg = JitterConfig::default();
+    let mut jb = JitterBuffer::new(cfg);
+    for seq in 0..3 {
+        push(&mut jb, seq);
+    }
+    for seq in 0..3 {
+        assert_eq!(kind(&jb.pop()), Some(seq));
+    }
+    for seq in 3..3 + cfg.max_conceal as u64 {
+        assert_eq!(jb.pop(), Playout::Conceal { seq });
+    }
+    assert_eq!(jb.pop(), Playout::Idle);
+    assert!(!jb.is_playing());
+    assert_eq!(jb.stats().underruns, 1);
+    // Re-buffering needs the target again; the concealed slots stay late.
+    assert_eq!(push(&mut jb, 4), PushOutcome::Late);
+    push(&mut jb, 20);
+    push(&mut jb, 21);
+    assert_eq!(jb.pop(), Playout::Idle);
+    push(&mut jb, 22);
+    assert_eq!(kind(&jb.pop()), Some(20));
+}
+
+#[test]
+fn long_gap_skips_ahead_after_max_conceal() {
+    let cfg = JitterConfig::default();
+    let mut jb = JitterBuffer::new(cfg);
+    for seq in [0, 1, 2, 100] {
+        push(&mut jb, seq);
+    }
+    for seq in 0..3 {
+        assert_eq!(kind(&jb.pop()), Some(seq));
+    }
+    for seq in 3..3 + cfg.max_conceal as u64 {
+        assert_eq!(jb.pop(), Playout::Conceal { seq });
+    }
+    assert_eq!(kind(&jb.pop()), Some(100));
+}
+
+#[test]
+fn reset_forgets_frames_and_watermark() {
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    for seq in 50..53 {
+        push(&mut jb, seq);
+    }
+    assert_eq!(kind(&jb.pop()), Some(50));
+    jb.reset();
+    assert!(jb.is_empty());
+    assert_eq!(push(&mut jb, 0), PushOutcome::Accepted);
+    assert_eq!(jb.stats().played, 1);
+}
+
+#[test]
+fn degenerate_config_is_usable() {
+    let mut jb = JitterBuffer::new(JitterConfig {
+        target_frames: 0,
+        max_frames: 0,
+        max_conceal: 0,
+        drain_slack: 0,
+        drain_every: 0,
+        window: 0,
+    });
+    assert_eq!(jb.config().max_frames, 1);
+    assert_eq!(jb.pop(), Playout::Idle);
+    push(&mut jb, u64::MAX);
+    assert_eq!(kind(&jb.pop()).map(|s| s == u64::MAX), Some(true));
+    // After u64::MAX there is no next slot; the buffer must not panic.
+    assert_eq!(jb.pop(), Playout::Idle);
+    assert_eq!(push(&mut jb, 7), PushOutcome::Accepted);
+    assert_eq!(kind(&jb.pop()), Some(7));
+}
