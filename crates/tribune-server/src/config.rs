@@ -233,7 +233,7 @@ impl Default for ServerConfig {
             public_ip: None,
             whip_idle_timeout: Duration::from_secs(30),
             whip_max_sessions: 1000,
-            max_webrtc_listeners: 1000,
+            max_webrtc_listeners: 500,
             admission: AdmissionConfig::default(),
             data_dir: None,
             recording_retention: None,

@@ -93,7 +93,7 @@ struct ServeArgs {
     max_listeners: u64,
     /// Most listeners playing the program over WebRTC (WHEP) on this node; more are answered
     /// 503 with Retry-After (each costs more than a WebSocket listener: its own encryption).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 500)]
     max_webrtc_listeners: usize,
     /// New listeners admitted per second (the waiting room drains at this rate).
     #[arg(long, default_value_t = 5_000)]
