@@ -197,6 +197,11 @@ impl Mixer {
         self.receivers.remove(&id);
     }
 
+    /// The receivers' ids.
+    pub fn receiver_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.receivers.keys().copied()
+    }
+
     /// The speakers taken out of a receiver's feed (`None` if not receiving).
     pub fn receiver(&self, id: u64) -> Option<&[u64]> {
         self.receivers.get(&id).map(|r| &r.own[..])

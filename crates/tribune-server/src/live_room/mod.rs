@@ -530,8 +530,6 @@ impl LiveRoom {
 #[derive(Debug, Default)]
 struct Stage {
     speakers: std::collections::BTreeMap<u64, SpeakerState>,
-    /// Participants (ids) the mixer makes a mix-minus for.
-    receivers: std::collections::BTreeSet<u64>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]

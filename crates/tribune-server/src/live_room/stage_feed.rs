@@ -26,6 +26,11 @@ pub struct StageTick {
     pub capture_us: u64,
     /// One mix-minus per hearing participant (receiver id = participant id).
     pub feeds: Vec<MixMinus>,
+    /// The program and each feed's packet (same order as `feeds`) as shared slices, made once
+    /// per tick for the WebRTC sessions, whose stack takes `Arc<[u8]>`: no copy per session.
+    pub program_rtp: Arc<[u8]>,
+    /// Each feed's packet as a shared slice, same order as `feeds`.
+    pub feeds_rtp: Vec<Arc<[u8]>>,
 }
 
 /// What one connection plays for a tick.
@@ -33,6 +38,8 @@ pub struct StageTick {
 pub struct Heard<'a> {
     /// The Opus packet.
     pub payload: &'a Bytes,
+    /// The same packet, shared for WebRTC sessions.
+    pub rtp: &'a Arc<[u8]>,
     /// Capture time of its oldest frame.
     pub capture_us: u64,
     /// When its oldest speaker frame reached the node (`None`: no speaker frame in it).
@@ -43,15 +50,17 @@ impl StageTick {
     /// What `who` hears: their mix-minus, or the program (an audience member, or a participant
     /// the mixer has no feed for yet).
     pub fn heard_by(&self, who: Option<ParticipantId>) -> Heard<'_> {
-        let feed = who.and_then(|p| self.feeds.iter().find(|f| f.id == p.0));
+        let feed = who.and_then(|p| self.feeds.iter().position(|f| f.id == p.0));
         match feed {
-            Some(f) => Heard {
-                payload: &f.payload,
-                capture_us: f.capture_us,
-                arrived_us: f.arrived_us,
+            Some(i) => Heard {
+                payload: &self.feeds[i].payload,
+                rtp: &self.feeds_rtp[i],
+                capture_us: self.feeds[i].capture_us,
+                arrived_us: self.feeds[i].arrived_us,
             },
             None => Heard {
                 payload: &self.program,
+                rtp: &self.program_rtp,
                 capture_us: self.capture_us,
                 arrived_us: None,
             },

@@ -313,20 +313,15 @@ impl MixTask {
     /// participants and seats: redone whole on every change).
     fn apply_hearing(&mut self) {
         let Some(m) = self.mixer.as_mut() else { return };
-        let stale: Vec<u64> = self
-            .stage
-            .receivers
-            .iter()
-            .copied()
+        let stale: Vec<u64> = m
+            .receiver_ids()
             .filter(|id| !self.hearing.contains_key(&ParticipantId(*id)))
             .collect();
         for id in stale {
             m.remove_receiver(id);
-            self.stage.receivers.remove(&id);
         }
         for &p in self.hearing.keys() {
             m.set_receiver(p.0, &self.room.seats.slots_of(p));
-            self.stage.receivers.insert(p.0);
         }
     }
 
@@ -461,11 +456,14 @@ impl MixTask {
         let stage = &self.metrics.stage;
         stage.minus_encodes.add(own);
         stage.minus_shared.add(frame.minus.len() as u64 - own);
+        let feeds = std::mem::take(&mut frame.minus);
         let tick = StageTick {
             seq: n,
             program: frame.payload.clone(),
             capture_us: frame.capture_us,
-            feeds: std::mem::take(&mut frame.minus),
+            program_rtp: Arc::from(&frame.payload[..]),
+            feeds_rtp: feeds.iter().map(|f| Arc::from(&f.payload[..])).collect(),
+            feeds,
         };
         self.room.stage_feed.send_replace(Some(Arc::new(tick)));
         frame

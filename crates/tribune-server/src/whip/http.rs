@@ -207,9 +207,9 @@ fn offer_text(
         .map_err(|_| ApiError::BadRequest("the SDP offer is not UTF-8 text".to_owned()))
 }
 
-/// The credential a WHEP request carries: a stage token of a participant still on stage, or a
-/// listener ticket of this room (`401` without one, `403` for another room's or a removed one).
-fn player_claims(app: &AppState, room: &LiveRoom, headers: &HeaderMap) -> Result<Claims, ApiError> {
+/// Any credential of this room (stage token or listen ticket): `401` without one, `403` for a
+/// forged or another room's.
+fn room_claims(app: &AppState, room: &LiveRoom, headers: &HeaderMap) -> Result<Claims, ApiError> {
     let token = bearer(headers).ok_or(ApiError::Unauthenticated("bearer token"))?;
     let claims = app.keys().verify(token, unix_micros() / 1_000_000)?;
     if claims.room != room.id {
@@ -217,6 +217,13 @@ fn player_claims(app: &AppState, room: &LiveRoom, headers: &HeaderMap) -> Result
             "this credential is for another room".to_owned(),
         ));
     }
+    Ok(claims)
+}
+
+/// The credential a WHEP request carries: a stage token of a participant still on stage, or a
+/// listener ticket of this room (`401` without one, `403` for another room's or a removed one).
+fn player_claims(app: &AppState, room: &LiveRoom, headers: &HeaderMap) -> Result<Claims, ApiError> {
+    let claims = room_claims(app, room, headers)?;
     if claims.kind == TokenKind::Stage {
         // Tokens are stateless: the roster says whether its holder is still on stage.
         room.admit_speaker(&claims)?;
@@ -277,13 +284,7 @@ pub async fn stop_play(
             return Err(ApiError::NotFound);
         };
         let room = app.room(&id)?;
-        let token = bearer(&headers).ok_or(ApiError::Unauthenticated("bearer token"))?;
-        let claims = app.keys().verify(token, unix_micros() / 1_000_000)?;
-        if claims.room != room.id {
-            return Err(ApiError::Forbidden(
-                "this credential is for another room".to_owned(),
-            ));
-        }
+        let claims = room_claims(&app, &room, &headers)?;
         let player = hub
             .player_of(&room.id, &session)
             .ok_or(ApiError::NotFound)?;

@@ -387,10 +387,10 @@ impl PlayTask {
             tick.seq.wrapping_mul(FRAME_TICKS),
             Frequency::FORTY_EIGHT_KHZ,
         );
-        // str0m takes its own copy to packetize and encrypt: one per session and frame, as
-        // every WebRTC peer encrypts its own packets.
+        // The tick's shared slice: str0m packetizes and encrypts per session, but no session
+        // copies the frame.
         writer
-            .write(pt, Instant::now(), rtp_time, heard.payload.to_vec())
+            .write(pt, Instant::now(), rtp_time, heard.rtp.clone())
             .map_err(|e| format!("WebRTC write: {e}"))?;
         self.frames += 1;
         self.metrics.stage.frames_sent.inc();
