@@ -11,8 +11,11 @@
 //! gone (frames play the tick they arrive, so the next hiccup is a gap). Too deep, it skips
 //! frames, one every `drain_every` ticks, until the reserve is back at the target; too shallow,
 //! it stretches (conceals one tick without consuming a frame) until the reserve is rebuilt. A
-//! reserve that dips only as far as the network's real jitter is what the target is for and is
-//! left alone.
+//! reserve used up entirely is rebuilt at once; one that dipped but held (a frame came late and
+//! the reserve covered it) is what the reserve is for, and only a dip that lasts `dip_windows`
+//! windows in a row rebuilds it (the arrivals moved for good). One that stays a frame or two above it for `settle_windows` windows in a row is
+//! brought down too, so the delay a stage settles at does not depend on its history (a burst at
+//! start, one busy moment) but on the jitter it sees now.
 
 use std::collections::BTreeMap;
 
@@ -31,8 +34,9 @@ pub struct JitterConfig {
     pub max_frames: usize,
     /// Most consecutive concealed frames before skipping ahead or re-buffering.
     pub max_conceal: usize,
-    /// Frames above the target depth the reserve may keep for a whole window without being
-    /// drained (ordinary jitter makes it breathe).
+    /// Frames above the target depth the reserve may keep for a window without being drained
+    /// at once (a moment's jitter makes it breathe); a smaller excess that lasts
+    /// `settle_windows` windows is drained all the same.
     pub drain_slack: usize,
     /// Ticks between two skipped frames while draining (2 = half the frames for as long as it
     /// takes: one second of extra delay is gone in two).
@@ -40,6 +44,12 @@ pub struct JitterConfig {
     /// Ticks over which the reserve's low point is measured before the depth is corrected
     /// (25 = 0.5 s).
     pub window: usize,
+    /// Windows in a row whose low point stayed above the target (within the slack) before the
+    /// excess is drained as well (4 = 2 s without the reserve ever being needed).
+    pub settle_windows: usize,
+    /// Windows in a row whose low point was under the target but above zero before the
+    /// reserve is rebuilt (2 = 1 s); a reserve used up entirely is rebuilt after one.
+    pub dip_windows: usize,
 }
 
 impl Default for JitterConfig {
@@ -51,6 +61,8 @@ impl Default for JitterConfig {
             drain_slack: 2,
             drain_every: 2,
             window: 25,
+            settle_windows: 4,
+            dip_windows: 2,
         }
     }
 }
@@ -149,6 +161,10 @@ pub struct JitterBuffer {
     /// Frames still to skip (too deep) or ticks still to stretch (too shallow).
     to_drain: usize,
     to_stretch: usize,
+    /// Complete windows in a row whose low point stayed above the target.
+    over_windows: usize,
+    /// Complete windows in a row whose low point dipped under the target (not to zero).
+    under_windows: usize,
     /// Ticks since the last skipped frame.
     since_drain: usize,
     stats: JitterStats,
@@ -165,6 +181,8 @@ impl JitterBuffer {
             drain_slack: cfg.drain_slack,
             drain_every: cfg.drain_every.max(1),
             window: cfg.window.max(1),
+            settle_windows: cfg.settle_windows.max(1),
+            dip_windows: cfg.dip_windows.max(1),
         };
         JitterBuffer {
             cfg,
@@ -177,6 +195,8 @@ impl JitterBuffer {
             depth: None,
             to_drain: 0,
             to_stretch: 0,
+            over_windows: 0,
+            under_windows: 0,
             since_drain: 0,
             stats: JitterStats::default(),
         }
@@ -314,6 +334,8 @@ impl JitterBuffer {
         self.depth = None;
         self.to_drain = 0;
         self.to_stretch = 0;
+        self.over_windows = 0;
+        self.under_windows = 0;
     }
 
     /// Notes the reserve after this tick; at the end of a window, sets how many frames to
@@ -336,12 +358,23 @@ impl JitterBuffer {
         self.window_ticks = 0;
         self.window_low = usize::MAX;
         let target = self.target_depth();
-        self.to_drain = if low > target + self.cfg.drain_slack {
-            low - target
+        let excess = low.saturating_sub(target);
+        self.over_windows = if excess > 0 { self.over_windows + 1 } else { 0 };
+        self.to_drain =
+            if excess > self.cfg.drain_slack || self.over_windows >= self.cfg.settle_windows {
+                self.over_windows = 0;
+                excess
+            } else {
+                0
+            };
+        let short = target.saturating_sub(low);
+        self.under_windows = if short > 0 { self.under_windows + 1 } else { 0 };
+        self.to_stretch = if short > 0 && (low == 0 || self.under_windows >= self.cfg.dip_windows) {
+            self.under_windows = 0;
+            short
         } else {
             0
         };
-        self.to_stretch = target.saturating_sub(low);
     }
 
     /// Skips the frame at `next` while the reserve is too deep, one every `drain_every` ticks;

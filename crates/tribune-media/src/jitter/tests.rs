@@ -186,6 +186,43 @@ fn a_reserve_used_up_by_a_stall_is_rebuilt_within_5_s() {
     assert_eq!((s.stretched, s.concealed, s.drained), (2, 0, 0), "{s:?}");
 }
 
+impl Sim {
+    /// One tick in which the speaker's frame does not arrive; it comes with the next one.
+    fn late_frame(&mut self) {
+        self.pop();
+        self.tick += 1;
+        self.send();
+        self.steady(1);
+    }
+}
+
+#[test]
+fn a_late_frame_the_reserve_covers_costs_no_delay_but_lasting_dips_rebuild_it() {
+    // A frame 20 ms late every 3 s (a busy moment somewhere on the path): the reserve covers
+    // it, so nothing is stretched, concealed or drained and the delay stays at the target.
+    let mut sim = Sim::new();
+    sim.steady(200);
+    let before = sim.delay();
+    for _ in 0..10 {
+        sim.late_frame();
+        sim.steady(148);
+    }
+    let s = sim.jb.stats();
+    assert_eq!((s.stretched, s.concealed, s.drained), (0, 0, 0), "{s:?}");
+    assert_eq!(sim.delay(), before);
+    // A frame late every 200 ms dips the reserve in every window: after two windows it is
+    // rebuilt by one frame (and then drained again only once the dips stop for 2 s).
+    let mut dips = Sim::new();
+    dips.steady(200);
+    for _ in 0..50 {
+        dips.late_frame();
+        dips.steady(8);
+    }
+    let s = dips.jb.stats();
+    assert_eq!((s.stretched, s.concealed, s.drained), (1, 0, 0), "{s:?}");
+    assert_eq!(dips.delay(), before + 1);
+}
+
 #[test]
 fn a_speaker_that_stops_sending_for_2_s_comes_back_at_the_target_depth() {
     let mut sim = Sim::new();
@@ -276,16 +313,47 @@ fn a_burst_of_extra_delay_drains_away() {
     }
     assert_eq!(jb.len(), 3);
     assert_eq!(jb.stats().drained, 20);
-    // Steady jitter within the slack never drains.
+    // An excess within the slack that lasts (two frames more than the target, never needed)
+    // is drained after `settle_windows` windows, one frame every other tick, then stays put.
     let mut calm = JitterBuffer::new(JitterConfig::default());
     for s in 0..5 {
         calm.push(s, s, Bytes::from_static(b"x"));
     }
-    for s in 5..500 {
+    let cfg = calm.config();
+    let mut drained_at = Vec::new();
+    for s in 5..1_000 {
+        let before = calm.stats().drained;
         calm.pop();
+        if calm.stats().drained > before {
+            drained_at.push(s - 5);
+        }
         calm.push(s, s, Bytes::from_static(b"x"));
     }
-    assert_eq!(calm.stats().drained, 0);
+    let first = (cfg.window * cfg.settle_windows) as u64;
+    assert_eq!(drained_at, vec![first, first + 2], "window {cfg:?}");
+    assert_eq!(calm.depth(), Some(calm.target_depth()));
+    // Jitter that dips to the target in every window keeps its reserve: nothing drained.
+    let mut breathing = JitterBuffer::new(JitterConfig::default());
+    let mut seq = 0;
+    for _ in 0..3 {
+        breathing.push(seq, seq, Bytes::from_static(b"x"));
+        seq += 1;
+    }
+    for tick in 0..1_000u64 {
+        breathing.pop();
+        // Two frames on the first tick of each window, none on its last one.
+        let n = match tick % 25 {
+            0 => 2,
+            24 => 0,
+            _ => 1,
+        };
+        for _ in 0..n {
+            breathing.push(seq, seq, Bytes::from_static(b"x"));
+            seq += 1;
+        }
+    }
+    let s = breathing.stats();
+    assert_eq!((s.drained, s.concealed), (0, 0), "{s:?}");
 }
 
 #[test]
@@ -397,6 +465,8 @@ fn degenerate_config_is_usable() {
         drain_slack: 0,
         drain_every: 0,
         window: 0,
+        settle_windows: 0,
+        dip_windows: 0,
     });
     assert_eq!(jb.config().max_frames, 1);
     assert_eq!(jb.pop(), Playout::Idle);
