@@ -25,6 +25,15 @@ pub fn rms(samples: &[i16]) -> f32 {
     ((sum / samples.len() as f64).sqrt() / 32768.0) as f32
 }
 
+/// Linear RMS level of samples given as fractions of full scale (0 for empty input).
+pub fn rms_f32(samples: &[f32]) -> f32 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let sum: f32 = samples.iter().map(|&s| s * s).sum();
+    (sum / samples.len() as f32).sqrt()
+}
+
 /// Power spectrum (bins `0..=n/2`) of a Hann-windowed block, with the block length `n`.
 struct Spectrum {
     power: Vec<f64>,
@@ -213,5 +222,11 @@ mod tests {
         assert!((rms(&[-32768; 10]) - 1.0).abs() < 1e-6);
         let r = rms(&tone(440.0, 1.0, 48_000));
         assert!((r - std::f32::consts::FRAC_1_SQRT_2).abs() < 0.001, "{r}");
+        let as_f32: Vec<f32> = tone(440.0, 1.0, 48_000)
+            .iter()
+            .map(|&s| f32::from(s) / 32768.0)
+            .collect();
+        assert!((rms_f32(&as_f32) - r).abs() < 1e-4);
+        assert_eq!(rms_f32(&[]), 0.0);
     }
 }

@@ -5,8 +5,8 @@ use std::ptr::NonNull;
 
 use unsafe_libopus::varargs::{VarArg, VarArgs};
 use unsafe_libopus::{
-    opus_decode, opus_decoder_create, opus_decoder_ctl_impl, opus_decoder_destroy, opus_encode,
-    opus_encoder_create, opus_encoder_ctl_impl, opus_encoder_destroy, opus_packet_parse,
+    opus_decode, opus_decode_float, opus_decoder_create, opus_decoder_ctl_impl,
+    opus_decoder_destroy, opus_encode, opus_encode_float, opus_encoder_create, opus_encoder_ctl_impl, opus_encoder_destroy, opus_packet_parse,
     opus_strerror, OpusDecoder, OpusEncoder, OPUS_APPLICATION_AUDIO,
     OPUS_APPLICATION_RESTRICTED_LOWDELAY, OPUS_OK, OPUS_SET_BITRATE_REQUEST,
     OPUS_SET_COMPLEXITY_REQUEST, OPUS_SET_GAIN_REQUEST,
@@ -22,6 +22,88 @@ pub const MAX_PACKET_SAMPLES: usize = 5760;
 pub const MAX_ENCODED_BYTES: usize = 4000;
 /// Default encoder complexity: a middle ground between quality and mixing cost.
 pub const DEFAULT_COMPLEXITY: u8 = 5;
+
+/// A PCM sample libopus reads and writes: `i16`, or `f32` as a fraction of full scale (the
+/// codec's own format: no conversion, and no rounding per sample).
+pub trait Sample: Copy + sealed::Sealed {
+    /// Calls `opus_decode` or `opus_decode_float`.
+    ///
+    /// # Safety
+    /// `st` is a live decoder, `data` readable for `len` bytes (or null for a loss), `pcm`
+    /// writable for `frame` samples.
+    #[doc(hidden)]
+    unsafe fn decode_raw(
+        st: *mut OpusDecoder,
+        data: *const u8,
+        len: i32,
+        pcm: *mut Self,
+        frame: i32,
+    ) -> i32;
+    /// Calls `opus_encode` or `opus_encode_float`.
+    ///
+    /// # Safety
+    /// `st` is a live encoder, `pcm` readable for `frame` samples, `out` writable for `max`.
+    #[doc(hidden)]
+    unsafe fn encode_raw(
+        st: *mut OpusEncoder,
+        pcm: *const Self,
+        frame: i32,
+        out: *mut u8,
+        max: i32,
+    ) -> i32;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for i16 {}
+    impl Sealed for f32 {}
+}
+
+impl Sample for i16 {
+    unsafe fn decode_raw(
+        st: *mut OpusDecoder,
+        data: *const u8,
+        len: i32,
+        pcm: *mut i16,
+        frame: i32,
+    ) -> i32 {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { opus_decode(st, data, len, pcm, frame, 0) }
+    }
+    unsafe fn encode_raw(
+        st: *mut OpusEncoder,
+        pcm: *const i16,
+        frame: i32,
+        out: *mut u8,
+        max: i32,
+    ) -> i32 {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { opus_encode(st, pcm, frame, out, max) }
+    }
+}
+
+impl Sample for f32 {
+    unsafe fn decode_raw(
+        st: *mut OpusDecoder,
+        data: *const u8,
+        len: i32,
+        pcm: *mut f32,
+        frame: i32,
+    ) -> i32 {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { opus_decode_float(st, data, len, pcm, frame, 0) }
+    }
+    unsafe fn encode_raw(
+        st: *mut OpusEncoder,
+        pcm: *const f32,
+        frame: i32,
+        out: *mut u8,
+        max: i32,
+    ) -> i32 {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { opus_encode_float(st, pcm, frame, out, max) }
+    }
+}
 
 /// Why an Opus operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -204,7 +286,7 @@ impl Encoder {
     }
 
     /// Encodes exactly one frame of [`FRAME_SAMPLES`] samples into `out`, returning its length.
-    pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, OpusError> {
+    pub fn encode<T: Sample>(&mut self, pcm: &[T], out: &mut [u8]) -> Result<usize, OpusError> {
         if pcm.len() != FRAME_SAMPLES {
             return Err(OpusError::BadFrameLength(pcm.len()));
         }
@@ -214,7 +296,7 @@ impl Encoder {
         let max = out.len().min(MAX_ENCODED_BYTES) as i32;
         // SAFETY: `pcm` holds one full frame, `out` is writable for `max` bytes.
         let rc = unsafe {
-            opus_encode(
+            T::encode_raw(
                 self.st.as_ptr(),
                 pcm.as_ptr(),
                 FRAME_SAMPLES as i32,
@@ -275,7 +357,7 @@ impl Decoder {
     ///
     /// `pcm` must hold at least [`FRAME_SAMPLES`]; up to [`MAX_PACKET_SAMPLES`] are used so
     /// longer packets (e.g. from Ogg files) fit.
-    pub fn decode(&mut self, packet: &[u8], pcm: &mut [i16]) -> Result<usize, OpusError> {
+    pub fn decode<T: Sample>(&mut self, packet: &[u8], pcm: &mut [T]) -> Result<usize, OpusError> {
         if packet.is_empty() {
             // libopus would treat this as a loss; callers must ask for that via `conceal`.
             return Err(OpusError::EmptyPacket);
@@ -291,20 +373,19 @@ impl Decoder {
         let frame = pcm.len().min(MAX_PACKET_SAMPLES) as i32;
         // SAFETY: `packet` is readable for `len` bytes and `pcm` writable for `frame` samples.
         let rc = unsafe {
-            opus_decode(
+            T::decode_raw(
                 self.st.as_ptr(),
                 packet.as_ptr(),
                 len,
                 pcm.as_mut_ptr(),
                 frame,
-                0,
             )
         };
         check(rc)
     }
 
     /// Synthesises one 20 ms frame for a lost packet (packet loss concealment).
-    pub fn conceal(&mut self, pcm: &mut [i16]) -> Result<usize, OpusError> {
+    pub fn conceal<T: Sample>(&mut self, pcm: &mut [T]) -> Result<usize, OpusError> {
         if pcm.len() < FRAME_SAMPLES {
             return Err(OpusError::BufferTooSmall {
                 need: FRAME_SAMPLES,
@@ -313,13 +394,12 @@ impl Decoder {
         }
         // SAFETY: a null packet asks libopus for concealment; `pcm` holds one frame.
         let rc = unsafe {
-            opus_decode(
+            T::decode_raw(
                 self.st.as_ptr(),
                 std::ptr::null(),
                 0,
                 pcm.as_mut_ptr(),
                 FRAME_SAMPLES as i32,
-                0,
             )
         };
         check(rc)

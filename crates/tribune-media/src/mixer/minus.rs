@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::Mixer;
 use crate::opus::Encoder;
-use crate::softclip::clip_to_i16;
+use crate::softclip::soft_clip;
 use crate::FRAME_SAMPLES;
 
 /// One receiver's return feed for a tick.
@@ -26,9 +26,8 @@ pub struct MixMinus {
 
 /// Buffers reused every tick so the mix-minus path allocates once per tick, not per receiver.
 pub(super) struct Scratch {
-    /// The mix as fractions of full scale (also used for the program).
-    pub(super) scaled: Box<[f32; FRAME_SAMPLES]>,
-    pcm: Box<[i16; FRAME_SAMPLES]>,
+    /// One receiver's feed, soft-clipped, as fractions of full scale.
+    pcm: Box<[f32; FRAME_SAMPLES]>,
     /// This tick's encoded feeds back to back, and where each lies.
     packets: Vec<u8>,
     spans: Vec<Span>,
@@ -46,8 +45,7 @@ struct Span {
 impl Default for Scratch {
     fn default() -> Self {
         Scratch {
-            scaled: Box::new([0.0; FRAME_SAMPLES]),
-            pcm: Box::new([0; FRAME_SAMPLES]),
+            pcm: Box::new([0.0; FRAME_SAMPLES]),
             packets: Vec::new(),
             spans: Vec::new(),
             voices: Vec::new(),
@@ -80,7 +78,6 @@ impl Mixer {
         );
         minus.packets.clear();
         minus.spans.clear();
-        let scale = 1.0 / 32768.0;
         for (&id, receiver) in receivers.iter_mut() {
             let mut capture_us: Option<u64> = None;
             let mut arrived_us: Option<u64> = None;
@@ -108,19 +105,16 @@ impl Mixer {
             }
             if receiver.hold > 0 {
                 receiver.hold -= 1;
-                for (out, &m) in minus.scaled.iter_mut().zip(mix.iter()) {
-                    *out = m;
-                }
+                minus.pcm.copy_from_slice(&mix[..]);
                 let own = receiver.own.iter().filter_map(|o| speakers.get(o));
                 for s in own.filter(|s| s.voiced) {
-                    for (out, &own) in minus.scaled.iter_mut().zip(s.pcm.iter()) {
-                        *out -= f32::from(own);
+                    for (out, &own) in minus.pcm.iter_mut().zip(s.pcm.iter()) {
+                        *out -= own;
                     }
                 }
-                for out in minus.scaled.iter_mut() {
-                    *out *= scale;
+                for out in minus.pcm.iter_mut() {
+                    *out = soft_clip(*out);
                 }
-                clip_to_i16(&minus.scaled[..], &mut minus.pcm[..]);
                 let encoded = match receiver.encoder.as_mut() {
                     Some(e) => Ok(e),
                     None => Encoder::low_delay(cfg.bitrate_bps)

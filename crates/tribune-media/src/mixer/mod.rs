@@ -14,11 +14,11 @@ mod minus;
 
 pub use minus::MixMinus;
 
-use crate::analysis::rms;
+use crate::analysis::rms_f32;
 use crate::error::MediaError;
 use crate::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
 use crate::opus::{validate_packet, Decoder, Encoder, MAX_ENCODED_BYTES, MAX_PACKET_SAMPLES};
-use crate::softclip::clip_to_i16;
+use crate::softclip::soft_clip;
 use crate::FRAME_SAMPLES;
 
 /// Tuning of a [`Mixer`].
@@ -82,8 +82,9 @@ struct Speaker {
     audible: bool,
     /// Capture and arrival time of the frame this speaker played this tick, if a real one.
     heard: Option<(u64, u64)>,
-    /// This tick's decoded PCM, valid while `voiced` and anyone receives.
-    pcm: Box<[i16; FRAME_SAMPLES]>,
+    /// This tick's decoded PCM (fractions of full scale), valid while `voiced` and anyone
+    /// receives.
+    pcm: Box<[f32; FRAME_SAMPLES]>,
 }
 
 /// A participant receiving a mix-minus.
@@ -105,10 +106,12 @@ pub struct Mixer {
     /// Jitter figures of speakers that left.
     retired: JitterStats,
     encoder: Encoder,
-    // Scratch buffers reused every tick to keep the hot path allocation-light.
-    decoded: Box<[i16; MAX_PACKET_SAMPLES]>,
+    // Scratch buffers reused every tick to keep the hot path allocation-light. Audio stays in
+    // the codec's own format (f32, fractions of full scale) from decoder to encoder: no
+    // rounding to 16 bits and back, which cost a libm call per sample and stream.
+    decoded: Box<[f32; MAX_PACKET_SAMPLES]>,
     mix: Box<[f32; FRAME_SAMPLES]>,
-    program: Box<[i16; FRAME_SAMPLES]>,
+    program: Box<[f32; FRAME_SAMPLES]>,
     packet: Box<[u8; MAX_ENCODED_BYTES]>,
     minus: minus::Scratch,
     /// Mix-minus frames encoded (not shared from the program) since creation.
@@ -124,9 +127,9 @@ impl Mixer {
             receivers: BTreeMap::new(),
             retired: JitterStats::default(),
             encoder: Encoder::new(cfg.bitrate_bps)?,
-            decoded: Box::new([0; MAX_PACKET_SAMPLES]),
+            decoded: Box::new([0.0; MAX_PACKET_SAMPLES]),
             mix: Box::new([0.0; FRAME_SAMPLES]),
-            program: Box::new([0; FRAME_SAMPLES]),
+            program: Box::new([0.0; FRAME_SAMPLES]),
             packet: Box::new([0; MAX_ENCODED_BYTES]),
             minus: minus::Scratch::default(),
             minus_encodes: 0,
@@ -151,7 +154,7 @@ impl Mixer {
             voiced: false,
             audible: false,
             heard: None,
-            pcm: Box::new([0; FRAME_SAMPLES]),
+            pcm: Box::new([0.0; FRAME_SAMPLES]),
         };
         self.speakers.insert(id, speaker);
         Ok(())
@@ -318,24 +321,22 @@ impl Mixer {
             };
             let pcm = &self.decoded[..decoded.min(FRAME_SAMPLES)];
             for (m, &s) in self.mix.iter_mut().zip(pcm) {
-                *m += f32::from(s);
+                *m += s;
             }
-            let level = rms(pcm);
+            let level = rms_f32(pcm);
             levels.push((id, level));
             speaker.audible = level >= self.cfg.minus_gate_rms;
             if !self.receivers.is_empty() {
                 // Kept to take back out of this speaker's own feed.
                 speaker.pcm[..pcm.len()].copy_from_slice(pcm);
-                speaker.pcm[pcm.len()..].fill(0);
+                speaker.pcm[pcm.len()..].fill(0.0);
             }
             speaker.voiced = true;
             speaker.heard = times;
         }
-        let scale = 1.0 / 32768.0;
-        for (i, m) in self.mix.iter().enumerate() {
-            self.minus.scaled[i] = m * scale;
+        for (out, &m) in self.program.iter_mut().zip(self.mix.iter()) {
+            *out = soft_clip(m);
         }
-        clip_to_i16(&self.minus.scaled[..], &mut self.program[..]);
         let n = self
             .encoder
             .encode(&self.program[..], &mut self.packet[..])?;
@@ -349,8 +350,9 @@ impl Mixer {
         })
     }
 
-    /// The PCM of the last program frame, before encoding (silence before the first tick).
-    pub fn program_pcm(&self) -> &[i16] {
+    /// The PCM of the last program frame before encoding, as fractions of full scale (silence
+    /// before the first tick).
+    pub fn program_pcm(&self) -> &[f32] {
         &self.program[..]
     }
 }

@@ -1,7 +1,7 @@
 //! Program mixing: tones in, spectrum of the decoded program out.
 
 use super::*;
-use crate::analysis::{band_energy_ratio, dominant_frequency, peaks};
+use crate::analysis::{band_energy_ratio, dominant_frequency, peaks, rms};
 use crate::opus::Decoder;
 use crate::tone::ToneGenerator;
 use crate::SAMPLE_RATE;
@@ -165,7 +165,8 @@ fn loud_speakers_are_soft_clipped_not_wrapped() {
         }
         mixer.tick(t).unwrap();
         if t >= 5 {
-            program.extend_from_slice(mixer.program_pcm());
+            // As 16-bit samples, the way a listener's decoder hands them out.
+            program.extend(mixer.program_pcm().iter().map(|&x| (x * 32767.0).round() as i16));
         }
     }
     let peak = program.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
