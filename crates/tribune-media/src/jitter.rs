@@ -16,6 +16,14 @@
 //! windows in a row rebuilds it (the arrivals moved for good). One that stays a frame or two above it for `settle_windows` windows in a row is
 //! brought down too, so the delay a stage settles at does not depend on its history (a burst at
 //! start, one busy moment) but on the jitter it sees now.
+//!
+//! When the caller says when frames arrived and when it plays ([`JitterBuffer::push_arrived`],
+//! [`JitterBuffer::pop_at`]), the reserve is kept in time rather than in frames: the least time
+//! a frame waited in the buffer over a window is held between `target_wait_us` and one frame
+//! more. A reserve counted in frames also holds however long frames wait for the tick after
+//! they arrive (0–20 ms, the phase between the speaker's clock and the mixer's), so its delay
+//! depended on that phase; kept in time, a frame that arrives just after a tick needs one frame
+//! of reserve where one arriving just before it needs two.
 
 use std::collections::BTreeMap;
 
@@ -50,6 +58,10 @@ pub struct JitterConfig {
     /// Windows in a row whose low point was under the target but above zero before the
     /// reserve is rebuilt (2 = 1 s); a reserve used up entirely is rebuilt after one.
     pub dip_windows: usize,
+    /// The least time a frame should wait in the buffer, in microseconds, when arrival and play
+    /// times are known (0: count the reserve in frames only). The time a late frame can be
+    /// late by and still play.
+    pub target_wait_us: u64,
 }
 
 impl Default for JitterConfig {
@@ -63,6 +75,7 @@ impl Default for JitterConfig {
             window: 25,
             settle_windows: 4,
             dip_windows: 2,
+            target_wait_us: 30_000,
         }
     }
 }
@@ -140,8 +153,11 @@ impl std::ops::AddAssign for JitterStats {
     }
 }
 
-/// A queued frame: capture time, arrival time, packet.
-type Held = (u64, u64, Bytes);
+/// A frame's length in microseconds: one tick.
+const FRAME_US: u64 = 20_000;
+
+/// A queued frame: capture time, arrival time (if the caller gave one), packet.
+type Held = (u64, Option<u64>, Bytes);
 
 /// Reorders one speaker's frames and paces them out.
 #[derive(Debug, Clone)]
@@ -156,6 +172,12 @@ pub struct JitterBuffer {
     /// Ticks measured in the current depth window, and the fewest frames held in it.
     window_ticks: usize,
     window_low: usize,
+    /// The least wait (play time − arrival) of a frame played in the current window, if known.
+    window_wait: Option<u64>,
+    /// Whether a frame was missing at its tick in the current window.
+    window_missed: bool,
+    /// The reserve, in frames, the last complete window called for.
+    aim: usize,
     /// The low point of the last complete window (`None` until one completes).
     depth: Option<usize>,
     /// Frames still to skip (too deep) or ticks still to stretch (too shallow).
@@ -183,6 +205,7 @@ impl JitterBuffer {
             window: cfg.window.max(1),
             settle_windows: cfg.settle_windows.max(1),
             dip_windows: cfg.dip_windows.max(1),
+            target_wait_us: cfg.target_wait_us,
         };
         JitterBuffer {
             cfg,
@@ -192,6 +215,9 @@ impl JitterBuffer {
             conceal_run: 0,
             window_ticks: 0,
             window_low: usize::MAX,
+            window_wait: None,
+            window_missed: false,
+            aim: cfg.target_frames - 1,
             depth: None,
             to_drain: 0,
             to_stretch: 0,
@@ -207,17 +233,28 @@ impl JitterBuffer {
         self.cfg
     }
 
-    /// Queues a received frame (arrived at its capture time, as far as the buffer knows).
+    /// Queues a received frame (its arrival time unknown: the reserve is counted in frames).
     pub fn push(&mut self, seq: u64, capture_us: u64, payload: Bytes) -> PushOutcome {
-        self.push_arrived(seq, capture_us, capture_us, payload)
+        self.queue(seq, capture_us, None, payload)
     }
 
-    /// Queues a received frame that reached the caller at `arrived_us`.
+    /// Queues a received frame that reached the caller at `arrived_us` (the clock
+    /// [`JitterBuffer::pop_at`] is given).
     pub fn push_arrived(
         &mut self,
         seq: u64,
         capture_us: u64,
         arrived_us: u64,
+        payload: Bytes,
+    ) -> PushOutcome {
+        self.queue(seq, capture_us, Some(arrived_us), payload)
+    }
+
+    fn queue(
+        &mut self,
+        seq: u64,
+        capture_us: u64,
+        arrived_us: Option<u64>,
         payload: Bytes,
     ) -> PushOutcome {
         if self.next_seq.is_some_and(|next| seq < next) {
@@ -268,6 +305,16 @@ impl JitterBuffer {
 
     /// Takes what to play for this tick; call exactly once per 20 ms.
     pub fn pop(&mut self) -> Playout {
+        self.take(None)
+    }
+
+    /// Like [`JitterBuffer::pop`], at `now_us` on the clock arrivals were given in: frames that
+    /// carry an arrival time then keep the reserve in time (see `target_wait_us`).
+    pub fn pop_at(&mut self, now_us: u64) -> Playout {
+        self.take(Some(now_us))
+    }
+
+    fn take(&mut self, now_us: Option<u64>) -> Playout {
         if !self.playing {
             if self.frames.len() < self.cfg.target_frames {
                 return Playout::Idle;
@@ -290,19 +337,24 @@ impl JitterBuffer {
             // Hold the frame for a tick: the reserve grows by one as the next one arrives.
             self.to_stretch -= 1;
             self.stats.stretched += 1;
-            self.measure();
+            self.measure(None, false);
             return Playout::Conceal { seq: next };
         }
         let next = self.drain(next);
+        let mut wait = None;
+        let mut missed = false;
         let out = if let Some(held) = self.frames.remove(&next) {
+            wait = now_us.zip(held.1).map(|(now, at)| now.saturating_sub(at));
             self.play(next, held)
         } else if self.conceal_run < self.cfg.max_conceal {
+            missed = true;
             self.conceal_run += 1;
             self.stats.concealed += 1;
             self.next_seq = next.checked_add(1);
             Playout::Conceal { seq: next }
         } else {
             // Concealed long enough: jump to the next frame we have, or wait for more.
+            missed = true;
             match self.frames.pop_first() {
                 Some((seq, held)) => self.play(seq, held),
                 None => {
@@ -313,13 +365,15 @@ impl JitterBuffer {
                 }
             }
         };
-        self.measure();
+        self.measure(wait, missed);
         out
     }
 
-    /// The reserve this buffer aims to hold behind the frame playing.
+    /// The reserve, in frames, this buffer aims to hold behind the frame playing: the
+    /// configured one, or where the reserve is kept in time, the frames that time takes at the
+    /// current phase (as of the last complete window).
     pub fn target_depth(&self) -> usize {
-        self.cfg.target_frames - 1
+        self.aim
     }
 
     /// The fewest frames held in reserve over the last complete window (`None` before one has
@@ -331,6 +385,8 @@ impl JitterBuffer {
     fn restart_window(&mut self) {
         self.window_ticks = 0;
         self.window_low = usize::MAX;
+        self.window_wait = None;
+        self.window_missed = false;
         self.depth = None;
         self.to_drain = 0;
         self.to_stretch = 0;
@@ -341,24 +397,52 @@ impl JitterBuffer {
     /// Notes the reserve after this tick; at the end of a window, sets how many frames to
     /// skip or ticks to stretch to bring the reserve back to the target. Each window's verdict
     /// replaces the last, so a correction stops as soon as the depth is right.
-    fn measure(&mut self) {
+    fn measure(&mut self, wait: Option<u64>, missed: bool) {
         if self.to_drain > 0 || self.to_stretch > 0 {
             // A correction under way: measure the depth it leaves, not the one it is changing.
             self.window_ticks = 0;
             self.window_low = usize::MAX;
+            self.window_wait = None;
+            self.window_missed = false;
             return;
         }
         self.window_low = self.window_low.min(self.frames.len());
+        if let Some(w) = wait {
+            self.window_wait = Some(self.window_wait.map_or(w, |o| o.min(w)));
+        }
+        self.window_missed |= missed;
         self.window_ticks += 1;
         if self.window_ticks < self.cfg.window {
             return;
         }
-        let low = self.window_low;
+        let (low, wait, missed) = (self.window_low, self.window_wait, self.window_missed);
         self.depth = Some(low);
         self.window_ticks = 0;
         self.window_low = usize::MAX;
-        let target = self.target_depth();
-        let excess = low.saturating_sub(target);
+        self.window_wait = None;
+        self.window_missed = false;
+        // Frames too many or too few, and whether the reserve ran out (a frame was not there
+        // at its tick).
+        let (excess, short, used_up) = match wait.filter(|_| self.cfg.target_wait_us > 0) {
+            Some(w) => {
+                let r = self.cfg.target_wait_us;
+                let excess = (w.saturating_sub(r) / FRAME_US) as usize;
+                let short = r.saturating_sub(w).div_ceil(FRAME_US) as usize;
+                // A frame that missed its tick came later than any wait covered: one more.
+                let short = if missed { short.max(1) } else { short };
+                let excess = if short > 0 { 0 } else { excess.min(low) };
+                (excess, short, missed)
+            }
+            None => {
+                let target = self.cfg.target_frames - 1;
+                (
+                    low.saturating_sub(target),
+                    target.saturating_sub(low),
+                    low == 0,
+                )
+            }
+        };
+        self.aim = low + short - excess;
         self.over_windows = if excess > 0 { self.over_windows + 1 } else { 0 };
         self.to_drain =
             if excess > self.cfg.drain_slack || self.over_windows >= self.cfg.settle_windows {
@@ -367,9 +451,8 @@ impl JitterBuffer {
             } else {
                 0
             };
-        let short = target.saturating_sub(low);
         self.under_windows = if short > 0 { self.under_windows + 1 } else { 0 };
-        self.to_stretch = if short > 0 && (low == 0 || self.under_windows >= self.cfg.dip_windows) {
+        self.to_stretch = if short > 0 && (used_up || self.under_windows >= self.cfg.dip_windows) {
             self.under_windows = 0;
             short
         } else {
@@ -401,6 +484,7 @@ impl JitterBuffer {
     }
 
     fn play(&mut self, seq: u64, (capture_us, arrived_us, payload): Held) -> Playout {
+        let arrived_us = arrived_us.unwrap_or(capture_us);
         self.conceal_run = 0;
         self.stats.played += 1;
         self.next_seq = seq.checked_add(1);

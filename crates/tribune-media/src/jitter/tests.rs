@@ -467,6 +467,7 @@ fn degenerate_config_is_usable() {
         window: 0,
         settle_windows: 0,
         dip_windows: 0,
+        target_wait_us: 0,
     });
     assert_eq!(jb.config().max_frames, 1);
     assert_eq!(jb.pop(), Playout::Idle);
@@ -476,4 +477,55 @@ fn degenerate_config_is_usable() {
     assert_eq!(jb.pop(), Playout::Idle);
     assert_eq!(push(&mut jb, 7), PushOutcome::Accepted);
     assert_eq!(kind(&jb.pop()), Some(7));
+}
+
+/// Frames that arrive `offset_us` after their slot's tick (plus `late_us` for the seqs in
+/// `late`), played with their arrival times; returns the buffer and every played frame's wait.
+fn timed(offset_us: u64, ticks: u64, late: &[u64], late_us: u64) -> (JitterBuffer, Vec<u64>) {
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    let arrival =
+        |seq: u64| seq * 20_000 + offset_us + if late.contains(&seq) { late_us } else { 0 };
+    let mut waits = Vec::new();
+    let mut next = 0u64;
+    for tick in 1..=ticks {
+        let now = tick * 20_000;
+        while arrival(next) <= now {
+            jb.push_arrived(next, arrival(next), arrival(next), Bytes::from_static(b"x"));
+            next += 1;
+        }
+        if let Playout::Frame { arrived_us, .. } = jb.pop_at(now) {
+            waits.push(now - arrived_us);
+        }
+    }
+    (jb, waits)
+}
+
+#[test]
+fn a_reserve_kept_in_time_does_not_depend_on_the_tick_phase() {
+    // Counted in frames, a frame arriving 2 ms after a tick waits 18 ms more than one arriving
+    // 15 ms after it (58 against 45 ms at two frames). Kept in time, each settles at the
+    // fewest frames that give at least the target wait (30 ms): 38 and 45 ms.
+    for (offset, want, frames) in [(2_000, 38_000, 1), (15_000, 45_000, 2), (9_000, 31_000, 1)] {
+        let (jb, waits) = timed(offset, 500, &[], 0);
+        let settled = &waits[waits.len() - 100..];
+        assert!(
+            settled.iter().all(|&w| w == want),
+            "offset {offset}: {settled:?}"
+        );
+        assert_eq!((jb.depth(), jb.target_depth()), (Some(frames), frames));
+        assert_eq!(jb.stats().concealed, 0, "offset {offset}");
+    }
+    // A frame 15 ms late every 3 s still plays (the reserve is there for it): nothing is
+    // stretched, the wait stays where it was.
+    let late: Vec<u64> = (1..10).map(|i| 100 + i * 150).collect();
+    let (jb, waits) = timed(2_000, 1_500, &late, 15_000);
+    let s = jb.stats();
+    assert_eq!((s.stretched, s.concealed), (0, 0), "{s:?}");
+    assert_eq!(waits.last(), Some(&38_000));
+    // Frames that come too late for their tick use the reserve up: it is rebuilt at once.
+    let (jb, waits) = timed(2_000, 600, &[300], 45_000);
+    assert!(jb.stats().stretched >= 1, "{:?}", jb.stats());
+    assert!(waits[waits.len() - 50..]
+        .iter()
+        .all(|&w| (30_000..50_000).contains(&w)));
 }

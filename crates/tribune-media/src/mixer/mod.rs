@@ -299,7 +299,7 @@ impl Mixer {
             speaker.audible = false;
             speaker.heard = None;
             // Muted speakers are still popped so their buffer keeps pace with real time.
-            let playout = speaker.jitter.pop();
+            let playout = speaker.jitter.pop_at(now_us);
             if speaker.muted {
                 continue;
             }
