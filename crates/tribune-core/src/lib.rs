@@ -9,6 +9,7 @@ pub mod reactions;
 pub mod ring;
 pub mod room;
 pub mod stage;
+pub mod store;
 pub mod text;
 pub mod token;
 
@@ -17,7 +18,8 @@ pub use permissions::{allowed, Action};
 pub use reactions::{ReactionKind, Reactions, Reactor};
 pub use ring::{Frame, Ring, RingRead};
 pub use room::{RoomError, RoomInfo, RoomState};
-pub use stage::{Roster, StageError, StageLimits};
+pub use stage::{Roster, RosterRecord, StageError, StageLimits};
+pub use store::{MemoryStore, RoomRecord, RoomStore, StoreError};
 pub use token::{Claims, Keyring, SignedPayload, TokenError, TokenKind};
 
 /// Microseconds since the Unix epoch: the clock that capture timestamps use.

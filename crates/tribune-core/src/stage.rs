@@ -13,11 +13,16 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use serde::{Deserialize, Serialize};
+
 use crate::ids::{ListenerId, ParticipantId, Role};
 use crate::permissions::rank;
 
 mod audience;
 mod blocks;
+mod record;
+
+pub use record::RosterRecord;
 
 /// Longest display name, in characters.
 pub const MAX_NAME_CHARS: usize = 40;
@@ -65,7 +70,7 @@ pub fn clean_name(name: &str) -> Result<String, StageError> {
 }
 
 /// Someone on stage.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// Their participant id (the `sub` of their stage token).
     pub id: ParticipantId,
@@ -89,7 +94,7 @@ impl Member {
 }
 
 /// A pending request to speak.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// Who asks.
     pub listener: ListenerId,

@@ -347,14 +347,16 @@ impl JitterBuffer {
             wait = now_us.zip(held.1).map(|(now, at)| now.saturating_sub(at));
             self.play(next, held)
         } else if self.conceal_run < self.cfg.max_conceal {
-            missed = true;
+            // Only a reserve that ran dry calls for more delay; a packet lost on the way while
+            // later ones wait costs a concealed tick and nothing more.
+            missed = self.frames.is_empty();
             self.conceal_run += 1;
             self.stats.concealed += 1;
             self.next_seq = next.checked_add(1);
             Playout::Conceal { seq: next }
         } else {
             // Concealed long enough: jump to the next frame we have, or wait for more.
-            missed = true;
+            missed = self.frames.is_empty();
             match self.frames.pop_first() {
                 Some((seq, held)) => self.play(seq, held),
                 None => {

@@ -479,17 +479,28 @@ fn degenerate_config_is_usable() {
     assert_eq!(kind(&jb.pop()), Some(7));
 }
 
+/// `late_us` that means the frames never arrive.
+const LOST: u64 = u64::MAX;
+
 /// Frames that arrive `offset_us` after their slot's tick (plus `late_us` for the seqs in
 /// `late`), played with their arrival times; returns the buffer and every played frame's wait.
 fn timed(offset_us: u64, ticks: u64, late: &[u64], late_us: u64) -> (JitterBuffer, Vec<u64>) {
     let mut jb = JitterBuffer::new(JitterConfig::default());
-    let arrival =
-        |seq: u64| seq * 20_000 + offset_us + if late.contains(&seq) { late_us } else { 0 };
+    let arrival = |seq: u64| {
+        let late = late.contains(&seq) && late_us != LOST;
+        seq * 20_000 + offset_us + if late { late_us } else { 0 }
+    };
     let mut waits = Vec::new();
     let mut next = 0u64;
     for tick in 1..=ticks {
         let now = tick * 20_000;
-        while arrival(next) <= now {
+        loop {
+            while late_us == LOST && late.contains(&next) {
+                next += 1;
+            }
+            if arrival(next) > now {
+                break;
+            }
             jb.push_arrived(next, arrival(next), arrival(next), Bytes::from_static(b"x"));
             next += 1;
         }
@@ -522,6 +533,12 @@ fn a_reserve_kept_in_time_does_not_depend_on_the_tick_phase() {
     let s = jb.stats();
     assert_eq!((s.stretched, s.concealed), (0, 0), "{s:?}");
     assert_eq!(waits.last(), Some(&38_000));
+    // Packets lost on the way (1 in 100) cost a concealed tick each, never more delay.
+    let lost: Vec<u64> = (1..15).map(|i| 50 + i * 100 + i % 7).collect();
+    let (jb, waits) = timed(2_000, 1_500, &lost, LOST);
+    let s = jb.stats();
+    assert_eq!((s.stretched, s.concealed), (0, lost.len() as u64), "{s:?}");
+    assert!(waits[100..].iter().all(|&w| w == 38_000), "{waits:?}");
     // Frames that come too late for their tick use the reserve up: it is rebuilt at once.
     let (jb, waits) = timed(2_000, 600, &[300], 45_000);
     assert!(jb.stats().stretched >= 1, "{:?}", jb.stats());

@@ -261,7 +261,14 @@ impl Mixer {
         capture_us: u64,
         payload: Bytes,
     ) -> Result<PushOutcome, MediaError> {
-        self.push_arrived(id, seq, capture_us, capture_us, payload)
+        // No arrival time: the capture clock may not be the tick's, so the speaker's reserve
+        // is counted in frames.
+        let speaker = self
+            .speakers
+            .get_mut(&id)
+            .ok_or(MediaError::UnknownSpeaker(id))?;
+        validate_packet(&payload)?;
+        Ok(speaker.jitter.push(seq, capture_us, payload))
     }
 
     /// Like [`Mixer::push`], noting when the frame reached the node (`arrived_us`, the caller's

@@ -1,0 +1,108 @@
+//! Durable room records and the stores that keep them: what a node must find again after a
+//! restart (a room's info, its settings, its stage roster with invitations and blocks), one
+//! record per room with a revision, so a write never replaces a newer one.
+//!
+//! The trait is synchronous and small (get, list, put with a revision check, remove), so a
+//! backend is a few queries: [`MemoryStore`] here (tests, `--no-data`), SQLite in
+//! `tribune-store`, Redis for a cluster. Callers on an async runtime run it on a blocking
+//! thread. Every backend passes [`suite`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::RoomId;
+use crate::room::RoomInfo;
+use crate::stage::RosterRecord;
+
+mod memory;
+pub mod suite;
+
+pub use memory::MemoryStore;
+
+/// Everything about a room that outlives the process serving it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    /// Title, state, schedule and times.
+    pub info: RoomInfo,
+    /// Whether the room is recorded.
+    pub recording: bool,
+    /// Who is on stage, invited, asking, declined or blocked.
+    pub roster: RosterRecord,
+    /// Revision of this record: 1 when first stored, +1 for every write.
+    pub rev: u64,
+}
+
+impl RoomRecord {
+    /// A room's first record (revision 1).
+    pub fn new(info: RoomInfo, recording: bool, roster: RosterRecord) -> Self {
+        RoomRecord {
+            info,
+            recording,
+            roster,
+            rev: 1,
+        }
+    }
+
+    /// The room's id.
+    pub fn id(&self) -> &RoomId {
+        &self.info.id
+    }
+}
+
+/// Why a store refused or failed a request.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// The record offered is not the next revision of the stored one.
+    #[error("room {room}: revision {offered} offered, {stored} stored (a write raced another)")]
+    Conflict {
+        /// The room.
+        room: RoomId,
+        /// The stored revision (0: none stored).
+        stored: u64,
+        /// The revision offered.
+        offered: u64,
+    },
+    /// A stored record that cannot be read back.
+    #[error("room {room}: stored record unreadable: {reason}")]
+    Corrupt {
+        /// The room (its key, as stored).
+        room: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The backend failed (disk, connection).
+    #[error("room store: {0}")]
+    Backend(String),
+}
+
+/// Where room records live.
+pub trait RoomStore: Send + Sync {
+    /// The room's record, if stored.
+    fn get(&self, room: &RoomId) -> Result<Option<RoomRecord>, StoreError>;
+
+    /// Every stored record, oldest room first (then by id).
+    fn list(&self) -> Result<Vec<RoomRecord>, StoreError>;
+
+    /// Stores `record` if its revision is the stored one + 1 (1 for a room not stored yet);
+    /// durable when it returns `Ok`. Otherwise [`StoreError::Conflict`] and nothing changes.
+    fn put(&self, record: &RoomRecord) -> Result<(), StoreError>;
+
+    /// Forgets a room; whether it was stored.
+    fn remove(&self, room: &RoomId) -> Result<bool, StoreError>;
+}
+
+/// The revision check every backend applies in [`RoomStore::put`].
+pub fn check_next(room: &RoomId, stored: u64, offered: u64) -> Result<(), StoreError> {
+    if stored.checked_add(1) == Some(offered) {
+        return Ok(());
+    }
+    Err(StoreError::Conflict {
+        room: room.clone(),
+        stored,
+        offered,
+    })
+}
+
+/// Orders records as [`RoomStore::list`] returns them.
+pub fn sort_records(records: &mut [RoomRecord]) {
+    records.sort_by(|a, b| (a.info.created_at, a.id()).cmp(&(b.info.created_at, b.id())));
+}
