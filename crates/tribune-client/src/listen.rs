@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
+use tribune_core::{RoomEvent, RoomState};
 use tribune_media::{wire, Decoder, FRAME_SAMPLES};
 
 use crate::api::{Api, ClientError};
@@ -39,6 +40,10 @@ pub struct ListenReport {
     pub reconnects: u32,
     /// Room-state events received.
     pub events: u64,
+    /// The room's state as its last event told.
+    pub room_state: Option<RoomState>,
+    /// The room's listener count as its last event told.
+    pub room_listeners: Option<u64>,
     /// How the last connection ended.
     pub closed: Option<String>,
     /// First and last sequence numbers received.
@@ -170,7 +175,13 @@ pub async fn listen(api: &Api, opts: ListenOptions) -> Result<ListenReport, Clie
                         }
                     }
                 }
-                Message::Text(_) => report.events += 1,
+                Message::Text(text) => {
+                    report.events += 1;
+                    if let Some(e) = RoomEvent::parse(&text) {
+                        report.room_state = Some(e.state);
+                        report.room_listeners = Some(e.listeners);
+                    }
+                }
                 Message::Close(frame) => {
                     let code = frame.as_ref().map(|f| u16::from(f.code));
                     if let Some(f) = &frame {

@@ -3,6 +3,7 @@
 //! permissions, the stage roster, and aggregated reactions.
 
 pub mod admission;
+pub mod event;
 pub mod ids;
 pub mod permissions;
 pub mod reactions;
@@ -13,6 +14,7 @@ pub mod store;
 pub mod text;
 pub mod token;
 
+pub use event::RoomEvent;
 pub use ids::{ListenerId, ParticipantId, Role, RoomId, Seq};
 pub use permissions::{allowed, Action};
 pub use reactions::{ReactionKind, Reactions, Reactor};

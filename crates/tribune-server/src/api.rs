@@ -107,6 +107,7 @@ pub async fn create_room(
     let room = app.create_room(info, req.record, creator)?;
     let host = ParticipantId::random();
     room.change(|r| r.add(host, Role::Host, None, None))?;
+    room.save().await?;
     let host_token = stage_token(&app, &room, Role::Host, host);
     tracing::info!(room = %id, "room created");
     let mut body = room_json(&room);
@@ -177,6 +178,7 @@ pub async fn end_room(
     let room = app.room(&id)?;
     moderation::authorize(&app, &room, &headers, Action::EndRoom)?;
     room.end().await;
+    room.save().await?;
     Ok(Json(room_json(&room)))
 }
 
@@ -221,6 +223,7 @@ pub async fn add_speaker(
     // On the roster first: the stage limits apply (409 when full).
     let who = ParticipantId::random();
     room.change(|r| r.add(who, role, name, None))?;
+    room.save().await?;
     app.metrics().moderation_actions.inc();
     let token = stage_token(&app, &room, role, who);
     Ok((

@@ -164,26 +164,52 @@ pub fn own_key(data_dir: Option<&Path>) -> std::io::Result<(String, Option<Gener
         return Ok((key, Some(told)));
     };
     let path = dir.join(KEY_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) if !text.trim().is_empty() => return Ok((text.trim().to_owned(), None)),
+    let (key, made) = read_or_make(&path, fresh)?;
+    let told = made.then(|| GeneratedKey {
+        key: key.clone(),
+        path: Some(path),
+    });
+    Ok((key, told))
+}
+
+/// The file under the data directory that holds the node's token-signing secret.
+pub const SIGNING_KEY_FILE: &str = "signing-key";
+
+/// The node's own token-signing key, kept in `data_dir/signing-key` (made on first start,
+/// mode 0600), so the tokens and tickets it issued still verify after a restart.
+pub fn own_signing_key(data_dir: &Path) -> std::io::Result<tribune_core::Keyring> {
+    let fresh = || {
+        format!(
+            "{:032x}{:032x}",
+            rand::random::<u128>(),
+            rand::random::<u128>()
+        )
+    };
+    let (secret, _) = read_or_make(&data_dir.join(SIGNING_KEY_FILE), fresh)?;
+    Ok(tribune_core::Keyring::new("k1", secret.into_bytes()))
+}
+
+/// The first line of `path`, or `fresh()` written there (fsynced, owner-only) when the file is
+/// missing or empty; whether it was made now.
+fn read_or_make(path: &Path, fresh: impl Fn() -> String) -> std::io::Result<(String, bool)> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => return Ok((text.trim().to_owned(), false)),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    std::fs::create_dir_all(dir)?;
-    let key = fresh();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let value = fresh();
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&path)?;
-    f.write_all(format!("{key}\n").as_bytes())?;
+    let mut f = opts.open(path)?;
+    f.write_all(format!("{value}\n").as_bytes())?;
     f.sync_all()?;
-    let told = GeneratedKey {
-        key: key.clone(),
-        path: Some(path),
-    };
-    Ok((key, Some(told)))
+    Ok((value, true))
 }
 
 #[cfg(test)]

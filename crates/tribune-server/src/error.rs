@@ -70,6 +70,10 @@ pub enum ApiError {
     /// The request body has a content type this endpoint does not take.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The change was applied but could not be made durable (the room store failed); answered
+    /// `503` with `Retry-After`, so the client repeats it.
+    #[error("the change could not be saved; try again")]
+    NotSaved,
 }
 
 #[derive(Serialize)]
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::NotSaved => (StatusCode::SERVICE_UNAVAILABLE, "not_saved"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
@@ -113,7 +118,7 @@ impl ApiError {
                 Some((*retry_after_s).max(1))
             }
             ApiError::Unavailable => Some(2),
-            ApiError::TooManyRequests(_) => Some(1),
+            ApiError::TooManyRequests(_) | ApiError::NotSaved => Some(1),
             _ => None,
         }
     }

@@ -81,9 +81,19 @@ impl Default for Hls {
 impl Hls {
     /// An empty playlist.
     pub fn new() -> Self {
+        Self::with_packager(Packager::new())
+    }
+
+    /// An empty playlist that goes on after segment `last_msn` of an earlier run (a room back
+    /// after a restart): numbers never go back, the first segment is a discontinuity.
+    pub fn resuming(last_msn: u64) -> Self {
+        Self::with_packager(Packager::resuming(last_msn))
+    }
+
+    fn with_packager(packager: Packager) -> Self {
         Hls {
             state: Mutex::new(HlsState {
-                packager: Packager::new(),
+                packager,
                 playlist: LivePlaylist::new(LiveConfig::default()),
                 rendered: None,
                 recorders: Vec::new(),

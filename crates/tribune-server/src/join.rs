@@ -113,6 +113,8 @@ fn decide(
     // Every credential is checked before any counter moves: a refused request changes nothing.
     let (decision, listener) = if let Some(t) = &req.ticket {
         let claims = app.keys().verify_for(t, TokenKind::Listen, &room.id, now)?;
+        // A blocked listener is refused here, not only when it connects.
+        room.admit_listener(ListenerId(claims.sub))?;
         (admission.resume(), Some(ListenerId(claims.sub)))
     } else if let Some(q) = &req.queue_ticket {
         let q = QueueTicket::verify(app.keys(), q, &room.id, now)?;

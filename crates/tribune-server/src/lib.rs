@@ -165,7 +165,17 @@ impl Server {
             .await
             .map_err(std::io::Error::other)??
         };
-        let app = AppState::with_parts(config, shutdown_rx, metrics, Arc::new(recordings));
+        let (store, records) = {
+            let dir = config.data_dir.clone();
+            tokio::task::spawn_blocking(move || open_store(dir.as_deref()))
+                .await
+                .map_err(std::io::Error::other)??
+        };
+        let app = AppState::with_parts(config, shutdown_rx, metrics, Arc::new(recordings), store);
+        let back = app.restore(records);
+        if back > 0 {
+            tracing::info!(rooms = back, "rooms restored");
+        }
         // Bound on the stage thread, so its readiness comes from that thread's reactor.
         let whip = {
             let config = app.config().clone();
@@ -326,6 +336,25 @@ async fn sweep_join_limits(joins: Arc<JoinLimiter>, app: AppState) {
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// The node's room store and what it holds: SQLite under the data directory, or memory
+/// without one. A store that cannot be opened stops the node with its reason (which file, and
+/// why): a node never starts empty over rooms it could not read.
+fn open_store(
+    data_dir: Option<&std::path::Path>,
+) -> std::io::Result<(
+    Arc<dyn tribune_core::RoomStore>,
+    Vec<tribune_core::RoomRecord>,
+)> {
+    let store: Arc<dyn tribune_core::RoomStore> = match data_dir {
+        Some(dir) => {
+            Arc::new(tribune_store::SqliteStore::open_dir(dir).map_err(std::io::Error::other)?)
+        }
+        None => Arc::new(tribune_core::MemoryStore::default()),
+    };
+    let records = store.list().map_err(std::io::Error::other)?;
+    Ok((store, records))
 }
 
 /// The init segment of every recording (the program track's).

@@ -13,9 +13,10 @@ use std::sync::atomic::Ordering;
 use axum::http::HeaderMap;
 use axum::routing::{delete, get, post};
 use axum::Router;
-use serde_json::{json, Value};
+
+use tribune_core::event::Participant;
 use tribune_core::permissions::{allowed, ROLES};
-use tribune_core::stage::{Ejection, Member, Muter};
+use tribune_core::stage::{Ejection, Muter};
 use tribune_core::{
     unix_micros, Action, Claims, ListenerId, ParticipantId, Role, RoomState, Roster, StageError,
     TokenError, TokenKind,
@@ -275,6 +276,7 @@ impl LiveRoom {
         f: impl FnOnce(&mut Roster) -> Result<T, StageError>,
     ) -> Result<T, ApiError> {
         let out = f(&mut self.roster.lock())?;
+        self.changed();
         self.mute_dirty.store(true, Ordering::Release);
         self.moderation_dirty.store(true, Ordering::Release);
         self.wake();
@@ -287,44 +289,43 @@ impl LiveRoom {
         &self,
         f: impl FnOnce(&mut Roster) -> Result<T, StageError>,
     ) -> Result<T, ApiError> {
-        Ok(f(&mut self.roster.lock())?)
+        let out = f(&mut self.roster.lock())?;
+        self.changed();
+        Ok(out)
     }
 
-    /// Adds the stage to a room event (`rev`, `participants`, `requests`, `invited`); answers
-    /// the ejection revision. `speaking` tells whether a mixer slot spoke in the last window.
-    pub(crate) fn add_stage_fields(
-        &self,
-        event: &mut Value,
-        speaking: impl Fn(u64) -> bool,
-    ) -> u64 {
+    /// The stage as the room event shows it; `speaking` tells whether a mixer slot spoke in
+    /// the last window.
+    pub(crate) fn stage_part(&self, speaking: impl Fn(u64) -> bool) -> StagePart {
         let mut on_air: HashMap<ParticipantId, bool> = HashMap::new();
         for (slot, p, _) in self.seated() {
             *on_air.entry(p).or_default() |= speaking(slot);
         }
         let roster = self.roster.lock();
-        let participants: Vec<Value> = roster
-            .members()
-            .into_iter()
-            .map(|m| member_json(m, on_air.get(&m.id).copied()))
-            .collect();
-        let invited: Vec<String> = roster.invites().iter().map(|l| l.0.to_string()).collect();
-        event["rev"] = json!(roster.rev());
-        event["participants"] = json!(participants);
-        event["requests"] = json!(roster.requests().count());
-        event["invited"] = json!(invited);
-        roster.eject_rev()
+        StagePart {
+            rev: roster.rev(),
+            participants: roster
+                .members()
+                .into_iter()
+                .map(|m| Participant::of(m, on_air.get(&m.id).copied()))
+                .collect(),
+            requests: roster.requests().count(),
+            invited: roster.invites().iter().map(|l| l.0.to_string()).collect(),
+            eject_rev: roster.eject_rev(),
+        }
     }
 }
 
-/// A stage member as JSON; `on_air` is `Some(speaking)` while it holds a seat.
-fn member_json(m: &Member, on_air: Option<bool>) -> Value {
-    json!({
-        "id": m.id.0.to_string(),
-        "role": role_name(m.role),
-        "name": m.name,
-        "muted": m.muted(),
-        "muted_by_moderator": m.moderator_muted,
-        "connected": on_air.is_some(),
-        "speaking": on_air == Some(true),
-    })
+/// The stage's part of a room event.
+pub(crate) struct StagePart {
+    /// The roster's revision.
+    pub rev: u64,
+    /// Who is on stage.
+    pub participants: Vec<Participant>,
+    /// Pending requests to speak.
+    pub requests: usize,
+    /// Invited listener ids.
+    pub invited: Vec<String>,
+    /// The roster's ejection revision (listener connections check themselves when it moves).
+    pub eject_rev: u64,
 }

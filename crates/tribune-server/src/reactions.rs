@@ -11,7 +11,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use tribune_core::event::ReactionWindow;
 use tribune_core::{Action, ReactionKind, Reactor};
 
 use crate::error::ApiError;
@@ -57,21 +58,9 @@ impl LiveRoom {
         }
     }
 
-    /// Adds the last window's totals to a room event:
-    /// `"reactions": {"window": N, "counts": {"clap": 12, …}}`, or `null` if nobody reacted.
-    pub(crate) fn add_reaction_fields(&self, event: &mut Value) {
-        let r = self.reactions.lock();
-        event["reactions"] = match r.last() {
-            None => Value::Null,
-            Some(w) => {
-                let counts: Map<String, Value> = w
-                    .counts
-                    .iter()
-                    .map(|&(k, n)| (k.as_str().to_owned(), json!(n)))
-                    .collect();
-                json!({"window": w.window, "counts": counts})
-            }
-        };
+    /// The last complete reactions window, as the room event shows it.
+    pub(crate) fn reaction_window(&self) -> Option<ReactionWindow> {
+        self.reactions.lock().last().map(ReactionWindow::from)
     }
 }
 

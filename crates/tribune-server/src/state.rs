@@ -5,14 +5,17 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use tokio::sync::watch;
-use tribune_core::{Claims, Keyring, Role, RoomId, RoomInfo, RoomState, TokenKind};
+use tribune_core::{
+    Claims, Keyring, MemoryStore, Role, RoomId, RoomInfo, RoomRecord, RoomState, RoomStore,
+    TokenKind,
+};
 
 use crate::admission::Admission;
 use crate::config::ServerConfig;
 use crate::connections::ConnectionCounter;
 use crate::creation::{CreationGate, Creator};
 use crate::error::ApiError;
-use crate::live_room::LiveRoom;
+use crate::live_room::{LiveRoom, Restored, RoomSetup};
 use crate::metrics::Metrics;
 use crate::recording::Recordings;
 use crate::stage_runtime::StageRuntime;
@@ -35,23 +38,27 @@ struct Inner {
     creation: CreationGate,
     /// Where the rooms' mixers and the WebRTC sessions run (see `stage_runtime`).
     stage: StageRuntime,
+    /// Where rooms' records are kept (see `tribune_core::store`).
+    store: Arc<dyn RoomStore>,
 }
 
 impl AppState {
-    /// Fresh node state that records nothing.
+    /// Fresh node state that records nothing and keeps rooms in memory.
     pub fn new(config: ServerConfig, shutdown: watch::Receiver<bool>) -> Self {
         let metrics = Arc::new(Metrics::default());
         let recordings = Recordings::open(None, Bytes::new(), metrics.clone())
             .expect("no data directory, nothing to open");
-        Self::with_parts(config, shutdown, metrics, Arc::new(recordings))
+        let store = Arc::new(MemoryStore::default());
+        Self::with_parts(config, shutdown, metrics, Arc::new(recordings), store)
     }
 
-    /// Node state around opened recordings.
+    /// Node state around opened recordings and room store (call [`AppState::restore`] next).
     pub fn with_parts(
         config: ServerConfig,
         shutdown: watch::Receiver<bool>,
         metrics: Arc<Metrics>,
         recordings: Arc<Recordings>,
+        store: Arc<dyn RoomStore>,
     ) -> Self {
         let admission = Admission::new(config.admission);
         let creation = CreationGate::new(&config.rooms);
@@ -69,8 +76,82 @@ impl AppState {
                 connections: Default::default(),
                 recordings,
                 stage,
+                store,
             }),
         }
+    }
+
+    /// Brings back the rooms `records` hold (read from the store at start): live and scheduled
+    /// rooms go on with their ids, rosters and blocks; ended ones are let go (their recordings
+    /// stay). Answers how many rooms came back.
+    pub fn restore(&self, records: Vec<RoomRecord>) -> usize {
+        let now_us = tribune_core::unix_micros();
+        let mut back = 0;
+        for record in records {
+            let id = record.id().clone();
+            if record.info.state == RoomState::Ended {
+                let store = self.inner.store.clone();
+                // Best effort: an ended room left in the store is skipped again next time.
+                tokio::task::spawn_blocking(move || store.remove(&id));
+                continue;
+            }
+            let rec = self.inner.recordings.get(&id);
+            let last_msn = rec
+                .as_ref()
+                .and_then(|r| r.snapshot().entries.last().map(|e| e.msn));
+            // Frames follow the room's clock from its creation (seconds, rounded down), so
+            // this is past every number the room used; one second more covers clock steps.
+            let elapsed_us =
+                now_us.saturating_sub(record.info.created_at.saturating_mul(1_000_000));
+            let first_seq = elapsed_us / (u64::from(tribune_media::FRAME_MS) * 1000)
+                + 1000 / u64::from(tribune_media::FRAME_MS);
+            // Segment numbers go on from the larger of the recording's last and the clock's.
+            let last_msn = Some(last_msn.unwrap_or(0).max(first_seq / 100));
+            let recording = rec
+                .as_ref()
+                .map_or(record.recording, |r| r.snapshot().meta.enabled);
+            let setup = RoomSetup {
+                info: record.info.clone(),
+                creator: None,
+                recording,
+                store: self.inner.store.clone(),
+                restored: Some(Restored {
+                    roster: record.roster,
+                    rev: record.rev,
+                    first_seq,
+                    last_msn,
+                }),
+            };
+            let room = LiveRoom::spawn(
+                setup,
+                &self.inner.config,
+                self.inner.metrics.clone(),
+                &self.inner.stage,
+            );
+            self.inner.rooms.write().insert(id.clone(), room.clone());
+            if self.inner.recordings.is_enabled() {
+                let segments = room.hls().subscribe_segments();
+                self.inner.recordings.resume(
+                    id.clone(),
+                    record.info.title.clone(),
+                    record.info.created_at,
+                    recording,
+                    segments,
+                );
+            }
+            tracing::info!(room = %id, state = ?record.info.state, "room restored");
+            back += 1;
+        }
+        self.inner
+            .metrics
+            .rooms
+            .set(self.inner.rooms.read().len() as u64);
+        back
+    }
+
+    /// The node's room store.
+    pub fn store(&self) -> &Arc<dyn RoomStore> {
+        &self.inner.store
     }
 
     /// The node's admission state (capacity, waiting room, proof of work).
@@ -146,11 +227,17 @@ impl AppState {
             Creator::Anonymous(ip) => Some(ip),
             Creator::Operator => None,
         };
-        let room = LiveRoom::spawn(
+        let setup = RoomSetup {
             info,
+            creator: ip,
+            recording: record,
+            store: self.inner.store.clone(),
+            restored: None,
+        };
+        let room = LiveRoom::spawn(
+            setup,
             &self.inner.config,
             self.inner.metrics.clone(),
-            ip,
             &self.inner.stage,
         );
         rooms.insert(room.id.clone(), room.clone());
@@ -171,13 +258,28 @@ impl AppState {
     pub fn forget_ended(&self, keep: std::time::Duration) -> usize {
         let now = tribune_core::unix_micros() / 1_000_000;
         let mut rooms = self.inner.rooms.write();
-        let before = rooms.len();
-        rooms.retain(|_, r| match r.state() {
-            (RoomState::Ended, Some(at)) => at.saturating_add(keep.as_secs()) > now,
+        let mut gone = Vec::new();
+        rooms.retain(|id, r| match r.state() {
+            (RoomState::Ended, Some(at)) if at.saturating_add(keep.as_secs()) <= now => {
+                gone.push(id.clone());
+                false
+            }
             _ => true,
         });
         self.inner.metrics.rooms.set(rooms.len() as u64);
-        before - rooms.len()
+        drop(rooms);
+        let count = gone.len();
+        if count > 0 {
+            let store = self.inner.store.clone();
+            tokio::task::spawn_blocking(move || {
+                for id in gone {
+                    if let Err(e) = store.remove(&id) {
+                        tracing::warn!(room = %id, "ended room not removed from the store: {e}");
+                    }
+                }
+            });
+        }
+        count
     }
 
     /// The room with this id (as text from a path), or 404.

@@ -210,6 +210,16 @@ impl ServeArgs {
         let keys = match &self.secret {
             Some(s) if s.len() < 16 => bail!("the secret must be at least 16 characters"),
             Some(s) => Keyring::new("k1", s.as_bytes().to_vec()),
+            // Kept under the data directory, so tokens and tickets outlive a restart.
+            None if !self.no_data => tribune_server::creation::own_signing_key(&self.data_dir)
+                .with_context(|| {
+                    format!(
+                        "{}: cannot read or write the node's signing key",
+                        self.data_dir
+                            .join(tribune_server::creation::SIGNING_KEY_FILE)
+                            .display()
+                    )
+                })?,
             None => Keyring::random(),
         };
         Ok(ServerConfig {
@@ -412,7 +422,7 @@ async fn serve(mut config: ServerConfig) -> Result<()> {
     }
     let server = Server::bind(config.clone())
         .await
-        .with_context(|| format!("binding {}", config.listen))?;
+        .with_context(|| format!("starting the node on {}", config.listen))?;
     tell_generated_key(&server);
     tracing::info!(addr = %server.local_addr()?, udp = %server.udp_addr()?, "tribune serving");
     server.run(shutdown_signal()).await?;

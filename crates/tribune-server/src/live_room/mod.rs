@@ -7,6 +7,7 @@
 //! cursor and a clone of the watch receivers; there is no per-listener queue and no per-listener
 //! copy of audio. A room nobody speaks or listens in costs nothing but a wake-up a second.
 
+mod persist;
 mod presence;
 mod stage_feed;
 mod task;
@@ -23,12 +24,12 @@ use std::sync::Arc;
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use serde_json::json;
 use tokio::sync::{mpsc, watch, Notify};
 use tribune_core::admission::TokenBucket;
+use tribune_core::event::{OnAir, RoomEvent};
 use tribune_core::{
     unix_micros, ListenerId, ParticipantId, Reactions, Ring, Role, RoomId, RoomInfo, RoomState,
-    Roster, Seq,
+    RoomStore, Roster, RosterRecord, Seq,
 };
 use tribune_media::{Mixer, MixerConfig};
 
@@ -152,6 +153,37 @@ pub struct LiveRoom {
     pub(crate) late: AtomicU64,
     /// Each speaker's jitter reserve (slot, depth, target), refreshed once a second.
     depths: Mutex<Vec<SpeakerDepth>>,
+    /// Whether the room's program is recorded (its lasting switch; the recording applies it).
+    recording: AtomicBool,
+    /// The room's record in the node's store (see `persist`).
+    persist: persist::Persist,
+}
+
+/// What a room starts from.
+pub struct RoomSetup {
+    /// Its info (a restored room keeps its id, times and state).
+    pub info: RoomInfo,
+    /// The address an anonymous creator is counted under.
+    pub creator: Option<IpAddr>,
+    /// Whether its program is recorded.
+    pub recording: bool,
+    /// Where its record is kept.
+    pub store: Arc<dyn RoomStore>,
+    /// Its stored state, when it comes back after a restart.
+    pub restored: Option<Restored>,
+}
+
+/// A room's state brought back from the store after a restart.
+#[derive(Debug)]
+pub struct Restored {
+    /// Its roster as stored.
+    pub roster: RosterRecord,
+    /// The stored record's revision.
+    pub rev: u64,
+    /// The first program sequence number it may use (past every one used before).
+    pub first_seq: u64,
+    /// The last LL-HLS segment number used before, if known (numbers go on from there).
+    pub last_msn: Option<u64>,
 }
 
 /// A speaker's jitter-buffer reserve as last measured.
@@ -175,22 +207,36 @@ struct Listening {
 }
 
 impl LiveRoom {
-    /// Creates the room and starts its mixer task; `creator` is the address an anonymous
-    /// creator is counted under (on a node with open rooms).
+    /// Creates the room (or brings it back, see [`Restored`]) and starts its mixer task.
     pub fn spawn(
-        info: RoomInfo,
+        setup: RoomSetup,
         config: &ServerConfig,
         metrics: Arc<Metrics>,
-        creator: Option<IpAddr>,
         stage: &crate::stage_runtime::StageRuntime,
     ) -> Arc<LiveRoom> {
+        let RoomSetup {
+            info,
+            creator,
+            recording,
+            store,
+            restored,
+        } = setup;
         let (ingress, rx) = mpsc::channel(INGRESS_QUEUE);
         let batching = config.batching();
         let state = info.state;
+        let first_seq = restored.as_ref().map_or(0, |r| r.first_seq);
+        let (roster, hls, rev) = match restored {
+            Some(r) => (
+                Roster::from_record(config.stage_limits.clone(), r.roster),
+                r.last_msn.map_or_else(Hls::new, Hls::resuming),
+                r.rev,
+            ),
+            None => (Roster::new(config.stage_limits.clone()), Hls::new(), 0),
+        };
         let room = Arc::new(LiveRoom {
             id: info.id.clone(),
             info: Mutex::new(info),
-            ring: RwLock::new(Ring::new(config.ring_frames(), Seq(0))),
+            ring: RwLock::new(Ring::new(config.ring_frames(), Seq(first_seq))),
             batches: Fanout::new(batching.max_frames() as usize),
             snapshot: watch::Sender::new(Snapshot {
                 state,
@@ -202,13 +248,13 @@ impl LiveRoom {
             speakers: AtomicU64::new(0),
             seats: Seats::default(),
             levels: Mutex::new(Vec::new()),
-            roster: Mutex::new(Roster::new(config.stage_limits.clone())),
+            roster: Mutex::new(roster),
             reactions: Mutex::new(Reactions::new(config.reaction_limits.clone())),
             hands: Mutex::new(HandRaises::new(config.abuse.hand_raises_per_ip_per_minute)),
             moderation_dirty: AtomicBool::new(false),
             mute_dirty: AtomicBool::new(false),
             wake: Notify::new(),
-            hls: Hls::new(),
+            hls,
             hls_seen_s: AtomicU64::new(0),
             listener_left_s: AtomicU64::new(0),
             listening: Mutex::new(HashMap::new()),
@@ -218,6 +264,8 @@ impl LiveRoom {
             concealed: AtomicU64::new(0),
             late: AtomicU64::new(0),
             depths: Mutex::new(Vec::new()),
+            recording: AtomicBool::new(recording),
+            persist: persist::Persist::new(store, rev),
         });
         room.publish_snapshot(&Stage::default());
         room.batches.spawn_writers(&metrics);
@@ -243,6 +291,18 @@ impl LiveRoom {
     /// The address an anonymous creator is counted under (`None` for an operator's room).
     pub fn creator(&self) -> Option<IpAddr> {
         self.creator
+    }
+
+    /// Whether the room's program is recorded (its lasting switch).
+    pub fn recording_on(&self) -> bool {
+        self.recording.load(Ordering::Acquire)
+    }
+
+    /// Sets the recording switch (save afterwards to make it last).
+    pub fn set_recording_on(&self, on: bool) {
+        if self.recording.swap(on, Ordering::AcqRel) != on {
+            self.changed();
+        }
     }
 
     /// Notes an LL-HLS request: the room has an audience (and starts producing if quiet).
@@ -464,6 +524,9 @@ impl LiveRoom {
             .lock()
             .go_live(unix_micros() / 1_000_000)
             .unwrap_or(false);
+        if changed {
+            self.changed();
+        }
         changed
     }
 
@@ -471,6 +534,7 @@ impl LiveRoom {
     pub async fn end(&self) -> bool {
         let changed = self.info.lock().end(unix_micros() / 1_000_000);
         if changed {
+            self.changed();
             // If the task is gone the room is already over; nothing else to do.
             let _ = self.ingress.send(Ingress::End).await;
         }
@@ -480,29 +544,36 @@ impl LiveRoom {
     /// Publishes the room-state event if its text changed.
     fn publish_snapshot(&self, stage: &Stage) {
         let info = self.info.lock().clone();
-        let speakers: Vec<_> = stage
-            .speakers
-            .iter()
-            .map(|(id, s)| json!({"id": id, "speaking": s.speaking}))
-            .collect();
-        let mut event = json!({
-            "type": "room",
-            "id": info.id,
-            "title": info.title,
-            "state": info.state,
-            "listeners": self.listener_count(),
-            "speakers": speakers,
-        });
         let speaking = |slot| stage.speakers.get(&slot).is_some_and(|s| s.speaking);
-        let eject_rev = self.add_stage_fields(&mut event, speaking);
-        self.add_reaction_fields(&mut event);
-        let text = event.to_string();
+        let part = self.stage_part(speaking);
+        let state = info.state;
+        let event = RoomEvent {
+            id: info.id,
+            title: info.title,
+            state,
+            listeners: self.listener_count(),
+            speakers: stage
+                .speakers
+                .iter()
+                .map(|(&id, s)| OnAir {
+                    id,
+                    speaking: s.speaking,
+                })
+                .collect(),
+            rev: part.rev,
+            participants: part.participants,
+            requests: part.requests,
+            invited: part.invited,
+            reactions: self.reaction_window(),
+        };
+        let text = event.to_text();
+        let eject_rev = part.eject_rev;
         self.snapshot.send_if_modified(|snap| {
-            if snap.state == info.state && snap.text.as_str() == text {
+            if snap.state == state && snap.text.as_str() == text {
                 return false;
             }
             *snap = Snapshot {
-                state: info.state,
+                state,
                 text: Utf8Bytes::from(text),
                 eject_rev,
             };

@@ -72,7 +72,11 @@ pub(super) async fn run(
     idle_end: Duration,
 ) {
     let epoch = Instant::now();
+    // A room back after a restart goes on from its first free number, so nothing a listener
+    // or a cache holds is ever reused for other audio.
+    let first_seq = room.head().0;
     let mut task = MixTask {
+        first_seq,
         phases: Phases::new(room.batches.groups(), room.head()),
         due: Vec::with_capacity(room.batches.groups()),
         idle_deadline: Some(first_idle_deadline(&room, epoch, idle_end)),
@@ -111,8 +115,10 @@ struct MixTask {
     batching: Batching,
     mixer_cfg: MixerConfig,
     idle_end: Duration,
-    /// When tick 0 was due.
+    /// When tick `first_seq` was due.
     epoch: Instant,
+    /// The number of the tick due at `epoch`.
+    first_seq: u64,
     /// The mixer, while anyone holds a seat (its decoders and encoder cost memory).
     mixer: Option<Mixer>,
     phases: Phases,
@@ -138,7 +144,12 @@ enum Step {
 impl MixTask {
     /// The tick due now by the clock.
     fn clock_tick(&self) -> u64 {
-        (self.epoch.elapsed().as_micros() / TICK.as_micros()) as u64
+        self.first_seq + (self.epoch.elapsed().as_micros() / TICK.as_micros()) as u64
+    }
+
+    /// When tick `n` is due.
+    fn due_at(&self, n: u64) -> Instant {
+        self.epoch + tick_offset(n.saturating_sub(self.first_seq))
     }
 
     async fn run(&mut self) {
@@ -166,6 +177,7 @@ impl MixTask {
             if self.idle_deadline.is_some_and(|d| Instant::now() >= d) {
                 let now_s = unix_micros() / 1_000_000;
                 if self.room.info.lock().end(now_s) {
+                    self.room.changed();
                     self.metrics.rooms_idle_ended.inc();
                 }
                 return self.finish("ended: nobody on stage");
@@ -176,8 +188,7 @@ impl MixTask {
                 (None, true) => {
                     // Start at the clock: numbers skipped while quiet stay skipped.
                     next = self.clock_tick();
-                    let mut interval =
-                        tokio::time::interval_at(self.epoch + tick_offset(next), TICK);
+                    let mut interval = tokio::time::interval_at(self.due_at(next), TICK);
                     // A late task catches up with a burst of ticks so the timeline keeps pace.
                     interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
                     ticking = Some(interval);
@@ -208,8 +219,7 @@ impl MixTask {
     /// While quiet: waits for a message, a wake-up, or the next second. `Stop` when the room
     /// ends.
     async fn wait_quietly(&mut self) -> Step {
-        let next_second =
-            self.epoch + tick_offset((self.clock_tick() / TICKS_PER_S + 1) * TICKS_PER_S);
+        let next_second = self.due_at((self.clock_tick() / TICKS_PER_S + 1) * TICKS_PER_S);
         tokio::select! {
             msg = self.rx.recv() => match msg {
                 Some(m) => self.handle(m),
@@ -368,6 +378,8 @@ impl MixTask {
             // Also picks up the lazily published changes (requests to speak) and the counts.
             self.stage_changed = true;
             self.publish_jitter_figures();
+            // Changes nobody waits for (a self-mute, going live on schedule) reach the store.
+            self.room.save_soon();
         }
         self.stage_changed |= self.room.moderation_dirty.swap(false, Ordering::AcqRel);
     }
@@ -504,6 +516,7 @@ impl MixTask {
         }
         self.room.hls.finish();
         self.room.publish_snapshot(&Stage::default());
+        self.room.save_soon();
         tracing::info!(room = %self.room.id, frames = head.0, "room {why}");
     }
 }

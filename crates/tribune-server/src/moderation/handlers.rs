@@ -12,9 +12,7 @@ use std::sync::Arc;
 use tribune_core::stage::{clean_name, participant_for, ListenerStatus, Muter};
 use tribune_core::{Action, ListenerId, ParticipantId, Role, StageError};
 
-use super::{
-    authenticate, authorize, ensure_open, member_json, require, role_name, target_role, Who,
-};
+use super::{authenticate, authorize, ensure_open, require, role_name, target_role, Who};
 use crate::api::{bearer, optional_json, stage_token};
 use crate::error::ApiError;
 use crate::limits::{JoinLimiter, Peer};
@@ -90,6 +88,7 @@ pub async fn request_to_speak(
         return Err(e);
     }
     let position = room.change_lazily(|r| r.request(listener, name))?;
+    room.save().await?;
     room.hands.lock().asked(listener, client);
     let v = json!({"state": "pending", "position": position});
     Ok((StatusCode::ACCEPTED, Json(v)))
@@ -136,6 +135,7 @@ pub async fn cancel_request(
     let room = app.room(&id)?;
     let listener = authorize(&app, &room, &headers, Action::CancelRequest)?.listener()?;
     room.change_lazily(|r| r.cancel_request(listener))?;
+    room.save().await?;
     ok(json!({"state": "none"}))
 }
 
@@ -157,11 +157,13 @@ async fn answer_request(
     app.metrics().moderation_actions.inc();
     if !accept {
         room.change(|r| r.decline_request(listener))?;
+        room.save().await?;
         // Its address may not ask again either (a new join is a new listener id).
         room.hands.lock().refuse(listener);
         return ok(json!({"listener_id": lid, "state": "declined"}));
     }
     let who = room.change(|r| r.accept_request(listener))?;
+    room.save().await?;
     ok(json!({
         "listener_id": lid,
         "state": "accepted",
@@ -208,6 +210,7 @@ pub async fn invite(
     let req: InviteBody = parse_json(&body)?;
     let listener = ListenerId(req.listener_id.get("listener_id")?);
     room.change(|r| r.invite(listener))?;
+    room.save().await?;
     app.metrics().moderation_actions.inc();
     let v = json!({"listener_id": listener.0.to_string(), "state": "invited"});
     Ok((StatusCode::CREATED, Json(v)))
@@ -223,6 +226,7 @@ pub async fn cancel_invite(
     authorize(&app, &room, &headers, Action::CancelInvite)?;
     let listener = ListenerId(parse_id(&lid, "listener id")?);
     room.change(|r| r.cancel_invite(listener))?;
+    room.save().await?;
     app.metrics().moderation_actions.inc();
     ok(json!({"listener_id": lid, "state": "none"}))
 }
@@ -240,6 +244,7 @@ pub async fn accept_invite(
     let listener = authorize(&app, &room, &headers, Action::AcceptInvite)?.listener()?;
     let name = optional_json::<NameBody>(&body)?.name()?;
     let who = room.change(|r| r.accept_invite(listener, name))?;
+    room.save().await?;
     ok(on_stage_json(&app, &room, who, Role::Speaker))
 }
 
@@ -252,6 +257,7 @@ pub async fn decline_invite(
     let room = app.room(&id)?;
     let listener = authorize(&app, &room, &headers, Action::DeclineInvite)?.listener()?;
     room.change(|r| r.decline_invite(listener))?;
+    room.save().await?;
     ok(json!({"state": "none"}))
 }
 
@@ -290,9 +296,10 @@ pub async fn mute(
         Muter::Moderator
     };
     room.change(|r| r.set_muted(target, by, muted))?;
+    room.save().await?;
     let member = room.roster.lock().member(target).cloned();
     let member = member.ok_or(StageError::NotOnStage)?;
-    ok(json!({"participant": member_json(&member, None)}))
+    ok(json!({"participant": tribune_core::event::Participant::of(&member, None)}))
 }
 
 /// `POST /api/rooms/{id}/participants/{pid}/demote` (moderator): moves someone from the stage
@@ -307,6 +314,7 @@ pub async fn demote(
     let actor = authorize(&app, &room, &headers, Action::MoveToListener)?;
     target_role(&room, &actor, Action::MoveToListener, target)?;
     room.change(|r| r.leave_stage(target))?;
+    room.save().await?;
     let closed = room.remove_participant(target, "moved to the audience by a moderator");
     app.metrics().moderation_actions.inc();
     ok(json!({"participant_id": pid, "state": "listener", "closed": closed}))
@@ -343,6 +351,7 @@ pub async fn set_role(
     let actor = authorize(&app, &room, &headers, action)?;
     target_role(&room, &actor, action, target)?;
     room.change(|r| r.set_role(target, role))?;
+    room.save().await?;
     app.metrics().moderation_actions.inc();
     ok(json!({"participant_id": pid, "role": role_name(role)}))
 }
@@ -390,6 +399,7 @@ pub async fn remove_participant(
         }
         Ok(())
     })?;
+    room.save().await?;
     if let (true, Some(l)) = (block, came_from) {
         room.hands.lock().refuse(l);
     }
@@ -425,6 +435,7 @@ pub async fn remove_listener(
         r.kick_listener(listener);
         Ok(m)
     })?;
+    room.save().await?;
     if block {
         room.hands.lock().refuse(listener);
     }
@@ -449,6 +460,7 @@ pub async fn unblock(
     let was = room.change(|r| {
         Ok(r.unblock_listener(ListenerId(n)) | r.unblock_participant(ParticipantId(n)))
     })?;
+    room.save().await?;
     if !was {
         return Err(ApiError::NotFoundMsg("not blocked".into()));
     }
@@ -465,8 +477,13 @@ pub async fn stage_view(
 ) -> Answer {
     let room = app.room(&id)?;
     authorize(&app, &room, &headers, Action::ViewModeration)?;
-    let mut v = json!({});
-    room.add_stage_fields(&mut v, |_| false);
+    let stage = room.stage_part(|_| false);
+    let mut v = json!({
+        "rev": stage.rev,
+        "participants": stage.participants,
+        "requests": stage.requests,
+        "invited": stage.invited,
+    });
     // Who is speaking is live in the room event; the console gets levels for its meters.
     let levels = room.participant_levels();
     if let Some(ps) = v["participants"].as_array_mut() {

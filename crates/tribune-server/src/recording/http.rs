@@ -153,6 +153,8 @@ pub async fn set(
     if !rec.set_enabled(req.enabled) {
         return Err(ApiError::RoomEnded);
     }
+    live.set_recording_on(req.enabled);
+    live.save().await?;
     Ok(Json(status_json(&room, &rec.snapshot())))
 }
 

@@ -227,7 +227,39 @@ impl Recordings {
         tokio::spawn(recorder::run(
             rec.clone(),
             meta,
-            self.init.clone(),
+            recorder::Open::Create(self.init.clone()),
+            segments,
+            rx,
+            self.metrics.clone(),
+        ));
+        Some(rec)
+    }
+
+    /// Goes on with the recording of a room brought back after a restart: the writer opens it
+    /// again at its first recorded segment (marked as a discontinuity), so a room nobody speaks
+    /// in again leaves its recording as the restart ended it. A room without one starts one.
+    pub fn resume(
+        &self,
+        room: RoomId,
+        title: String,
+        created_at: u64,
+        enabled: bool,
+        segments: mpsc::UnboundedReceiver<Segment>,
+    ) -> Option<Arc<Recording>> {
+        let Some(rec) = self.get(&room) else {
+            return self.start(room, title, created_at, enabled, segments);
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let meta = {
+            let mut view = rec.view.write();
+            view.meta.enabled = enabled;
+            view.meta.clone()
+        };
+        *rec.commands.lock() = Some(tx);
+        tokio::spawn(recorder::run(
+            rec.clone(),
+            meta,
+            recorder::Open::Reopen,
             segments,
             rx,
             self.metrics.clone(),

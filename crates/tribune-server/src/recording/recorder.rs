@@ -12,27 +12,37 @@ use tribune_media::record::IndexEntry;
 use super::{store, Command, Meta, Recording};
 use crate::metrics::Metrics;
 
+/// How the writer finds its recording.
+pub(super) enum Open {
+    /// New: its files are created, starting with this init segment.
+    Create(Bytes),
+    /// On disk from an earlier run (ended by the restart): it goes on at the next segment.
+    Reopen,
+}
+
 /// Writes `segments` until the room's packager drops the channel (the room ended), then marks
 /// the recording ended. A failed write is logged and counted; the recording goes on (the replay
 /// shows the hole as a discontinuity) rather than stopping for good.
 pub(super) async fn run(
     rec: Arc<Recording>,
     mut meta: Meta,
-    init: Bytes,
+    open: Open,
     mut segments: mpsc::UnboundedReceiver<Segment>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     metrics: Arc<Metrics>,
 ) {
     let dir = rec.dir.clone();
-    let created = {
-        let (dir, meta) = (dir.clone(), meta.clone());
-        blocking(move || store::create(&dir, &meta, &init)).await
-    };
-    if let Err(e) = created {
-        metrics.recording_write_errors.inc();
-        tracing::error!(dir = %dir.display(), "recording not created, room not recorded: {e}");
-        *rec.commands.lock() = None;
-        return;
+    if let Open::Create(init) = open {
+        let created = {
+            let (dir, meta) = (dir.clone(), meta.clone());
+            blocking(move || store::create(&dir, &meta, &init)).await
+        };
+        if let Err(e) = created {
+            metrics.recording_write_errors.inc();
+            tracing::error!(dir = %dir.display(), "recording not created, room not recorded: {e}");
+            *rec.commands.lock() = None;
+            return;
+        }
     }
     loop {
         tokio::select! {
@@ -47,7 +57,16 @@ pub(super) async fn run(
                 Command::SetEnabled(_) => {}
             },
             segment = segments.recv() => match segment {
-                Some(s) if meta.enabled => write_segment(&rec, s, &metrics).await,
+                Some(mut s) if meta.enabled => {
+                    if meta.ended_at.take().is_some() {
+                        // Reopened after a restart: no longer ended, and its audio does not
+                        // continue what came before.
+                        save_meta(&rec, &meta, &metrics).await;
+                        s.discontinuity = true;
+                        tracing::info!(room = %meta.room, "recording goes on after a restart");
+                    }
+                    write_segment(&rec, s, &metrics).await
+                }
                 Some(_) => metrics.recording_segments_skipped.inc(),
                 None => break,
             },

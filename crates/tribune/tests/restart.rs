@@ -1,0 +1,447 @@
+//! A node comes back as it was after `kill -9`: a live room (a speaker at 440 Hz, a listener, a
+//! co-host, a blocked listener, recording on) and a scheduled room are listed again with their
+//! ids and states; the tokens and tickets issued before still work with the roles the roster
+//! gives; the block still refuses; the listener resumes with its ticket and hears the speaker
+//! who re-published; the replay plays across the restart; the host's token ends the room.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{free_addr, run_json, tribune, wait_listening, Proc, API_KEY};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+use tribune_media::analysis::{dominant_frequency, rms};
+use tribune_media::{wire, Decoder, Encoder, ToneGenerator, FRAME_SAMPLES};
+
+fn serve(addr: std::net::SocketAddr, data: &std::path::Path) -> Proc {
+    let p = Proc(
+        tribune(&[
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .spawn()
+        .unwrap(),
+    );
+    wait_listening(addr);
+    p
+}
+
+/// A speaker sending a 440 Hz tone in real time until `stop` (or its socket closes).
+async fn speaker(url: String, stop: Arc<AtomicBool>) {
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("speak");
+    let (mut tx, mut rx) = ws.split();
+    // What the stage sends back is read and dropped, so the socket never backs up.
+    tokio::spawn(async move { while let Some(Ok(_)) = rx.next().await {} });
+    let mut enc = Encoder::new(32_000).unwrap();
+    let mut tone = ToneGenerator::new(440.0, 0.4);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let packet = enc.encode_vec(&tone.next_frame()).unwrap();
+        let msg = wire::single_frame_message(seq, tribune_core::unix_micros(), &packet);
+        if tx.send(Message::Binary(msg)).await.is_err() {
+            return;
+        }
+        seq += 1;
+    }
+}
+
+/// What a listener heard: decoded audio and the sequence numbers it came with.
+#[derive(Default)]
+struct Heard {
+    pcm: Vec<i16>,
+    seqs: Vec<u64>,
+}
+
+/// Listens on `url` until `stop` or the connection drops; appends to `heard`.
+async fn listener(url: String, heard: Arc<Mutex<Heard>>, stop: Arc<AtomicBool>) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("listen");
+    let mut dec = Decoder::new().unwrap();
+    let mut pcm = [0i16; FRAME_SAMPLES * 6];
+    while !stop.load(Ordering::Relaxed) {
+        match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
+            Ok(Some(Ok(Message::Binary(data)))) => {
+                let mut h = heard.lock().unwrap();
+                for r in wire::parse_message(&data).unwrap() {
+                    let n = dec.decode(r.payload, &mut pcm).unwrap_or(0);
+                    h.pcm.extend_from_slice(&pcm[..n]);
+                    h.seqs.push(r.seq);
+                }
+            }
+            Ok(Some(Ok(_))) | Err(_) => {}
+            _ => return,
+        }
+    }
+}
+
+/// Seconds of tone (frames louder than -26 dBFS) in `pcm`.
+fn tone_seconds(pcm: &[i16]) -> f64 {
+    pcm.chunks(960).filter(|f| rms(f) > 0.05).count() as f64 * 0.020
+}
+
+/// The dominant frequency of the loud part of `pcm`.
+fn tone_hz(pcm: &[i16]) -> f32 {
+    let loud: Vec<i16> = pcm
+        .chunks(960)
+        .filter(|f| rms(f) > 0.05)
+        .flatten()
+        .copied()
+        .collect();
+    assert!(loud.len() >= 48_000, "{} samples of tone", loud.len());
+    dominant_frequency(&loud[..48_000], 48_000).unwrap()
+}
+
+async fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Value,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut req = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url).json(&body),
+        };
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn ffmpeg_decode(input: &str) -> Vec<i16> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-v", "error", "-i", input])
+        .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-"])
+        .output()
+        .expect("ffmpeg is required (scripts/test-all.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_room_comes_back_as_it_was() {
+    let data = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut node = serve(addr, data.path());
+    let mut api = Api {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
+        base: format!("http://{addr}"),
+    };
+
+    // Before: a live room with a co-host, two listeners (one blocked), a speaker and a
+    // listener at 440 Hz, recording on; and a room scheduled an hour ahead.
+    let room = run_json(&[
+        "room", "create", "--server", &api.base, "--title", "before", "--json",
+    ]);
+    let id = room["id"].as_str().unwrap().to_owned();
+    let host = room["host_token"].as_str().unwrap().to_owned();
+    let at = tribune_core::unix_micros() / 1_000_000 + 3600;
+    let (code, later) = api
+        .call(
+            "POST",
+            "/api/rooms",
+            Some(API_KEY),
+            json!({"title": "later", "scheduled_for": at}),
+        )
+        .await;
+    assert_eq!(code, 201, "{later}");
+    let later_id = later["id"].as_str().unwrap().to_owned();
+    let (code, co) = api
+        .call(
+            "POST",
+            &format!("/api/rooms/{id}/speakers"),
+            Some(&host),
+            json!({"role": "co_host", "name": "Co"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{co}");
+    let co_host = co["token"].as_str().unwrap().to_owned();
+    let join = |api: &Api| {
+        let path = format!("/api/rooms/{id}/join");
+        let (http, base) = (api.http.clone(), api.base.clone());
+        async move {
+            let resp = http.post(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let blocked = join(&api).await;
+    let kept = join(&api).await;
+    let (code, answer) = api
+        .call(
+            "POST",
+            &format!(
+                "/api/rooms/{id}/listeners/{}/remove",
+                blocked["listener_id"]
+            ),
+            Some(&co_host),
+            json!({"block": true}),
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let speak_url =
+        |addr: std::net::SocketAddr| format!("ws://{addr}/api/rooms/{id}/speak?token={host}");
+    let listen_url = |addr: std::net::SocketAddr, from: Option<u64>| {
+        let path = format!(
+            "/api/rooms/{id}/listen?ticket={}",
+            kept["ticket"].as_str().unwrap()
+        );
+        let from = from.map(|f| format!("&from={f}")).unwrap_or_default();
+        format!("ws://{addr}{path}{from}")
+    };
+    tokio::spawn(speaker(speak_url(addr), stop.clone()));
+    let before = Arc::new(Mutex::new(Heard::default()));
+    tokio::spawn(listener(
+        listen_url(addr, None),
+        before.clone(),
+        stop.clone(),
+    ));
+    wait_for("3 s of tone before the kill", 20, || {
+        tone_seconds(&before.lock().unwrap().pcm) >= 3.0
+    })
+    .await;
+    // Until the recording holds some of it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let recorded_before = loop {
+        let (_, status) = api
+            .call(
+                "GET",
+                &format!("/api/rooms/{id}/recording"),
+                None,
+                Value::Null,
+            )
+            .await;
+        if status["duration_s"].as_f64().unwrap_or(0.0) >= 2.0 {
+            break status["duration_s"].as_f64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "never recorded: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    // SIGKILL: no shutdown code runs.
+    node.0.kill().unwrap();
+    node.0.wait().unwrap();
+    drop(node);
+    stop.store(true, Ordering::Relaxed);
+    let last_seq = *before.lock().unwrap().seqs.last().unwrap();
+    let hz = tone_hz(&before.lock().unwrap().pcm);
+    assert!((hz - 440.0).abs() <= 10.0, "{hz} Hz before the kill");
+    {
+        let b = before.lock().unwrap();
+        println!(
+            "before the kill: {} frames heard, {:.2} s of tone, {recorded_before} s recorded",
+            b.seqs.len(),
+            tone_seconds(&b.pcm)
+        );
+    }
+
+    // After: the same data directory (on another port).
+    let addr = free_addr();
+    let _node = serve(addr, data.path());
+    api.base = format!("http://{addr}");
+
+    let (code, list) = api.call("GET", "/api/rooms", None, Value::Null).await;
+    assert_eq!(code, 200);
+    let state_of = |rid: &str| {
+        list["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == rid)
+            .map(|r| r["state"].clone())
+    };
+    assert_eq!(state_of(&id), Some(json!("live")), "{list}");
+    assert_eq!(state_of(&later_id), Some(json!("scheduled")), "{list}");
+
+    // The block still refuses that listener's ticket.
+    let (code, answer) = api
+        .call(
+            "POST",
+            &format!("/api/rooms/{id}/join"),
+            None,
+            json!({"ticket": blocked["ticket"]}),
+        )
+        .await;
+    assert_eq!(code, 403, "{answer}");
+    let refused = format!(
+        "ws://{addr}/api/rooms/{id}/listen?ticket={}",
+        blocked["ticket"].as_str().unwrap()
+    );
+    match tokio_tungstenite::connect_async(refused).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("a blocked ticket connected: {:?}", other.map(|_| ())),
+    }
+    // The co-host's token still acts as a co-host: it may mint a speaker token, which a
+    // speaker's may not.
+    let (code, minted) = api
+        .call(
+            "POST",
+            &format!("/api/rooms/{id}/speakers"),
+            Some(&co_host),
+            json!({}),
+        )
+        .await;
+    assert_eq!(code, 201, "{minted}");
+    let (code, refused) = api
+        .call(
+            "POST",
+            &format!("/api/rooms/{id}/speakers"),
+            minted["token"].as_str(),
+            json!({}),
+        )
+        .await;
+    assert_eq!(code, 403, "{refused}");
+    let (_, stage) = api
+        .call(
+            "GET",
+            &format!("/api/rooms/{id}/stage"),
+            Some(&host),
+            Value::Null,
+        )
+        .await;
+    let roles: Vec<&str> = stage["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["role"].as_str())
+        .collect();
+    assert!(
+        roles.contains(&"host") && roles.contains(&"co_host"),
+        "{stage}"
+    );
+
+    // The speaker publishes again; the listener resumes with its ticket where it left off.
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::spawn(speaker(speak_url(addr), stop.clone()));
+    let after = Arc::new(Mutex::new(Heard::default()));
+    tokio::spawn(listener(
+        listen_url(addr, Some(last_seq + 1)),
+        after.clone(),
+        stop.clone(),
+    ));
+    wait_for("3 s of tone after the restart", 20, || {
+        tone_seconds(&after.lock().unwrap().pcm) >= 3.0
+    })
+    .await;
+    let first_after = after.lock().unwrap().seqs[0];
+    println!(
+        "after the restart: frames from {first_after} (last before {last_seq}), {} heard",
+        after.lock().unwrap().seqs.len()
+    );
+    assert!(
+        first_after > last_seq,
+        "numbers go on: {first_after} after {last_seq}"
+    );
+    assert!((tone_hz(&after.lock().unwrap().pcm) - 440.0).abs() <= 10.0);
+    stop.store(true, Ordering::Relaxed);
+    // Until the recording holds audio from after the restart too.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, status) = api
+            .call(
+                "GET",
+                &format!("/api/rooms/{id}/recording"),
+                None,
+                Value::Null,
+            )
+            .await;
+        if status["duration_s"].as_f64().unwrap_or(0.0) >= recorded_before + 2.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not recording after the restart: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The host's token ends the room; its replay plays across the restart.
+    let (code, ended) = api
+        .call(
+            "POST",
+            &format!("/api/rooms/{id}/end"),
+            Some(&host),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, 200, "{ended}");
+    assert_eq!(ended["state"], "ended");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, status) = api
+            .call(
+                "GET",
+                &format!("/api/rooms/{id}/recording"),
+                None,
+                Value::Null,
+            )
+            .await;
+        if status["ended"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "recording never ended: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let playlist = api
+        .http
+        .get(format!("{}/hls/{id}/replay.m3u8", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
+    let replay = ffmpeg_decode(&format!("{}/hls/{id}/replay.m3u8", api.base));
+    let heard_s = tone_seconds(&replay);
+    assert!(
+        heard_s >= recorded_before + 2.0,
+        "the replay holds {heard_s} s of tone, {recorded_before} s before the kill"
+    );
+    assert!((tone_hz(&replay) - 440.0).abs() <= 10.0);
+    // After the restart part: its last seconds are tone too.
+    let tail = &replay[replay.len().saturating_sub(48_000 * 3)..];
+    assert!(
+        tone_seconds(tail) >= 1.0,
+        "the replay's end holds {} s of tone",
+        tone_seconds(tail)
+    );
+}
