@@ -21,7 +21,7 @@ pub use reactions::{ReactionKind, Reactions, Reactor};
 pub use ring::{Frame, Ring, RingRead};
 pub use room::{RoomError, RoomInfo, RoomState};
 pub use stage::{Roster, RosterRecord, StageError, StageLimits};
-pub use store::{MemoryStore, RoomRecord, RoomStore, StoreError};
+pub use store::{MemoryStore, Reserved, RoomRecord, RoomStore, StoreError};
 pub use token::{Claims, Keyring, SignedPayload, TokenError, TokenKind};
 
 /// Microseconds since the Unix epoch: the clock that capture timestamps use.

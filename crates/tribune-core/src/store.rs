@@ -27,8 +27,24 @@ pub struct RoomRecord {
     pub recording: bool,
     /// Who is on stage, invited, asking, declined or blocked.
     pub roster: RosterRecord,
+    /// Program numbers reserved ahead of use: a room back after a crash starts past them.
+    #[serde(default)]
+    pub reserved: Reserved,
+    /// The address an anonymous creator is counted under (`None` for an operator's room).
+    #[serde(default)]
+    pub creator: Option<std::net::IpAddr>,
     /// Revision of this record: 1 when first stored, +1 for every write.
     pub rev: u64,
+}
+
+/// Numbers a room may have used: every number it hands out is below these, and they are stored
+/// before they are reached, so a room restarted from its record never reuses one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reserved {
+    /// Program sequence numbers (20 ms frames).
+    pub seq: u64,
+    /// LL-HLS media sequence numbers (segments).
+    pub msn: u64,
 }
 
 impl RoomRecord {
@@ -38,6 +54,8 @@ impl RoomRecord {
             info,
             recording,
             roster,
+            reserved: Reserved::default(),
+            creator: None,
             rev: 1,
         }
     }

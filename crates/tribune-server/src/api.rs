@@ -107,7 +107,11 @@ pub async fn create_room(
     let room = app.create_room(info, req.record, creator)?;
     let host = ParticipantId::random();
     room.change(|r| r.add(host, Role::Host, None, None))?;
-    room.save().await?;
+    if let Err(e) = room.save().await {
+        // Nobody gets its host token: the room must not linger (nor count against a cap).
+        app.discard(&room).await;
+        return Err(e);
+    }
     let host_token = stage_token(&app, &room, Role::Host, host);
     tracing::info!(room = %id, "room created");
     let mut body = room_json(&room);
@@ -223,7 +227,11 @@ pub async fn add_speaker(
     // On the roster first: the stage limits apply (409 when full).
     let who = ParticipantId::random();
     room.change(|r| r.add(who, role, name, None))?;
-    room.save().await?;
+    if let Err(e) = room.save().await {
+        // Nobody gets this token: the seat it took on stage goes back.
+        let _ = room.change(|r| r.leave_stage(who));
+        return Err(e);
+    }
     app.metrics().moderation_actions.inc();
     let token = stage_token(&app, &room, role, who);
     Ok((

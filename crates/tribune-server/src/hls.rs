@@ -146,6 +146,11 @@ impl Hls {
         self.generation.send_replace(st.playlist.generation());
     }
 
+    /// The first segment number not used yet.
+    pub fn next_msn(&self) -> u64 {
+        self.state.lock().packager.next_msn()
+    }
+
     /// Segments left out of the recording so far because nobody was on stage.
     pub fn quiet_segments(&self) -> u64 {
         self.state.lock().quiet_segments

@@ -172,7 +172,7 @@ impl Server {
                 .map_err(std::io::Error::other)??
         };
         let app = AppState::with_parts(config, shutdown_rx, metrics, Arc::new(recordings), store);
-        let back = app.restore(records);
+        let back = app.restore(records).await?;
         if back > 0 {
             tracing::info!(rooms = back, "rooms restored");
         }

@@ -275,8 +275,7 @@ impl LiveRoom {
         &self,
         f: impl FnOnce(&mut Roster) -> Result<T, StageError>,
     ) -> Result<T, ApiError> {
-        let out = f(&mut self.roster.lock())?;
-        self.changed();
+        let out = self.apply(f)?;
         self.mute_dirty.store(true, Ordering::Release);
         self.moderation_dirty.store(true, Ordering::Release);
         self.wake();
@@ -289,8 +288,21 @@ impl LiveRoom {
         &self,
         f: impl FnOnce(&mut Roster) -> Result<T, StageError>,
     ) -> Result<T, ApiError> {
-        let out = f(&mut self.roster.lock())?;
-        self.changed();
+        self.apply(f)
+    }
+
+    /// Runs `f` on the roster; counts a change to save only if the roster moved (a repeated
+    /// mute or request costs no write).
+    fn apply<T>(
+        &self,
+        f: impl FnOnce(&mut Roster) -> Result<T, StageError>,
+    ) -> Result<T, ApiError> {
+        let mut roster = self.roster.lock();
+        let before = (roster.rev(), roster.eject_rev());
+        let out = f(&mut roster)?;
+        if (roster.rev(), roster.eject_rev()) != before {
+            self.changed();
+        }
         Ok(out)
     }
 

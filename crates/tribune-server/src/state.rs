@@ -83,43 +83,63 @@ impl AppState {
 
     /// Brings back the rooms `records` hold (read from the store at start): live and scheduled
     /// rooms go on with their ids, rosters and blocks; ended ones are let go (their recordings
-    /// stay). Answers how many rooms came back.
-    pub fn restore(&self, records: Vec<RoomRecord>) -> usize {
-        let now_us = tribune_core::unix_micros();
+    /// stay). Each room's record is first rewritten with numbers reserved past everything it
+    /// may have used, so a crash right after this start cannot hand them out twice. Answers how
+    /// many rooms came back; a store that fails here stops the node.
+    pub async fn restore(&self, records: Vec<RoomRecord>) -> std::io::Result<usize> {
+        let frame_us = u64::from(tribune_media::FRAME_MS) * 1000;
         let mut back = 0;
-        for record in records {
+        for mut record in records {
             let id = record.id().clone();
+            let store = self.inner.store.clone();
             if record.info.state == RoomState::Ended {
-                let store = self.inner.store.clone();
-                // Best effort: an ended room left in the store is skipped again next time.
-                tokio::task::spawn_blocking(move || store.remove(&id));
+                // An ended room left in the store is skipped again next time if this fails.
+                let _ = tokio::task::spawn_blocking(move || store.remove(&id)).await;
                 continue;
             }
-            let rec = self.inner.recordings.get(&id);
-            let last_msn = rec
-                .as_ref()
-                .and_then(|r| r.snapshot().entries.last().map(|e| e.msn));
-            // Frames follow the room's clock from its creation (seconds, rounded down), so
-            // this is past every number the room used; one second more covers clock steps.
-            let elapsed_us =
-                now_us.saturating_sub(record.info.created_at.saturating_mul(1_000_000));
-            let first_seq = elapsed_us / (u64::from(tribune_media::FRAME_MS) * 1000)
-                + 1000 / u64::from(tribune_media::FRAME_MS);
-            // Segment numbers go on from the larger of the recording's last and the clock's.
-            let last_msn = Some(last_msn.unwrap_or(0).max(first_seq / 100));
-            let recording = rec
-                .as_ref()
-                .map_or(record.recording, |r| r.snapshot().meta.enabled);
+            // Frames follow the room's clock from its creation (whole seconds, rounded down),
+            // so the clock is past every number used unless it stepped back: the reservation
+            // covers that. One second more for a clock that stepped back a little.
+            let now_us = tribune_core::unix_micros();
+            let by_clock = now_us.saturating_sub(record.info.created_at.saturating_mul(1_000_000))
+                / frame_us
+                + 1_000_000 / frame_us;
+            let first_seq = by_clock.max(record.reserved.seq);
+            let recorded = self
+                .inner
+                .recordings
+                .get(&id)
+                .and_then(|r| r.snapshot().entries.last().map(|e| e.msn + 1));
+            let next_msn = record
+                .reserved
+                .msn
+                .max(recorded.unwrap_or(0))
+                .max(first_seq / 100);
+            let roster = record.roster.clone();
+            record.reserved = tribune_core::Reserved {
+                seq: first_seq + crate::live_room::SEQ_AHEAD,
+                msn: next_msn + crate::live_room::MSN_AHEAD,
+            };
+            record.rev += 1;
+            let saved = {
+                let record = record.clone();
+                tokio::task::spawn_blocking(move || store.put(&record))
+                    .await
+                    .map_err(std::io::Error::other)?
+            };
+            saved.map_err(|e| std::io::Error::other(format!("restoring room {id}: {e}")))?;
             let setup = RoomSetup {
                 info: record.info.clone(),
-                creator: None,
-                recording,
+                creator: record.creator,
+                recording: record.recording,
                 store: self.inner.store.clone(),
                 restored: Some(Restored {
-                    roster: record.roster,
+                    roster,
                     rev: record.rev,
                     first_seq,
-                    last_msn,
+                    // Packager::resuming takes the last number used.
+                    last_msn: next_msn.checked_sub(1),
+                    reserved: record.reserved,
                 }),
             };
             let room = LiveRoom::spawn(
@@ -135,7 +155,7 @@ impl AppState {
                     id.clone(),
                     record.info.title.clone(),
                     record.info.created_at,
-                    recording,
+                    record.recording,
                     segments,
                 );
             }
@@ -146,7 +166,18 @@ impl AppState {
             .metrics
             .rooms
             .set(self.inner.rooms.read().len() as u64);
-        back
+        Ok(back)
+    }
+
+    /// Lets go of a room whose creation could not be saved (its creator was answered an
+    /// error): it ends and leaves the registry.
+    pub async fn discard(&self, room: &Arc<LiveRoom>) {
+        room.end().await;
+        self.inner.rooms.write().remove(&room.id);
+        self.inner
+            .metrics
+            .rooms
+            .set(self.inner.rooms.read().len() as u64);
     }
 
     /// The node's room store.
@@ -260,6 +291,12 @@ impl AppState {
         let mut rooms = self.inner.rooms.write();
         let mut gone = Vec::new();
         rooms.retain(|id, r| match r.state() {
+            // An ended room whose end is not saved yet stays until it is (else it would come
+            // back after a restart).
+            (RoomState::Ended, Some(_)) if r.unsaved() => {
+                r.save_soon();
+                true
+            }
             (RoomState::Ended, Some(at)) if at.saturating_add(keep.as_secs()) <= now => {
                 gone.push(id.clone());
                 false

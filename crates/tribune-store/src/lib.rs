@@ -100,6 +100,14 @@ impl SqliteStore {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
+        // SQLite falls back to read-only on a file it may not write, and every change would
+        // then fail: refuse it now.
+        if conn.is_readonly(rusqlite::MAIN_DB).map_err(fail)? {
+            return Err(OpenError::Sqlite {
+                path: path.to_path_buf(),
+                reason: "the file cannot be written (read-only); fix its permissions".into(),
+            });
+        }
         // The first read of the header: a file that is not SQLite fails here, untouched.
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -53,7 +53,13 @@ pub fn busy_room(id: &str, created_at: u64) -> RoomRecord {
     roster.block_listener(ListenerId(13)).expect("block");
     roster.block_participant(ParticipantId(14)).expect("block");
     let info = RoomInfo::new(id, "A room \"quoted\" ✓".into(), created_at, None);
-    RoomRecord::new(info, true, roster.to_record())
+    let mut record = RoomRecord::new(info, true, roster.to_record());
+    record.reserved = super::Reserved {
+        seq: 90_000 + created_at,
+        msn: 1_000,
+    };
+    record.creator = Some(std::net::IpAddr::from([192, 0, 2, 7]));
+    record
 }
 
 fn next(mut r: RoomRecord) -> RoomRecord {

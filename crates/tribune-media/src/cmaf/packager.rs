@@ -202,6 +202,15 @@ impl Packager {
         self.last_seq
     }
 
+    /// The first media sequence number not used yet (by a published or an open segment).
+    pub fn next_msn(&self) -> u64 {
+        match (&self.open, self.last_msn) {
+            (Some(open), _) => open.msn + 1,
+            (None, Some(last)) => last + 1,
+            (None, None) => 0,
+        }
+    }
+
     /// Wall-clock time of packet `seq`, counted in 20 ms steps from the start of the run so
     /// that program dates advance exactly like the media timeline (no capture jitter).
     fn program_date(&self, seq: u64) -> u64 {

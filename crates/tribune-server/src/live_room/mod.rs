@@ -9,6 +9,8 @@
 
 mod persist;
 mod presence;
+
+pub use persist::{MSN_AHEAD, SEQ_AHEAD};
 mod stage_feed;
 mod task;
 
@@ -28,8 +30,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use tribune_core::admission::TokenBucket;
 use tribune_core::event::{OnAir, RoomEvent};
 use tribune_core::{
-    unix_micros, ListenerId, ParticipantId, Reactions, Ring, Role, RoomId, RoomInfo, RoomState,
-    RoomStore, Roster, RosterRecord, Seq,
+    unix_micros, ListenerId, ParticipantId, Reactions, Reserved, Ring, Role, RoomId, RoomInfo,
+    RoomState, RoomStore, Roster, RosterRecord, Seq,
 };
 use tribune_media::{Mixer, MixerConfig};
 
@@ -184,6 +186,8 @@ pub struct Restored {
     pub first_seq: u64,
     /// The last LL-HLS segment number used before, if known (numbers go on from there).
     pub last_msn: Option<u64>,
+    /// Numbers reserved in its record (the restore already reserved past `first_seq`).
+    pub reserved: Reserved,
 }
 
 /// A speaker's jitter-buffer reserve as last measured.
@@ -225,13 +229,22 @@ impl LiveRoom {
         let batching = config.batching();
         let state = info.state;
         let first_seq = restored.as_ref().map_or(0, |r| r.first_seq);
-        let (roster, hls, rev) = match restored {
+        let (roster, hls, rev, reserved) = match restored {
             Some(r) => (
                 Roster::from_record(config.stage_limits.clone(), r.roster),
                 r.last_msn.map_or_else(Hls::new, Hls::resuming),
                 r.rev,
+                r.reserved,
             ),
-            None => (Roster::new(config.stage_limits.clone()), Hls::new(), 0),
+            None => (
+                Roster::new(config.stage_limits.clone()),
+                Hls::new(),
+                0,
+                Reserved {
+                    seq: persist::SEQ_AHEAD,
+                    msn: persist::MSN_AHEAD,
+                },
+            ),
         };
         let room = Arc::new(LiveRoom {
             id: info.id.clone(),
@@ -265,7 +278,7 @@ impl LiveRoom {
             late: AtomicU64::new(0),
             depths: Mutex::new(Vec::new()),
             recording: AtomicBool::new(recording),
-            persist: persist::Persist::new(store, rev),
+            persist: persist::Persist::new(store, rev, reserved),
         });
         room.publish_snapshot(&Stage::default());
         room.batches.spawn_writers(&metrics);

@@ -7,18 +7,38 @@
 //! durable writes (a group commit). HTTP handlers answer `2xx` only after their save; changes
 //! made where nobody waits (a self-mute on a speak socket, a scheduled room going live) are
 //! saved by the room's task within a second.
+//!
+//! Writes run as tasks of their own on the node's main runtime: a client that hangs up while
+//! its save runs cancels nothing, and no write runs on the stage's real-time thread.
+//!
+//! The record also reserves program numbers ahead of use ([`Reserved`]): sequence numbers for
+//! half an hour, segment numbers for a thousand segments, renewed when half is used. A room
+//! back after a crash starts past the reservation, so no number a listener, a cache or the
+//! recording holds is ever used again for other audio (whatever the wall clock did).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tribune_core::{RoomRecord, RoomStore, StoreError};
+use tokio::runtime::Handle;
+use tribune_core::{Reserved, RoomRecord, RoomStore, StoreError};
 
 use super::LiveRoom;
 use crate::error::ApiError;
 
+/// Sequence numbers reserved at a time (30 minutes of 20 ms frames).
+pub const SEQ_AHEAD: u64 = 90_000;
+/// Segment numbers reserved at a time (at least 2 s each, so at least half an hour).
+pub const MSN_AHEAD: u64 = 1_000;
+
 /// A room's link to the store.
 pub(crate) struct Persist {
     store: Arc<dyn RoomStore>,
+    /// The node's main runtime, where writes run.
+    runtime: Handle,
+    /// Sequence numbers reserved: every one used is below.
+    reserved_seq: AtomicU64,
+    /// Segment numbers reserved: every one used is below.
+    reserved_msn: AtomicU64,
     /// The revision stored; held while a write runs (one write per room at a time).
     stored: tokio::sync::Mutex<u64>,
     /// Changes applied so far.
@@ -37,12 +57,16 @@ impl std::fmt::Debug for Persist {
 }
 
 impl Persist {
-    /// A room whose record is at revision `rev` in `store` (0: not stored yet).
-    pub(crate) fn new(store: Arc<dyn RoomStore>, rev: u64) -> Self {
+    /// A room whose record is at revision `rev` in `store` (0: not stored yet), with numbers
+    /// reserved up to `reserved`. Call on the main runtime: writes run where it was made.
+    pub(crate) fn new(store: Arc<dyn RoomStore>, rev: u64, reserved: Reserved) -> Self {
         // A room not stored yet has a change pending: its first record.
         let pending = u64::from(rev == 0);
         Persist {
             store,
+            runtime: Handle::current(),
+            reserved_seq: AtomicU64::new(reserved.seq),
+            reserved_msn: AtomicU64::new(reserved.msn),
             stored: tokio::sync::Mutex::new(rev),
             changes: AtomicU64::new(pending),
             saved: AtomicU64::new(0),
@@ -70,6 +94,16 @@ impl LiveRoom {
     /// ([`ApiError::NotSaved`]) when the store fails: the change stays applied here, and the
     /// room's task tries again within a second.
     pub async fn save(self: &Arc<Self>) -> Result<(), ApiError> {
+        let room = self.clone();
+        self.persist
+            .runtime
+            .spawn(async move { room.write_pending().await })
+            .await
+            .unwrap_or(Err(ApiError::NotSaved))
+    }
+
+    /// The write itself, on a task of its own (see [`LiveRoom::save`]).
+    async fn write_pending(self: Arc<Self>) -> Result<(), ApiError> {
         let p = &self.persist;
         let wanted = p.changes.load(Ordering::Acquire);
         let mut stored = p.stored.lock().await;
@@ -112,10 +146,33 @@ impl LiveRoom {
             return;
         }
         let room = self.clone();
-        tokio::spawn(async move {
-            // A failure is logged by `save`; the next second tries again.
-            let _ = room.save().await;
-        });
+        // A failure is logged by the write; the next second tries again.
+        drop(self.persist.runtime.spawn(room.write_pending()));
+    }
+
+    /// Whether a change is not in the store yet.
+    pub(crate) fn unsaved(&self) -> bool {
+        self.persist.dirty()
+    }
+
+    /// Renews the reservation of program numbers when half of it is used (`seq`: the next
+    /// sequence number, `msn`: the next segment number); the room's task calls it every second
+    /// and the renewal is saved with the next write.
+    pub(crate) fn reserve_numbers(&self, seq: u64, msn: u64) {
+        let p = &self.persist;
+        let mut renewed = false;
+        for (next, reserved, ahead) in [
+            (seq, &p.reserved_seq, SEQ_AHEAD),
+            (msn, &p.reserved_msn, MSN_AHEAD),
+        ] {
+            if next.saturating_add(ahead / 2) > reserved.load(Ordering::Acquire) {
+                reserved.fetch_max(next.saturating_add(ahead), Ordering::AcqRel);
+                renewed = true;
+            }
+        }
+        if renewed {
+            self.changed();
+        }
     }
 
     /// The room's lasting state as a record of revision `rev`.
@@ -125,6 +182,11 @@ impl LiveRoom {
             info: self.info(),
             recording: self.recording_on(),
             roster,
+            reserved: Reserved {
+                seq: self.persist.reserved_seq.load(Ordering::Acquire),
+                msn: self.persist.reserved_msn.load(Ordering::Acquire),
+            },
+            creator: self.creator(),
             rev,
         }
     }

@@ -378,7 +378,11 @@ impl MixTask {
             // Also picks up the lazily published changes (requests to speak) and the counts.
             self.stage_changed = true;
             self.publish_jitter_figures();
-            // Changes nobody waits for (a self-mute, going live on schedule) reach the store.
+            let next_seq = self.clock_tick().max(self.room.head().0);
+            self.room
+                .reserve_numbers(next_seq, self.room.hls.next_msn());
+            // Changes nobody waits for (a self-mute, going live on schedule, a renewed
+            // reservation) reach the store.
             self.room.save_soon();
         }
         self.stage_changed |= self.room.moderation_dirty.swap(false, Ordering::AcqRel);

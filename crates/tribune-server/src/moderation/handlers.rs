@@ -88,8 +88,8 @@ pub async fn request_to_speak(
         return Err(e);
     }
     let position = room.change_lazily(|r| r.request(listener, name))?;
-    room.save().await?;
     room.hands.lock().asked(listener, client);
+    room.save().await?;
     let v = json!({"state": "pending", "position": position});
     Ok((StatusCode::ACCEPTED, Json(v)))
 }

@@ -274,6 +274,9 @@ impl Recordings {
             .by_room
             .read()
             .iter()
+            // A recording with a writer belongs to a live room (one reopened after a restart
+            // still carries the end the restart gave it): never swept.
+            .filter(|(_, r)| r.commands.lock().is_none())
             .filter(|(_, r)| {
                 r.view
                     .read()
