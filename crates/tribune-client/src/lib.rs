@@ -1,9 +1,8 @@
 //! Tribune's Rust client: the room API over HTTP, speaking (publishing Opus frames over the speak
 //! WebSocket) and listening (receiving the program track, measuring loss and glass-to-ear
-//! latency, decoding to PCM), and the `crowd` load generator.
+//! latency, decoding to PCM). The crowd load generator is its own crate (`tribune-crowd`).
 
 pub mod api;
-pub mod crowd;
 pub mod join;
 pub mod listen;
 pub mod speak;

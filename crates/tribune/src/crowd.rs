@@ -1,4 +1,4 @@
-//! `tribune crowd`: the command-line face of `tribune_client::crowd`. Parses the flags, prints a
+//! `tribune crowd`: the command-line face of `tribune_crowd`. Parses the flags, prints a
 //! progress line each second on stderr, then the final table on stdout, and writes the JSON
 //! report and the SVG chart when asked.
 
@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use tribune_client::crowd::icecast::{self, IcecastConfig};
-use tribune_client::crowd::{self, chart, report, CrowdConfig, FloodPlan, PlanConfig, Scenario};
+use tribune_crowd::icecast::{self, IcecastConfig};
+use tribune_crowd::{self as crowd, chart, report, CrowdConfig, FloodPlan, PlanConfig, Scenario};
 
 /// What the crowd does.
 #[derive(Clone, Copy, Debug, ValueEnum)]

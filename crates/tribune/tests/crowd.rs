@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use tribune_client::crowd::{self, CrowdConfig, CrowdReport, FloodPlan, PlanConfig, Scenario};
 use tribune_client::{Api, AudioSource, SpeakOptions};
+use tribune_crowd::{self as crowd, CrowdConfig, CrowdReport, FloodPlan, PlanConfig, Scenario};
 use tribune_server::{RunningServer, Server, ServerConfig};
 
 /// A node on an ephemeral loopback port with a live room and a speaker talking for `speak_s`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::tribune;
 use serde_json::Value;
-use tribune_client::crowd::icecast::ogg;
+use tribune_crowd::icecast::ogg;
 
 /// Serves every connection: the response head, the Opus headers, 10 audio pages of 5 packets
 /// (sequence 2..=11), then nothing until the listener leaves (at most 30 s).

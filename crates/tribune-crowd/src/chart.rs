@@ -214,7 +214,7 @@ pub fn svg(title: &str, tl: &[TimelinePoint]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Percentiles;
+    use tribune_client::Percentiles;
 
     fn point(t_s: f64, connected: u64, joins: f64, p50: f64, p99: f64) -> TimelinePoint {
         TimelinePoint {

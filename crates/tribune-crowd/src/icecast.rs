@@ -41,9 +41,9 @@ use super::sampler::Sampler;
 use super::stats::{Count, Shard, Stats};
 use super::visit::{leave_at, reconnects, Ended};
 use super::{drive, CrowdError, RunClock};
-use crate::unix_micros;
 use ogg::OggReader;
 use tally::{check_head, head_end, PageEvent, StreamTally};
+use tribune_client::unix_micros;
 
 /// Read buffer per listener (also the most a response head may take).
 pub const READ_BUFFER: usize = 4096;

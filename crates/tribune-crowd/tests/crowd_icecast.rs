@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tribune_client::crowd::icecast::{self, ogg, IcecastConfig};
-use tribune_client::crowd::{PlanConfig, Scenario};
+use tribune_crowd::icecast::{self, ogg, IcecastConfig};
+use tribune_crowd::{PlanConfig, Scenario};
 
 /// Audio pages sent per connection (sequence numbers 2..2 + PAGES), of which one is skipped.
 const PAGES: u32 = 20;
@@ -92,7 +92,7 @@ async fn icecast_mode_counts_frames_loss_and_stalls_exactly() {
     .await
     .expect("crowd runs");
     server.abort();
-    eprintln!("{}", tribune_client::crowd::report::table(&report));
+    eprintln!("{}", tribune_crowd::report::table(&report));
     let n64 = u64::from(n);
     assert_eq!(report.listeners_connected, n64);
     assert_eq!((report.joins_ok, report.joins_failed), (n64, 0));

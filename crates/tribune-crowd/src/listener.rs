@@ -17,8 +17,8 @@ use super::net::{connect, Target};
 use super::plan::{Cohort, PlanConfig, Visit};
 use super::stats::{Count, Shard, Stats};
 use super::visit::{leave_at, reconnects, Ended};
-use crate::listen::SeqTracker;
-use crate::unix_micros;
+use tribune_client::listen::SeqTracker;
+use tribune_client::unix_micros;
 
 /// Time allowed for one TCP connect plus WebSocket handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

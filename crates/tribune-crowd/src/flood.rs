@@ -135,7 +135,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::stats::Percentiles;
+    use tribune_client::Percentiles;
 
     fn point(t_s: f64, joins_per_s: f64, answers_per_s: f64, p99: f64, n: u64) -> TimelinePoint {
         TimelinePoint {

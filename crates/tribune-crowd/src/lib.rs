@@ -1,4 +1,4 @@
-//! `tribune crowd`: an open-model load generator that replays a crowd of listeners against a
+//! The crowd: an open-model load generator (`tribune crowd`) that replays a crowd of listeners against a
 //! Tribune deployment and reports what each experienced.
 //!
 //! * [`plan`] schedules arrivals, departures and churn breaks up front (sans-IO); the scheduler
@@ -107,7 +107,7 @@ pub async fn run(
     for k in 0..JOIN_CLIENTS {
         let mut b = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
-            .pool_idle_timeout(crate::api::IDLE_POOL_TIMEOUT)
+            .pool_idle_timeout(tribune_client::api::IDLE_POOL_TIMEOUT)
             .pool_max_idle_per_host(JOIN_POOL);
         if target.spread_sources {
             b = b.local_address(std::net::IpAddr::V4(net::join_source_addr(k)));

@@ -12,7 +12,7 @@ use super::histogram::Histogram;
 use super::plan::FloodPlan;
 use super::sampler::ServerSample;
 use super::stats::{Answers, Samples, Totals};
-use crate::stats::Percentiles;
+use tribune_client::Percentiles;
 
 /// One second of the run.
 #[derive(Debug, Clone, PartialEq, Serialize)]

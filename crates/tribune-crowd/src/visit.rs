@@ -134,7 +134,7 @@ impl<B: Iterator<Item = (Duration, Duration)>> Reconnects<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crowd::plan::{Cohort, FloodPlan, Scenario};
+    use crate::plan::{Cohort, FloodPlan, Scenario};
 
     fn plan(scenario: Scenario) -> PlanConfig {
         PlanConfig {
