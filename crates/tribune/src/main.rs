@@ -79,10 +79,11 @@ struct ServeArgs {
     /// Read buffer of each listener WebSocket, bytes: most of what an idle listener costs.
     #[arg(long, default_value_t = 1024)]
     ws_read_buffer: usize,
-    /// Directory for durable data: every room's recording (replay, download, clips).
+    /// Directory for durable data: rooms and their stages (back after a restart), the signing
+    /// secret, and every room's recording (replay, download, clips).
     #[arg(long, default_value = "tribune-data", env = "TRIBUNE_DATA_DIR")]
     data_dir: PathBuf,
-    /// Keep nothing on disk: no recordings (ignores --data-dir).
+    /// Keep nothing on disk: rooms live in memory only, no recordings (ignores --data-dir).
     #[arg(long)]
     no_data: bool,
     /// Days a recording is kept after its room ended (fractions allowed); 0 keeps it forever.
