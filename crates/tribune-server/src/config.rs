@@ -4,10 +4,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tribune_core::admission::GateConfig;
 use tribune_core::reactions::ReactionLimits;
 
-use crate::admission::AdmissionConfig;
-use crate::batching::Batching;
 pub use ipnet::IpNet;
 use tribune_core::{Keyring, StageLimits};
 
@@ -25,7 +24,7 @@ pub struct ServerConfig {
     /// Longest batch interval (the latency ceiling); equal to `batch_interval` for a fixed one.
     pub batch_interval_max: Duration,
     /// Listener writes per second the node aims at: the interval is listeners / this, within
-    /// the bounds (see [`crate::batching`]).
+    /// the bounds (see the room's `batching`).
     pub batch_writes_per_s: u32,
     /// How much program audio the fan-out ring keeps for resuming and lagging readers.
     pub ring_duration: Duration,
@@ -80,7 +79,7 @@ pub struct ServerConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoomPolicy {
     /// Operator keys accepted as `Authorization: Bearer KEY` on `POST /api/rooms`. When empty
-    /// and `open` is off, [`crate::Server::bind`] generates one (kept under the data dir).
+    /// and `open` is off, `Server::bind` generates one (kept under the data dir).
     pub api_keys: Vec<String>,
     /// Anonymous room creation (community nodes), bounded per address and node-wide.
     pub open: bool,
@@ -245,17 +244,38 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// The batch-interval rule.
-    pub fn batching(&self) -> Batching {
-        Batching::new(
-            self.batch_interval,
-            self.batch_interval_max,
-            self.batch_writes_per_s,
-        )
-    }
-
     /// Frames the ring holds.
     pub fn ring_frames(&self) -> usize {
         (self.ring_duration.as_millis() as usize / tribune_media::FRAME_MS as usize).max(1)
+    }
+}
+
+/// Admission settings of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmissionConfig {
+    /// Capacity, rate and waiting-room settings.
+    pub gate: GateConfig,
+    /// How long a queue ticket stays valid.
+    pub queue_ticket_ttl: Duration,
+    /// Joins per second without a proof of work above which the node asks for one (0: never).
+    pub pow_threshold: u32,
+    /// Seconds of calm after an attack before proofs are no longer asked for.
+    pub pow_cool_down_s: u64,
+    /// How long a challenge may take to solve.
+    pub pow_challenge_ttl: Duration,
+    /// Most solved challenges remembered at once (bounds the replay guard's memory).
+    pub pow_max_in_flight: usize,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            gate: GateConfig::default(),
+            queue_ticket_ttl: Duration::from_secs(30 * 60),
+            pow_threshold: 0,
+            pow_cool_down_s: 30,
+            pow_challenge_ttl: Duration::from_secs(120),
+            pow_max_in_flight: 1 << 20,
+        }
     }
 }

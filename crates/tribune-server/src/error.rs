@@ -160,7 +160,7 @@ impl From<ReactionError> for ApiError {
 
 /// `408` for a body that missed its deadline (see `body_deadline`).
 fn late_body(e: &(dyn std::error::Error + 'static)) -> Option<ApiError> {
-    crate::body_deadline::is_body_timeout(e).then(|| {
+    is_body_timeout(e).then(|| {
         ApiError::Timeout("the request body did not arrive in time; send it at once".into())
     })
 }
@@ -206,4 +206,21 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// The error a late body fails with (found again by [`is_body_timeout`]).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+pub struct BodyTimedOut(pub std::time::Duration);
+
+/// Whether `e` (or what caused it) is a body that missed its deadline.
+pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<BodyTimedOut>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }

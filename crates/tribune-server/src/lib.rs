@@ -1,36 +1,34 @@
-//! Tribune's I/O layer: the HTTP API, WebSocket listen and speak, the per-room mixer tasks,
-//! metrics, and graceful shutdown. Protocol logic lives in `tribune-core` and `tribune-media`.
+//! Tribune's I/O layer: a node's HTTP API, WebSockets, WebRTC, rooms at run time, recordings,
+//! metrics and graceful shutdown. Protocol logic lives in `tribune-core` and `tribune-media`.
+//!
+//! Folders, from the bottom up (each imports only from those below it, or the shared vocabulary
+//! at the top level: `config`, `counters`, `metrics`, `error`, `close`, `stage_runtime`):
+//! - `net/`: the accept loop and its limits, per-address limits, direct socket writes of
+//!   shared batches;
+//! - `room/`: a room at run time: its task, ring, LL-HLS packaging, fan-out, seats, stage and
+//!   reactions as room commands, its record in the store;
+//! - `recording/`: recordings on disk (and their routes);
+//! - `node/`: the room registry (`AppState`), admission, who may create rooms;
+//! - `http/`, `ws/`, `whip/`: the routes, the WebSockets, WebRTC.
 
-pub mod admission;
-pub mod api;
-pub mod batching;
-pub mod body_deadline;
-pub mod close;
+mod close;
 pub mod config;
-pub mod connections;
-pub mod creation;
-pub mod direct;
-pub mod error;
-pub mod fanout;
-pub mod hands;
-pub mod hls;
-pub mod join;
-pub mod limits;
-pub mod listen;
-pub mod live_room;
+mod counters;
+mod error;
+mod http;
 pub mod metrics;
-pub mod moderation;
-pub mod process;
-pub mod reactions;
+mod net;
+mod node;
 pub mod recording;
-pub mod same_origin;
-pub mod seats;
-mod serve;
-pub mod speak;
-pub mod stage_runtime;
-pub mod state;
-pub mod web;
+mod room;
+mod stage_runtime;
 pub mod whip;
+mod ws;
+
+pub use error::ApiError;
+pub use node::state::AppState;
+pub use node::{admission, creation};
+pub use room::{LiveRoom, MSN_AHEAD, SEQ_AHEAD};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,12 +41,11 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::limits::JoinLimiter;
 use crate::metrics::Metrics;
+use crate::net::limits::JoinLimiter;
 use crate::recording::Recordings;
 
 pub use config::ServerConfig;
-pub use state::AppState;
 
 /// The HTTP routes of one node.
 pub fn router(app: AppState) -> Router {
@@ -60,13 +57,16 @@ pub fn router(app: AppState) -> Router {
 fn router_with(app: AppState, joins: Arc<JoinLimiter>) -> Router {
     let body_limit = app.config().max_body_bytes;
     Router::new()
-        .route("/api/rooms", post(api::create_room).get(api::list_rooms))
-        .route("/api/rooms/{id}", get(api::get_room))
-        .route("/api/rooms/{id}/end", post(api::end_room))
-        .route("/api/rooms/{id}/join", post(join::join))
-        .route("/api/rooms/{id}/speakers", post(api::add_speaker))
-        .route("/api/rooms/{id}/listen", get(listen::listen))
-        .route("/api/rooms/{id}/speak", get(speak::speak))
+        .route(
+            "/api/rooms",
+            post(http::rooms::create_room).get(http::rooms::list_rooms),
+        )
+        .route("/api/rooms/{id}", get(http::rooms::get_room))
+        .route("/api/rooms/{id}/end", post(http::rooms::end_room))
+        .route("/api/rooms/{id}/join", post(http::join::join))
+        .route("/api/rooms/{id}/speakers", post(http::rooms::add_speaker))
+        .route("/api/rooms/{id}/listen", get(ws::listen::listen))
+        .route("/api/rooms/{id}/speak", get(ws::speak::speak))
         .route(
             "/api/rooms/{id}/whip",
             post(whip::http::publish)
@@ -91,39 +91,40 @@ fn router_with(app: AppState, joins: Arc<JoinLimiter>) -> Router {
                 .patch(whip::http::patch)
                 .options(whip::http::preflight),
         )
-        .route("/hls/{id}/live.m3u8", get(hls::live_playlist))
+        .route("/hls/{id}/live.m3u8", get(http::hls::live_playlist))
         .route(
             "/hls/{id}/replay.m3u8",
-            get(recording::http::replay_playlist),
+            get(http::recording::replay_playlist),
         )
         .route(
             "/api/rooms/{id}/recording",
-            get(recording::http::status).post(recording::http::set),
+            get(http::recording::status).post(http::recording::set),
         )
         .route(
             "/api/rooms/{id}/recording.m4a",
-            get(recording::http::download),
+            get(http::recording::download),
         )
-        .route("/api/rooms/{id}/clips", post(recording::http::create_clip))
+        .route("/api/rooms/{id}/clips", post(http::recording::create_clip))
         .route(
             "/api/rooms/{id}/clips/{file}",
-            get(recording::http::get_clip),
+            get(http::recording::get_clip),
         )
-        .route("/hls/{id}/{*path}", get(hls::media))
-        .route("/healthz", get(api::healthz))
-        .route("/metrics", get(api::metrics))
-        .merge(moderation::routes())
-        .route("/", get(web::lobby))
-        .route("/r/{id}", get(web::room_page))
-        .route("/host/{id}", get(web::host_page))
-        .route("/web/{*path}", get(web::asset))
-        .fallback(api::not_found)
+        .route("/hls/{id}/{*path}", get(http::hls::media))
+        .route("/healthz", get(http::rooms::healthz))
+        .route("/metrics", get(http::rooms::metrics))
+        .merge(http::moderation::routes())
+        .route("/api/rooms/{id}/reactions", post(http::reactions::react))
+        .route("/", get(http::web::lobby))
+        .route("/r/{id}", get(http::web::room_page))
+        .route("/host/{id}", get(http::web::host_page))
+        .route("/web/{*path}", get(http::web::asset))
+        .fallback(http::rooms::not_found)
         .layer(axum::middleware::from_fn(
-            same_origin::refuse_cross_site_writes,
+            http::same_origin::refuse_cross_site_writes,
         ))
         .layer(axum::middleware::from_fn_with_state(
             (app.config().abuse.body_timeout, app.metrics().clone()),
-            body_deadline::limit_body_time,
+            http::body_deadline::limit_body_time,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(Extension(joins))
@@ -136,7 +137,7 @@ pub struct Server {
     app: AppState,
     shutdown_tx: watch::Sender<bool>,
     whip: whip::WhipHub,
-    generated_key: Option<creation::GeneratedKey>,
+    generated_key: Option<node::creation::GeneratedKey>,
 }
 
 impl Server {
@@ -148,7 +149,7 @@ impl Server {
         if config.rooms.api_keys.is_empty() && !config.rooms.open {
             let dir = config.data_dir.clone();
             let (key, told) =
-                tokio::task::spawn_blocking(move || creation::own_key(dir.as_deref()))
+                tokio::task::spawn_blocking(move || node::creation::own_key(dir.as_deref()))
                     .await
                     .map_err(std::io::Error::other)??;
             config.rooms.api_keys.push(key);
@@ -195,7 +196,7 @@ impl Server {
 
     /// The operator key this node made for itself just now (first start, or no data
     /// directory), for the operator to be told once; `None` when it was configured or read.
-    pub fn generated_key(&self) -> Option<&creation::GeneratedKey> {
+    pub fn generated_key(&self) -> Option<&node::creation::GeneratedKey> {
         self.generated_key.as_ref()
     }
 
@@ -241,7 +242,7 @@ impl Server {
         let connections = app.connections().clone();
         let joins = Arc::new(JoinLimiter::new(&app.config().limits));
         tokio::spawn(sweep_join_limits(joins.clone(), app.clone()));
-        let acceptor = serve::Acceptor::new(&app.config().limits, app.metrics().clone());
+        let acceptor = net::serve::Acceptor::new(&app.config().limits, app.metrics().clone());
         let shutdown = app.shutdown();
         let service = router_with(app, joins).layer(Extension(whip));
         acceptor.run(listener, service, shutdown, signal).await;

@@ -9,10 +9,10 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tribune_core::store::suite::busy_room;
 use tribune_core::{MemoryStore, Reserved, RoomId, RoomState, RoomStore};
-use tribune_server::live_room::{MSN_AHEAD, SEQ_AHEAD};
 use tribune_server::metrics::Metrics;
 use tribune_server::recording::Recordings;
 use tribune_server::{AppState, ServerConfig};
+use tribune_server::{MSN_AHEAD, SEQ_AHEAD};
 
 fn now_s() -> u64 {
     tribune_core::unix_micros() / 1_000_000

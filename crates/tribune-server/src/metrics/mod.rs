@@ -4,11 +4,10 @@
 //! test process keep separate figures and tests can assert on them.
 
 mod histogram;
-mod rooms;
+mod process;
 mod stage;
 
 pub use histogram::Histogram;
-pub use rooms::render_rooms;
 pub use stage::StageMetrics;
 
 use std::fmt::Write as _;
@@ -520,7 +519,7 @@ impl Metrics {
             self.recording_segments_quiet.get(),
         );
         self.stage.render(&mut out);
-        if let Some(p) = crate::process::current() {
+        if let Some(p) = process::current() {
             let _ = write!(
                 out,
                 "# HELP process_cpu_seconds_total User and system CPU time of the node.\n\

@@ -8,7 +8,6 @@
 //! retention sweeper.
 
 pub mod clips;
-pub mod http;
 mod recorder;
 pub mod store;
 
@@ -92,6 +91,15 @@ impl Recording {
     /// The recording's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether its index lists segment `msn`.
+    pub fn lists(&self, msn: u64) -> bool {
+        self.view
+            .read()
+            .entries
+            .binary_search_by_key(&msn, |e| e.msn)
+            .is_ok()
     }
 
     /// What it holds now.

@@ -24,10 +24,10 @@ use tribune_core::{unix_micros, Claims, Role, RoomState, TokenKind};
 
 use super::session::Opened;
 use super::WhipHub;
-use crate::api::bearer;
 use crate::error::ApiError;
-use crate::live_room::LiveRoom;
-use crate::state::AppState;
+use crate::http::extract::bearer;
+use crate::node::state::AppState;
+use crate::room::LiveRoom;
 
 /// Methods of the endpoint and the session resources.
 const ALLOW_METHODS: &str = "POST, DELETE, PATCH, OPTIONS";

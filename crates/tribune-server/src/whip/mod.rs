@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tribune_core::{ParticipantId, RoomId};
 
 use crate::config::ServerConfig;
-use crate::state::AppState;
+use crate::node::state::AppState;
 
 /// Largest SDP offer accepted (browser offers with audio and video are ~5–10 KB).
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;

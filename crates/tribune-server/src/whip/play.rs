@@ -17,11 +17,11 @@ use tribune_core::{unix_micros, Claims, ListenerId, ParticipantId, RoomState};
 use super::peer::{Peer, Polled};
 use super::sdp::Flow;
 use super::WhipHub;
-use crate::connections::ConnectionToken;
 use crate::error::ApiError;
-use crate::live_room::{ListenerPresence, LiveRoom, Snapshot, StageEar};
 use crate::metrics::Metrics;
-use crate::state::AppState;
+use crate::node::connections::ConnectionToken;
+use crate::node::state::AppState;
+use crate::room::{ListenerPresence, LiveRoom, Snapshot, StageEar};
 
 /// Longest a session task sleeps without checking its clocks.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -371,7 +371,7 @@ impl PlayTask {
     }
 
     /// Writes this tick's frame for the player.
-    fn write(&mut self, tick: &crate::live_room::StageTick) -> Result<(), String> {
+    fn write(&mut self, tick: &crate::room::StageTick) -> Result<(), String> {
         let Some((mid, pt)) = self.track else {
             return Ok(());
         };

@@ -14,11 +14,11 @@ use tribune_core::{unix_micros, Claims, ParticipantId, RoomState};
 use super::peer::{Peer, Polled};
 use super::sdp::{self, Flow};
 use super::{SessionCtl, WhipHub};
-use crate::connections::ConnectionToken;
 use crate::error::ApiError;
-use crate::live_room::{LiveRoom, Seat};
 use crate::metrics::Metrics;
-use crate::state::AppState;
+use crate::node::connections::ConnectionToken;
+use crate::node::state::AppState;
+use crate::room::{LiveRoom, Seat};
 
 /// Samples per 20 ms frame at Opus's 48 kHz RTP clock.
 const FRAME_TICKS: u64 = tribune_media::FRAME_SAMPLES as u64;
@@ -125,7 +125,7 @@ struct Task {
     peer: Peer,
     hub: WhipHub,
     room: Arc<LiveRoom>,
-    snapshots: watch::Receiver<crate::live_room::Snapshot>,
+    snapshots: watch::Receiver<crate::room::Snapshot>,
     seat: Seat,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,

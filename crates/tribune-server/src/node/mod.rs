@@ -1,0 +1,7 @@
+//! The node: its state (the room registry, keys, settings), admission, who may create rooms,
+//! and the count of open connections.
+
+pub mod admission;
+pub(crate) mod connections;
+pub mod creation;
+pub(crate) mod state;

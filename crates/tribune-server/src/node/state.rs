@@ -1,0 +1,390 @@
+//! The state shared by every handler of one node: its rooms, keys, settings and metrics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use tokio::sync::watch;
+use tribune_core::{
+    Claims, Keyring, MemoryStore, Role, RoomId, RoomInfo, RoomRecord, RoomState, RoomStore,
+    TokenKind,
+};
+
+use crate::config::ServerConfig;
+use crate::counters::NodeCounters;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::node::admission::Admission;
+use crate::node::connections::ConnectionCounter;
+use crate::node::creation::{CreationGate, Creator};
+use crate::recording::Recordings;
+use crate::room::{LiveRoom, Restored, RoomSetup};
+use crate::stage_runtime::StageRuntime;
+use bytes::Bytes;
+
+/// Shared node state (cheap to clone).
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ServerConfig,
+    rooms: RwLock<HashMap<RoomId, Arc<LiveRoom>>>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    connections: ConnectionCounter,
+    recordings: Arc<Recordings>,
+    admission: Admission,
+    creation: CreationGate,
+    /// Where the rooms' mixers and the WebRTC sessions run (see `stage_runtime`).
+    stage: StageRuntime,
+    /// Where rooms' records are kept (see `tribune_core::store`).
+    store: Arc<dyn RoomStore>,
+    /// The node's own counts (what admission and batch sizing read).
+    counters: Arc<NodeCounters>,
+}
+
+impl AppState {
+    /// Fresh node state that records nothing and keeps rooms in memory.
+    pub fn new(config: ServerConfig, shutdown: watch::Receiver<bool>) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let recordings = Recordings::open(None, Bytes::new(), metrics.clone())
+            .expect("no data directory, nothing to open");
+        let store = Arc::new(MemoryStore::default());
+        Self::with_parts(config, shutdown, metrics, Arc::new(recordings), store)
+    }
+
+    /// Node state around opened recordings and room store (call [`AppState::restore`] next).
+    pub fn with_parts(
+        config: ServerConfig,
+        shutdown: watch::Receiver<bool>,
+        metrics: Arc<Metrics>,
+        recordings: Arc<Recordings>,
+        store: Arc<dyn RoomStore>,
+    ) -> Self {
+        let admission = Admission::new(config.admission);
+        let creation = CreationGate::new(&config.rooms);
+        // A node cannot run without its stage thread; failing to start one thread at start-up
+        // means the process is out of resources.
+        let stage = StageRuntime::start().expect("starting the stage thread");
+        AppState {
+            inner: Arc::new(Inner {
+                admission,
+                creation,
+                config,
+                rooms: RwLock::new(HashMap::new()),
+                metrics,
+                shutdown,
+                connections: Default::default(),
+                recordings,
+                stage,
+                store,
+                counters: Default::default(),
+            }),
+        }
+    }
+
+    /// Brings back the rooms `records` hold (read from the store at start): live and scheduled
+    /// rooms go on with their ids, rosters and blocks; ended ones are let go (their recordings
+    /// stay). Each room's record is first rewritten with numbers reserved past everything it
+    /// may have used, so a crash right after this start cannot hand them out twice. Answers how
+    /// many rooms came back; a store that fails here stops the node.
+    pub async fn restore(&self, records: Vec<RoomRecord>) -> std::io::Result<usize> {
+        let frame_us = u64::from(tribune_media::FRAME_MS) * 1000;
+        let mut back = 0;
+        for mut record in records {
+            let id = record.id().clone();
+            let store = self.inner.store.clone();
+            if record.info.state == RoomState::Ended {
+                // An ended room left in the store is skipped again next time if this fails.
+                let _ = tokio::task::spawn_blocking(move || store.remove(&id)).await;
+                continue;
+            }
+            // Frames follow the room's clock from its creation (whole seconds, rounded down),
+            // so the clock is past every number used unless it stepped back: the reservation
+            // covers that. One second more for a clock that stepped back a little.
+            let now_us = tribune_core::unix_micros();
+            let by_clock = now_us.saturating_sub(record.info.created_at.saturating_mul(1_000_000))
+                / frame_us
+                + 1_000_000 / frame_us;
+            let first_seq = by_clock.max(record.reserved.seq);
+            let recorded = self
+                .inner
+                .recordings
+                .get(&id)
+                .and_then(|r| r.snapshot().entries.last().map(|e| e.msn + 1));
+            let next_msn = record
+                .reserved
+                .msn
+                .max(recorded.unwrap_or(0))
+                .max(first_seq / 100);
+            let roster = record.roster.clone();
+            record.reserved = tribune_core::Reserved {
+                seq: first_seq + crate::room::SEQ_AHEAD,
+                msn: next_msn + crate::room::MSN_AHEAD,
+            };
+            record.rev += 1;
+            let saved = {
+                let record = record.clone();
+                tokio::task::spawn_blocking(move || store.put(&record))
+                    .await
+                    .map_err(std::io::Error::other)?
+            };
+            saved.map_err(|e| std::io::Error::other(format!("restoring room {id}: {e}")))?;
+            let setup = RoomSetup {
+                info: record.info.clone(),
+                creator: record.creator,
+                recording: record.recording,
+                store: self.inner.store.clone(),
+                counters: self.inner.counters.clone(),
+                restored: Some(Restored {
+                    roster,
+                    rev: record.rev,
+                    first_seq,
+                    // Packager::resuming takes the last number used.
+                    last_msn: next_msn.checked_sub(1),
+                    reserved: record.reserved,
+                }),
+            };
+            let room = LiveRoom::spawn(
+                setup,
+                &self.inner.config,
+                self.inner.metrics.clone(),
+                &self.inner.stage,
+            );
+            self.inner.rooms.write().insert(id.clone(), room.clone());
+            if self.inner.recordings.is_enabled() {
+                let segments = room.hls().subscribe_segments();
+                self.inner.recordings.resume(
+                    id.clone(),
+                    record.info.title.clone(),
+                    record.info.created_at,
+                    record.recording,
+                    segments,
+                );
+            }
+            tracing::info!(room = %id, state = ?record.info.state, "room restored");
+            back += 1;
+        }
+        self.inner
+            .metrics
+            .rooms
+            .set(self.inner.rooms.read().len() as u64);
+        Ok(back)
+    }
+
+    /// Lets go of a room whose creation could not be saved (its creator was answered an
+    /// error): it ends and leaves the registry.
+    pub async fn discard(&self, room: &Arc<LiveRoom>) {
+        room.end().await;
+        self.inner.rooms.write().remove(&room.id);
+        self.inner
+            .metrics
+            .rooms
+            .set(self.inner.rooms.read().len() as u64);
+    }
+
+    /// The node's own counts (what control decisions read; metrics only report).
+    pub fn counters(&self) -> &NodeCounters {
+        &self.inner.counters
+    }
+
+    /// The node's room store.
+    pub fn store(&self) -> &Arc<dyn RoomStore> {
+        &self.inner.store
+    }
+
+    /// The node's admission state (capacity, waiting room, proof of work).
+    pub fn admission(&self) -> &Admission {
+        &self.inner.admission
+    }
+
+    /// Who may create rooms (operator keys, open-room limits).
+    pub fn creation(&self) -> &CreationGate {
+        &self.inner.creation
+    }
+
+    /// The node's recordings.
+    pub fn recordings(&self) -> &Arc<Recordings> {
+        &self.inner.recordings
+    }
+
+    /// The node's settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// The signing keys.
+    pub fn keys(&self) -> &Keyring {
+        &self.inner.config.keys
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Becomes true when the node starts shutting down.
+    pub fn shutdown(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.clone()
+    }
+
+    /// The stage's runtime: rooms' mixers and WebRTC sessions run there.
+    pub fn stage(&self) -> &StageRuntime {
+        &self.inner.stage
+    }
+
+    /// Counts open WebSocket connections so shutdown can wait for them.
+    pub fn connections(&self) -> &ConnectionCounter {
+        &self.inner.connections
+    }
+
+    /// Creates a room for `creator` and starts it, within the node's room cap and the
+    /// creator's share (see `creation`); its program is recorded (when the node has a data
+    /// directory), with recording on from the start if `record`.
+    pub fn create_room(
+        &self,
+        info: RoomInfo,
+        record: bool,
+        creator: Creator,
+    ) -> Result<Arc<LiveRoom>, ApiError> {
+        let (id, title, created_at) = (info.id.clone(), info.title.clone(), info.created_at);
+        let mut rooms = self.inner.rooms.write();
+        // Counted and inserted under one lock, so concurrent creations cannot pass the cap.
+        let open: Vec<&Arc<LiveRoom>> = rooms
+            .values()
+            .filter(|r| r.state().0 != RoomState::Ended)
+            .collect();
+        let held = match creator {
+            Creator::Anonymous(ip) => open.iter().filter(|r| r.creator() == Some(ip)).count(),
+            Creator::Operator => 0,
+        };
+        if let Err(e) = self.inner.creation.admit(creator, open.len(), held) {
+            self.inner.metrics.rooms_refused.inc();
+            return Err(e);
+        }
+        let ip = match creator {
+            Creator::Anonymous(ip) => Some(ip),
+            Creator::Operator => None,
+        };
+        let setup = RoomSetup {
+            info,
+            creator: ip,
+            recording: record,
+            store: self.inner.store.clone(),
+            restored: None,
+            counters: self.inner.counters.clone(),
+        };
+        let room = LiveRoom::spawn(
+            setup,
+            &self.inner.config,
+            self.inner.metrics.clone(),
+            &self.inner.stage,
+        );
+        rooms.insert(room.id.clone(), room.clone());
+        self.inner.metrics.rooms.set(rooms.len() as u64);
+        drop(rooms);
+        if self.inner.recordings.is_enabled() {
+            let segments = room.hls().subscribe_segments();
+            self.inner
+                .recordings
+                .start(id, title, created_at, record, segments);
+        }
+        self.inner.metrics.rooms_created.inc();
+        Ok(room)
+    }
+
+    /// Lets go of rooms that ended more than `keep` ago: their recordings and replays stay
+    /// (served from disk), their memory goes. Answers how many were let go.
+    pub fn forget_ended(&self, keep: std::time::Duration) -> usize {
+        let now = tribune_core::unix_micros() / 1_000_000;
+        let mut rooms = self.inner.rooms.write();
+        let mut gone = Vec::new();
+        rooms.retain(|id, r| match r.state() {
+            // An ended room whose end is not saved yet stays until it is (else it would come
+            // back after a restart).
+            (RoomState::Ended, Some(_)) if r.unsaved() => {
+                r.save_soon();
+                true
+            }
+            (RoomState::Ended, Some(at)) if at.saturating_add(keep.as_secs()) <= now => {
+                gone.push(id.clone());
+                false
+            }
+            _ => true,
+        });
+        self.inner.metrics.rooms.set(rooms.len() as u64);
+        drop(rooms);
+        let count = gone.len();
+        if count > 0 {
+            let store = self.inner.store.clone();
+            tokio::task::spawn_blocking(move || {
+                for id in gone {
+                    if let Err(e) = store.remove(&id) {
+                        tracing::warn!(room = %id, "ended room not removed from the store: {e}");
+                    }
+                }
+            });
+        }
+        count
+    }
+
+    /// The room with this id (as text from a path), or 404.
+    pub fn room(&self, id: &str) -> Result<Arc<LiveRoom>, ApiError> {
+        let id = RoomId::parse(id).ok_or(ApiError::RoomNotFound)?;
+        self.inner
+            .rooms
+            .read()
+            .get(&id)
+            .cloned()
+            .ok_or(ApiError::RoomNotFound)
+    }
+
+    /// All rooms, newest first.
+    pub fn rooms(&self) -> Vec<Arc<LiveRoom>> {
+        let mut v: Vec<_> = self.inner.rooms.read().values().cloned().collect();
+        v.sort_by_key(|r| std::cmp::Reverse(r.info().created_at));
+        v
+    }
+
+    /// Mints a stage token for `who` in `room`.
+    pub fn stage_token(
+        &self,
+        room: &RoomId,
+        role: Role,
+        who: tribune_core::ParticipantId,
+    ) -> String {
+        self.keys().sign(&Claims {
+            kid: String::new(),
+            kind: TokenKind::Stage,
+            room: room.clone(),
+            role,
+            sub: who.0,
+            exp: tribune_core::unix_micros() / 1_000_000 + self.config().stage_token_ttl.as_secs(),
+        })
+    }
+
+    /// Verifies a stage token for `room`, requiring `check` of its role.
+    pub fn verify_stage(
+        &self,
+        token: Option<&str>,
+        room: &RoomId,
+        check: fn(Role) -> bool,
+    ) -> Result<Claims, ApiError> {
+        let token = token.ok_or(ApiError::Unauthenticated("bearer token"))?;
+        let claims = self.keys().verify_for(
+            token,
+            TokenKind::Stage,
+            room,
+            tribune_core::unix_micros() / 1_000_000,
+        )?;
+        if !check(claims.role) {
+            return Err(ApiError::Forbidden(format!(
+                "a {:?} may not do this",
+                claims.role
+            )));
+        }
+        Ok(claims)
+    }
+}

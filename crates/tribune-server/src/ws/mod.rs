@@ -1,0 +1,5 @@
+//! The WebSockets: listeners (program audio and room events) and speakers (frames in, their
+//! mix-minus back).
+
+pub(crate) mod listen;
+pub(crate) mod speak;
