@@ -546,3 +546,43 @@ fn a_reserve_kept_in_time_does_not_depend_on_the_tick_phase() {
         .iter()
         .all(|&w| (30_000..50_000).contains(&w)));
 }
+
+#[test]
+fn held_packets_drain_back_whatever_the_tick_phase() {
+    // A speaker's network holds 1 s of packets, then releases them at once: within 5 s the
+    // wait is back where it was, for every phase between the speaker's packets and the ticks.
+    for offset in (0..20_000).step_by(500) {
+        let (hold_from, hold_len) = (500u64, 50u64);
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        let arrival = |seq: u64| {
+            let seq_at = if (hold_from..hold_from + hold_len).contains(&seq) {
+                hold_from + hold_len
+            } else {
+                seq
+            };
+            seq_at * 20_000 + offset
+        };
+        let mut waits = Vec::new();
+        let mut next = 0u64;
+        for tick in 1..=1_200u64 {
+            let now = tick * 20_000;
+            while arrival(next) <= now {
+                jb.push_arrived(next, arrival(next), arrival(next), Bytes::from_static(b"x"));
+                next += 1;
+            }
+            let w = match jb.pop_at(now) {
+                Playout::Frame { arrived_us, .. } => Some(now - arrived_us),
+                _ => None,
+            };
+            waits.push((tick, w));
+        }
+        let before = waits[450].1;
+        // Released at tick hold_from + hold_len; 5 s = 250 ticks later it is back.
+        let back = (hold_from + hold_len + 250) as usize;
+        let after: Vec<_> = waits[back..back + 100].iter().map(|w| w.1).collect();
+        assert!(
+            after.iter().all(|&w| w == before),
+            "offset {offset} µs: before {before:?}, 5 s after the release {after:?}"
+        );
+    }
+}

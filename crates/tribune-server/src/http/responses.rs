@@ -11,7 +11,7 @@ use crate::error::ApiError;
 pub const PLAYLIST_CACHE: &str = "max-age=1";
 /// `Cache-Control` of the init segment, segments and parts.
 pub const MEDIA_CACHE: &str = "public, max-age=31536000, immutable";
-/// How long a blocked request may wait.
+
 /// Adds `Access-Control-Allow-Origin: *`.
 pub(crate) fn cors(mut response: Response) -> Response {
     response.headers_mut().insert(

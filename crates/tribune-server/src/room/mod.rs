@@ -55,9 +55,9 @@ use crate::room::hls::Hls;
 use crate::room::seats::Seats;
 use batching::Batching;
 
-/// Frames queued from speakers to the mixer task before new ones are dropped. Each seat's
-/// rate is bounded (`AbuseLimits::seat_frames_per_s`) and a room has few seats, so a full stage
-/// stays well below it.
+/// Commands queued to the room's task (mostly speakers' frames) before new ones are dropped.
+/// Each seat's rate is bounded (`AbuseLimits::seat_frames_per_s`) and a room has few seats, so a
+/// full stage stays well below it; stage changes take at most one place (see `stage_pending`).
 const INGRESS_QUEUE: usize = 1024;
 /// How long after its last request an LL-HLS client still counts as listening (players ask
 /// every part, 200 ms; a CDN asks once a second at most per edge).
@@ -87,8 +87,6 @@ pub enum Ingress {
     Join(u64),
     /// A speaker connection closed.
     Leave(u64),
-    /// A speaker muted or unmuted.
-    Mute(u64, bool),
     /// A participant started (`true`) or stopped playing their mix-minus.
     Hear(ParticipantId, bool),
     /// One Opus frame from a speaker.
@@ -156,6 +154,9 @@ pub struct LiveRoom {
     recording: AtomicBool,
     /// The room's record in the node's store (see `persist`).
     persist: persist::Persist,
+    /// A `StageChanged` command is queued and not yet taken: further changes ride on it, so a
+    /// burst of moderation takes one place in the queue, not one per action.
+    stage_pending: AtomicBool,
     /// The node's counts.
     counters: Arc<NodeCounters>,
 }
@@ -279,6 +280,7 @@ impl LiveRoom {
             depths: Mutex::new(Vec::new()),
             recording: AtomicBool::new(recording),
             persist: persist::Persist::new(store, rev, reserved),
+            stage_pending: AtomicBool::new(false),
             counters,
         });
         room.publish_snapshot(&Stage::default());
@@ -481,19 +483,6 @@ impl LiveRoom {
     /// many seats were removed.
     pub fn remove_participant(&self, participant: ParticipantId, reason: &str) -> usize {
         self.seats.remove_participant(participant, reason)
-    }
-
-    /// Mutes or unmutes every seat of `participant` in the mix. Returns how many seats changed.
-    ///
-    /// Low level: the roster's mute state (`set_self_muted`, or a moderator's mute through
-    /// `change`) is what the mixer re-applies, and it overrides this at the next roster change.
-    pub async fn set_participant_muted(&self, participant: ParticipantId, muted: bool) -> usize {
-        let slots = self.seats.slots_of(participant);
-        for &slot in &slots {
-            // A closed queue means the room has ended; muting no longer matters.
-            let _ = self.ingress.send(Ingress::Mute(slot, muted)).await;
-        }
-        slots.len()
     }
 
     /// Audio level of each participant on air: the loudest of its seats over the last 200 ms.

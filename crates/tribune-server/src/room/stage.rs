@@ -3,6 +3,7 @@
 //! stage's part of that event. Domain errors come back as [`ApiError`]s.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use tribune_core::event::Participant;
 use tribune_core::permissions::allowed;
@@ -80,10 +81,10 @@ impl LiveRoom {
         &self,
         f: impl FnOnce(&mut Roster) -> Result<T, StageError>,
     ) -> Result<T, ApiError> {
-        let out = self.apply(f)?;
-        // Through the room's one command channel; if it is full (a backlog of speakers'
-        // frames), the task's once-a-second refresh publishes the change and re-applies mutes.
-        let _ = self.ingress.try_send(Ingress::StageChanged);
+        let (out, moved) = self.apply(f)?;
+        if moved {
+            self.stage_changed();
+        }
         Ok(out)
     }
 
@@ -93,22 +94,41 @@ impl LiveRoom {
         &self,
         f: impl FnOnce(&mut Roster) -> Result<T, StageError>,
     ) -> Result<T, ApiError> {
-        self.apply(f)
+        self.apply(f).map(|(out, _)| out)
+    }
+
+    /// Tells the room's task the stage changed, through its one command channel. One command
+    /// at a time is queued (later changes ride on it); if the queue is full (a backlog of
+    /// speakers' frames), the task's once-a-second refresh publishes the change and re-applies
+    /// mutes instead.
+    fn stage_changed(&self) {
+        if self.stage_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if self.ingress.try_send(Ingress::StageChanged).is_err() {
+            self.stage_pending.store(false, Ordering::Release);
+        }
+    }
+
+    /// The task took the queued `StageChanged`: the next change queues a new one.
+    pub(super) fn stage_change_taken(&self) {
+        self.stage_pending.store(false, Ordering::Release);
     }
 
     /// Runs `f` on the roster; counts a change to save only if the roster moved (a repeated
-    /// mute or request costs no write).
+    /// mute or request costs no write and no event). Answers whether it moved.
     fn apply<T>(
         &self,
         f: impl FnOnce(&mut Roster) -> Result<T, StageError>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<(T, bool), ApiError> {
         let mut roster = self.roster.lock();
         let before = (roster.rev(), roster.eject_rev());
         let out = f(&mut roster)?;
-        if (roster.rev(), roster.eject_rev()) != before {
+        let moved = (roster.rev(), roster.eject_rev()) != before;
+        if moved {
             self.changed();
         }
-        Ok(out)
+        Ok((out, moved))
     }
 
     /// The stage as the room event shows it; `speaking` tells whether a mixer slot spoke in

@@ -277,12 +277,8 @@ impl MixTask {
                 }
                 self.apply_hearing();
             }
-            Ingress::Mute(slot, muted) => {
-                if let Some(m) = self.mixer.as_mut() {
-                    m.set_muted(slot, muted);
-                }
-            }
             Ingress::StageChanged => {
+                self.room.stage_change_taken();
                 self.stage_changed = true;
                 if let Some(m) = self.mixer.as_mut() {
                     self.room.apply_mutes(m);
