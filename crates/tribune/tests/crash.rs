@@ -6,24 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{free_addr, get_json, http_get, run_json, tribune, wait_listening, Proc};
+use common::{free_addr, get_json, http_get, run_json, serve, tribune};
 use tribune_media::analysis::{dominant_frequency, rms};
-
-fn serve(addr: std::net::SocketAddr, data: &std::path::Path) -> Proc {
-    let p = Proc(
-        tribune(&[
-            "serve",
-            "--listen",
-            &addr.to_string(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ])
-        .spawn()
-        .unwrap(),
-    );
-    wait_listening(addr);
-    p
-}
 
 /// Completed segments the live playlist lists (its `EXTINF` lines) and the last one's number.
 fn live_segments(addr: std::net::SocketAddr, room: &str) -> (usize, u64) {

@@ -41,20 +41,7 @@ fn refused(data: &Path) -> String {
 
 /// Runs a node on `data` until it serves, then stops it: the room database exists.
 fn first_start(data: &Path) {
-    let addr = free_addr();
-    let node = common::Proc(
-        tribune(&[
-            "serve",
-            "--listen",
-            &addr.to_string(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ])
-        .spawn()
-        .unwrap(),
-    );
-    common::wait_listening(addr);
-    drop(node);
+    drop(common::serve(free_addr(), data));
 }
 
 #[test]

@@ -10,28 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_addr, run_json, tribune, wait_listening, Proc, API_KEY};
+use common::{free_addr, run_json, serve, API_KEY};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 use tribune_media::analysis::{dominant_frequency, rms};
 use tribune_media::{wire, Decoder, Encoder, ToneGenerator, FRAME_SAMPLES};
-
-fn serve(addr: std::net::SocketAddr, data: &std::path::Path) -> Proc {
-    let p = Proc(
-        tribune(&[
-            "serve",
-            "--listen",
-            &addr.to_string(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ])
-        .spawn()
-        .unwrap(),
-    );
-    wait_listening(addr);
-    p
-}
 
 /// A speaker sending a 440 Hz tone in real time until `stop` (or its socket closes).
 async fn speaker(url: String, stop: Arc<AtomicBool>) {

@@ -41,6 +41,23 @@ impl Drop for Proc {
     }
 }
 
+/// A node serving on `addr` with its data in `data`, once it accepts connections.
+pub fn serve(addr: SocketAddr, data: &std::path::Path) -> Proc {
+    let p = Proc(
+        tribune(&[
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .spawn()
+        .unwrap(),
+    );
+    wait_listening(addr);
+    p
+}
+
 /// The operator key servers started by these tests take, and room creations present.
 pub const API_KEY: &str = "cli-test-operator-key-0123456789";
 
