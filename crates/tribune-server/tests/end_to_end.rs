@@ -102,6 +102,60 @@ async fn two_speakers_are_mixed_and_heard_live() {
     server.shutdown().await.unwrap();
 }
 
+/// A room created with the operator key, scheduled an hour ahead when `scheduled`.
+async fn room(base: &str, scheduled: bool) -> String {
+    let mut body = serde_json::json!({"title": "counts"});
+    if scheduled {
+        body["scheduled_for"] = (tribune_core::unix_micros() / 1_000_000 + 3600).into();
+    }
+    let (status, v) = common::post(base, "/api/rooms", common::API_KEY, body).await;
+    assert_eq!(status, 201, "{v}");
+    v["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_counts_reach_listeners_at_the_live_edge_through_their_group_writer() {
+    let server = common::start().await;
+    let base = server.url();
+    // A live room (events ride ahead of the audio) and a scheduled one (no audio: events go
+    // out on their own).
+    for scheduled in [false, true] {
+        let room = room(&base, scheduled).await;
+        let mut a = common::open_listener(&server, &room).await;
+        let mut b = common::open_listener(&server, &room).await;
+        for ws in [&mut a, &mut b] {
+            common::wait_event(ws, |v| v["listeners"] == 2).await;
+            // Settled at the live edge: the group writer holds the socket.
+            let (frames, gaps) = common::count_frames(ws, Duration::from_millis(400)).await;
+            assert_eq!(gaps, 0);
+            assert!(scheduled || frames > 5, "live audio: {frames}");
+        }
+        let before = common::metric(&base, "direct_events_total").await;
+        let mut c = common::open_listener(&server, &room).await;
+        for ws in [&mut a, &mut b, &mut c] {
+            common::wait_event(ws, |v| v["listeners"] == 3).await;
+        }
+        let after = common::metric(&base, "direct_events_total").await;
+        assert!(
+            after >= before + 2,
+            "scheduled {scheduled}: the two settled listeners had the count from their writer \
+             ({before} -> {after})"
+        );
+        // The audio goes on with no gap after the event, and the next count arrives too.
+        let (frames, gaps) = common::count_frames(&mut a, Duration::from_millis(300)).await;
+        assert_eq!(gaps, 0);
+        assert!(
+            scheduled || frames > 5,
+            "live audio after the event: {frames}"
+        );
+        drop(c);
+        for ws in [&mut a, &mut b] {
+            common::wait_event(ws, |v| v["listeners"] == 2).await;
+        }
+    }
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ending_the_room_closes_listeners_with_a_reason() {
     let server = common::start().await;

@@ -104,6 +104,8 @@ pub struct Metrics {
     pub batches_sent: Counter,
     /// Of those, written by a phase group's writer (listeners at the live edge).
     pub direct_writes: Counter,
+    /// Room events written ahead of a batch by a phase group's writer (no listener task woke).
+    pub direct_events: Counter,
     /// Times a listener fell behind the ring and skipped to the live edge.
     pub skips: Counter,
     /// Frames listeners missed through skips.
@@ -295,6 +297,12 @@ impl Metrics {
             "counter",
             "Audio messages written by phase-group writers (no listener task woke).",
             self.direct_writes.get(),
+        );
+        put(
+            "direct_events_total",
+            "counter",
+            "Room events written ahead of an audio batch by phase-group writers (no listener task woke).",
+            self.direct_events.get(),
         );
         put(
             "skips_total",

@@ -43,6 +43,8 @@ struct WireState {
     cursor: Seq,
     /// The unsent rest of a message the group writer started: it goes out before anything else.
     tail: Bytes,
+    /// The revision of the last room event this socket was sent (by its task or the writer).
+    event_rev: u64,
     /// The connection's task has ended: writers drop the socket.
     closed: bool,
 }
@@ -55,8 +57,11 @@ pub struct ConnectionSocket(pub Arc<SharedSocket>);
 /// What a group writer did with one socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
-    /// The whole batch was written.
-    Sent,
+    /// The whole batch was written, with the room event ahead of it if `event`.
+    Sent {
+        /// The batch's room event went out too.
+        event: bool,
+    },
     /// Not in direct mode: the connection's task serves it.
     Skipped,
     /// Handed back to the connection's task (socket full, partial write, cursor elsewhere).
@@ -74,6 +79,7 @@ impl SharedSocket {
                 direct: false,
                 cursor: Seq(0),
                 tail: Bytes::new(),
+                event_rev: 0,
                 closed: false,
             }),
             handback: Notify::new(),
@@ -156,7 +162,8 @@ impl SharedSocket {
     }
 
     /// Writes `batch` for the group writer, if the socket is direct and its listener needs
-    /// exactly this batch next.
+    /// exactly this batch next; the batch's room event goes ahead of it, in the same write, if
+    /// this socket has not had it.
     pub fn write_batch(&self, batch: &Batch) -> Written {
         let mut st = self.state.lock();
         if st.closed {
@@ -171,17 +178,48 @@ impl SharedSocket {
             self.handback.notify_one();
             return Written::HandedBack;
         }
-        // A plain send(2): tokio's readiness is only needed to wait, and the writer never
-        // waits (a socket that would block goes back to its task, which does).
-        let written = match socket2::SockRef::from(&self.stream).send(&batch.frame) {
-            Ok(n) if n == batch.frame.len() => {
+        let event = batch.event.as_ref().filter(|e| e.rev > st.event_rev);
+        let total = event.map_or(0, |e| e.frame.len()) + batch.frame.len();
+        if total == 0 {
+            return Written::Sent { event: false };
+        }
+        // A plain send(2) (sendmsg(2) with the event): tokio's readiness is only needed to
+        // wait, and the writer never waits (a socket that would block goes back to its task,
+        // which does).
+        let sock = socket2::SockRef::from(&self.stream);
+        let sent = match event {
+            Some(e) => {
+                sock.send_vectored(&[io::IoSlice::new(&e.frame), io::IoSlice::new(&batch.frame)])
+            }
+            None => sock.send(&batch.frame),
+        };
+        let written = match sent {
+            Ok(n) if n == total => {
                 st.cursor = batch.end;
-                return Written::Sent;
+                if let Some(e) = event {
+                    st.event_rev = e.rev;
+                }
+                return Written::Sent {
+                    event: event.is_some(),
+                };
             }
             Ok(n) => {
                 // The rest goes out first when the task takes over.
-                st.tail = batch.frame.slice(n..);
+                st.tail = match event {
+                    Some(e) if n < e.frame.len() => {
+                        // Rare (a socket that took part of an event): one copy of the rest.
+                        let mut rest = Vec::with_capacity(total - n);
+                        rest.extend_from_slice(&e.frame[n..]);
+                        rest.extend_from_slice(&batch.frame);
+                        Bytes::from(rest)
+                    }
+                    Some(e) => batch.frame.slice(n - e.frame.len()..),
+                    None => batch.frame.slice(n..),
+                };
                 st.cursor = batch.end;
+                if let Some(e) = event {
+                    st.event_rev = e.rev;
+                }
                 Written::HandedBack
             }
             // Full (a slow listener) or broken: the task finds out which.
@@ -193,24 +231,26 @@ impl SharedSocket {
         written
     }
 
-    /// Hands the socket to the group writer with the listener at `cursor`, if `cursor` is the
-    /// group's published edge `edge` and nothing of the writer's is pending. Returns whether it
-    /// is direct now.
-    pub fn go_direct(&self, cursor: Seq, edge: Seq) -> bool {
+    /// Hands the socket to the group writer with the listener at `cursor` and its last room
+    /// event at `event_rev`, if `cursor` is the group's published edge `edge` and nothing of
+    /// the writer's is pending. Returns whether it is direct now.
+    pub fn go_direct(&self, cursor: Seq, edge: Seq, event_rev: u64) -> bool {
         let mut st = self.state.lock();
         if st.closed || !st.tail.is_empty() || cursor != edge {
             return false;
         }
         st.cursor = cursor;
+        st.event_rev = event_rev;
         st.direct = true;
         true
     }
 
-    /// Takes the socket back for the task: returns the listener's cursor as the writer left it.
-    pub fn take_back(&self) -> Seq {
+    /// Takes the socket back for the task: returns the listener's cursor and last room event
+    /// as the writer left them.
+    pub fn take_back(&self) -> (Seq, u64) {
         let mut st = self.state.lock();
         st.direct = false;
-        st.cursor
+        (st.cursor, st.event_rev)
     }
 
     /// Whether the group writer holds it now.
@@ -261,24 +301,27 @@ pub async fn write_group(
     while batches.changed().await.is_ok() {
         let batch = batches.borrow_and_update().clone();
         sockets.append(&mut joining.0.lock());
-        if batch.end <= batch.start {
+        if batch.end <= batch.start && batch.event.is_none() {
             continue;
         }
-        let mut sent = 0u64;
+        let (mut sent, mut events) = (0u64, 0u64);
         sockets.retain(|s| match s.upgrade().map(|s| s.write_batch(&batch)) {
-            Some(Written::Sent) => {
+            Some(Written::Sent { event }) => {
                 sent += 1;
+                events += u64::from(event);
                 true
             }
             None | Some(Written::Closed) => false,
             Some(Written::Skipped | Written::HandedBack) => true,
         });
-        if sent > 0 {
+        let frames = batch.end.0.saturating_sub(batch.start.0);
+        if sent > 0 && frames > 0 {
             metrics.batches_sent.add(sent);
-            metrics
-                .frames_sent
-                .add(sent * (batch.end.0 - batch.start.0));
+            metrics.frames_sent.add(sent * frames);
             metrics.direct_writes.add(sent);
+        }
+        if events > 0 {
+            metrics.direct_events.add(events);
         }
     }
 }
@@ -286,8 +329,17 @@ pub async fn write_group(
 /// One unmasked binary WebSocket message (server to client) carrying `payload`, which is its
 /// last `payload.len()` bytes.
 pub fn binary_frame(payload: &[u8]) -> Bytes {
+    frame(0x82, payload) // FIN, binary
+}
+
+/// One unmasked text WebSocket message (server to client) carrying `text`.
+pub fn text_frame(text: &str) -> Bytes {
+    frame(0x81, text.as_bytes()) // FIN, text
+}
+
+fn frame(first: u8, payload: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(payload.len() + 10);
-    out.push(0x82); // FIN, binary
+    out.push(first);
     match payload.len() {
         n if n < 126 => out.push(n as u8),
         n if n <= usize::from(u16::MAX) => {
@@ -306,6 +358,7 @@ pub fn binary_frame(payload: &[u8]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::batch::Event;
     use std::time::Duration;
     use tokio::io::AsyncReadExt;
 
@@ -317,6 +370,7 @@ mod tests {
             end: Seq(end),
             bytes,
             frame,
+            event: None,
         }
     }
 
@@ -348,14 +402,14 @@ mod tests {
     #[tokio::test]
     async fn a_full_socket_is_handed_back_and_its_unsent_rest_goes_out_before_the_task_writes() {
         let (s, mut client) = pair().await;
-        assert!(s.go_direct(Seq(0), Seq(0)));
+        assert!(s.go_direct(Seq(0), Seq(0), 0));
         // Batches of 8 KiB until the unread socket is full.
         let mut expected = Vec::new();
         let mut start = 0;
         let outcome = loop {
             let b = batch(start, start + 5, 8 * 1024);
             let w = s.write_batch(&b);
-            if w != Written::Sent {
+            if !matches!(w, Written::Sent { .. }) {
                 // A batch the writer started counts whole (its rest is the tail); one that did
                 // not fit at all was not written.
                 if s.state.lock().tail.is_empty() {
@@ -403,27 +457,131 @@ mod tests {
         assert_eq!(got.len(), expected.len());
         assert!(got == expected, "bytes arrived out of order");
         // The cursor the writer left is past the last batch it started.
-        assert_eq!(s.take_back(), Seq(start + 5));
+        assert_eq!(s.take_back().0, Seq(start + 5));
     }
 
     #[tokio::test]
     async fn a_listener_elsewhere_than_the_batch_start_is_handed_back_unwritten() {
         let (s, mut client) = pair().await;
-        assert!(!s.go_direct(Seq(3), Seq(5)), "only at the published edge");
-        assert!(s.go_direct(Seq(5), Seq(5)));
+        assert!(
+            !s.go_direct(Seq(3), Seq(5), 0),
+            "only at the published edge"
+        );
+        assert!(s.go_direct(Seq(5), Seq(5), 0));
         assert_eq!(s.write_batch(&batch(7, 9, 10)), Written::HandedBack);
-        assert_eq!(s.take_back(), Seq(5));
+        assert_eq!(s.take_back().0, Seq(5));
         task_write(&s, b"MARK").await;
         let mut buf = [0u8; 4];
         client.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"MARK", "the off-cursor batch was not written");
         // A task write takes the socket out of direct mode.
-        assert!(s.go_direct(Seq(5), Seq(5)));
+        assert!(s.go_direct(Seq(5), Seq(5), 0));
         task_write(&s, b"x").await;
         assert!(!s.is_direct());
         s.close();
-        assert!(!s.go_direct(Seq(5), Seq(5)));
+        assert!(!s.go_direct(Seq(5), Seq(5), 0));
         assert_eq!(s.write_batch(&batch(5, 6, 10)), Written::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_room_event_goes_ahead_of_the_audio_once_per_revision_in_the_same_write() {
+        let (s, mut client) = pair().await;
+        // The task sent event 3 (the hello) before handing the socket over.
+        assert!(s.go_direct(Seq(0), Seq(0), 3));
+        let event = |rev: u64, text: &str| {
+            Some(Event {
+                rev,
+                frame: text_frame(text),
+            })
+        };
+        let mut expected = Vec::new();
+        // Event 3 was had: only the audio.
+        let b = Batch {
+            event: event(3, "{\"old\":3}"),
+            ..batch(0, 5, 40)
+        };
+        assert_eq!(s.write_batch(&b), Written::Sent { event: false });
+        expected.extend_from_slice(&b.frame);
+        // Event 4 is new: text frame, then the audio.
+        let b = Batch {
+            event: event(4, "{\"listeners\":2}"),
+            ..batch(5, 10, 40)
+        };
+        assert_eq!(s.write_batch(&b), Written::Sent { event: true });
+        expected.extend_from_slice(&text_frame("{\"listeners\":2}"));
+        expected.extend_from_slice(&b.frame);
+        // The same event on the next batch is not repeated.
+        let b = Batch {
+            event: event(4, "{\"listeners\":2}"),
+            ..batch(10, 15, 40)
+        };
+        assert_eq!(s.write_batch(&b), Written::Sent { event: false });
+        expected.extend_from_slice(&b.frame);
+        // An event with no audio (a room that is not producing) goes out on its own.
+        let b = Batch {
+            event: event(5, "{\"listeners\":3}"),
+            ..batch(15, 15, 0)
+        };
+        let b = Batch {
+            bytes: Bytes::new(),
+            frame: Bytes::new(),
+            ..b
+        };
+        assert_eq!(s.write_batch(&b), Written::Sent { event: true });
+        expected.extend_from_slice(&text_frame("{\"listeners\":3}"));
+        // The task takes the socket back knowing what the writer sent.
+        assert_eq!(s.take_back(), (Seq(15), 5));
+        let mut got = vec![0u8; expected.len()];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(got == expected, "frames arrived out of order or repeated");
+        assert_eq!(got[0], 0x82, "audio first: event 3 was had");
+    }
+
+    #[tokio::test]
+    async fn an_event_cut_by_a_full_socket_is_finished_before_the_task_writes() {
+        let (s, mut client) = pair().await;
+        assert!(s.go_direct(Seq(0), Seq(0), 0));
+        // An event larger than the socket's buffers: the write stops inside it.
+        let text = "e".repeat(512 * 1024);
+        let b = Batch {
+            event: Some(Event {
+                rev: 1,
+                frame: text_frame(&text),
+            }),
+            ..batch(0, 5, 1024)
+        };
+        assert_eq!(s.write_batch(&b), Written::HandedBack);
+        let tail = s.state.lock().tail.len();
+        assert!(
+            tail > b.frame.len(),
+            "cut inside the event ({tail} bytes left)"
+        );
+        assert_eq!(
+            s.take_back(),
+            (Seq(5), 1),
+            "the batch and the event count as sent"
+        );
+        let mut expected = text_frame(&text).to_vec();
+        expected.extend_from_slice(&b.frame);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        task_write(&s, b"MARK").await;
+        std::future::poll_fn(|cx| s.poll_shutdown(cx))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .unwrap()
+            .unwrap();
+        expected.extend_from_slice(b"MARK");
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes arrived out of order");
     }
 
     #[test]

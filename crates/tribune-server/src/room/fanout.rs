@@ -43,6 +43,7 @@ impl Fanout {
             end: Seq(0),
             bytes: Bytes::new(),
             frame: Bytes::new(),
+            event: None,
         };
         let groups = groups.max(1);
         Fanout {
@@ -106,8 +107,10 @@ impl Phases {
 
     /// Puts in `out` the groups due at `tick` with `batch_frames` per write and the ring at
     /// `head`, each with the range to publish: those whose phase comes up and have something
-    /// new, and any group two intervals behind (after the interval changed under it). Marks them
-    /// published. `out` is the caller's, reused every tick.
+    /// new, and any group more than one interval behind (the interval changed under it: while
+    /// an audience grows it changes every few hundred joins, and waiting for the new phase
+    /// could hold a group's frames for up to two intervals). Marks them published. `out` is the
+    /// caller's, reused every tick.
     pub fn due(&mut self, tick: u64, batch_frames: u64, head: Seq, out: &mut Vec<Due>) {
         let b = batch_frames.max(1);
         out.clear();
@@ -116,11 +119,16 @@ impl Phases {
             if pending == 0 {
                 continue;
             }
-            if (tick + g as u64).is_multiple_of(b) || pending >= 2 * b {
+            if (tick + g as u64).is_multiple_of(b) || pending > b {
                 out.push((g, *published, head));
                 *published = head;
             }
         }
+    }
+
+    /// Each group with where its published batches end.
+    pub fn published(&self) -> impl Iterator<Item = (usize, Seq)> + '_ {
+        self.published.iter().copied().enumerate()
     }
 
     /// Puts in `out` every group with something new, published up to `head` (the room's last
@@ -202,6 +210,52 @@ mod tests {
     }
 
     #[test]
+    fn while_the_interval_grows_no_group_waits_more_than_an_interval_and_a_frame() {
+        // An audience arriving at 1 000 a second: the interval grows by a frame every 600
+        // joins, from 1 to 18 frames (30 000 writes a second).
+        let groups = 18;
+        let mut p = Phases::new(groups, Seq(0));
+        let mut due = Vec::new();
+        let mut last = vec![0u64; groups];
+        let mut writes = 0u64;
+        for tick in 1..=2_000u64 {
+            let listeners = (tick * 20).min(18_000);
+            let b = (listeners * 1000 / (30_000 * 20)).clamp(1, 18);
+            p.due(tick, b, Seq(tick), &mut due);
+            for &(g, s, e) in &due {
+                assert_eq!(s.0, last[g], "group {g} got every frame in order");
+                assert!(
+                    e.0 - s.0 <= b + 1,
+                    "tick {tick}: group {g} held {} > {b} + 1",
+                    e.0 - s.0
+                );
+                last[g] = e.0;
+                writes += 1;
+            }
+            // Every group is at most an interval and a frame behind the head.
+            assert!(
+                last.iter().all(|&l| tick - l <= b + 1),
+                "tick {tick}: {last:?}"
+            );
+        }
+        // Once the interval stops moving the groups are spread again: one group per tick.
+        let mut per_tick = Vec::new();
+        for tick in 2_001..=2_036u64 {
+            p.due(tick, 18, Seq(tick), &mut due);
+            per_tick.push(due.len());
+        }
+        assert!(per_tick[18..].iter().all(|&n| n == 1), "{per_tick:?}");
+        // The catch-up writes are few: about one per group per change of the interval.
+        let steady: u64 = (1..=2_000u64)
+            .map(|t| groups as u64 / ((t * 20).min(18_000) * 1000 / 600_000).clamp(1, 18))
+            .sum();
+        assert!(
+            writes < steady + steady / 10,
+            "{writes} writes against {steady}"
+        );
+    }
+
+    #[test]
     fn subscribers_are_spread_round_robin() {
         let f = Fanout::new(3);
         let rx: Vec<_> = (0..6).map(|_| f.subscribe().batches).collect();
@@ -212,6 +266,7 @@ mod tests {
                 end: Seq(1),
                 bytes: Bytes::from_static(b"x"),
                 frame: Bytes::new(),
+                event: None,
             },
         );
         let changed: Vec<bool> = rx.iter().map(|r| r.has_changed().unwrap()).collect();

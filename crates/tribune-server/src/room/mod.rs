@@ -21,7 +21,7 @@ mod stage;
 mod stage_feed;
 mod task;
 
-pub use crate::net::batch::Batch;
+pub use crate::net::batch::{Batch, Event};
 pub use metrics::render_rooms;
 pub use persist::{MSN_AHEAD, SEQ_AHEAD};
 pub(crate) use stage::off_stage;
@@ -75,8 +75,31 @@ pub struct Snapshot {
     pub state: RoomState,
     /// The JSON event, serialized once for everyone.
     pub text: Utf8Bytes,
+    /// The same as one WebSocket text frame with its revision (what phase-group writers send).
+    pub event: Event,
     /// The roster's ejection revision: listener connections look themselves up (are they
     /// blocked or removed?) only when this moves.
+    pub eject_rev: u64,
+}
+
+impl Snapshot {
+    /// The part listener connections must act on themselves.
+    pub fn control(&self) -> Control {
+        Control {
+            state: self.state,
+            eject_rev: self.eject_rev,
+        }
+    }
+}
+
+/// What in a room's events a listener connection acts on itself (the room ending, someone
+/// removed or blocked): its task follows this, not every event (counts and who speaks reach a
+/// listener at the live edge through its phase group's writer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Control {
+    /// Lifecycle state.
+    pub state: RoomState,
+    /// The roster's ejection revision.
     pub eject_rev: u64,
 }
 
@@ -117,6 +140,7 @@ pub struct LiveRoom {
     ring: RwLock<Ring>,
     batches: Fanout,
     snapshot: watch::Sender<Snapshot>,
+    control: watch::Sender<Control>,
     ingress: mpsc::Sender<Ingress>,
     listeners: AtomicU64,
     speakers: AtomicU64,
@@ -257,6 +281,14 @@ impl LiveRoom {
             snapshot: watch::Sender::new(Snapshot {
                 state,
                 text: Utf8Bytes::from_static("{}"),
+                event: Event {
+                    rev: 0,
+                    frame: crate::net::direct::text_frame("{}"),
+                },
+                eject_rev: 0,
+            }),
+            control: watch::Sender::new(Control {
+                state,
                 eject_rev: 0,
             }),
             ingress,
@@ -390,6 +422,16 @@ impl LiveRoom {
     /// Follows the room-state events.
     pub fn subscribe_snapshots(&self) -> watch::Receiver<Snapshot> {
         self.snapshot.subscribe()
+    }
+
+    /// Follows the room's state and ejections only (see [`Control`]).
+    pub fn subscribe_control(&self) -> watch::Receiver<Control> {
+        self.control.subscribe()
+    }
+
+    /// The latest room event as a frame, for the phase-group writers.
+    pub(crate) fn event(&self) -> Event {
+        self.snapshot.borrow().event.clone()
     }
 
     /// Counts a listen connection of `listener` in; the guard counts it out when dropped. A
@@ -545,8 +587,8 @@ impl LiveRoom {
         changed
     }
 
-    /// Publishes the room-state event if its text changed.
-    fn publish_snapshot(&self, stage: &Stage) {
+    /// Publishes the room-state event if its text changed; says whether it did.
+    fn publish_snapshot(&self, stage: &Stage) -> bool {
         let info = self.info.lock().clone();
         let speaking = |slot| stage.speakers.get(&slot).is_some_and(|s| s.speaking);
         let part = self.stage_part(speaking);
@@ -572,17 +614,26 @@ impl LiveRoom {
         };
         let text = event.to_text();
         let eject_rev = part.eject_rev;
-        self.snapshot.send_if_modified(|snap| {
+        let changed = self.snapshot.send_if_modified(|snap| {
             if snap.state == state && snap.text.as_str() == text {
                 return false;
             }
             *snap = Snapshot {
                 state,
+                event: Event {
+                    rev: snap.event.rev + 1,
+                    frame: crate::net::direct::text_frame(&text),
+                },
                 text: Utf8Bytes::from(text),
                 eject_rev,
             };
             true
         });
+        // After the event itself: a task woken by this finds the event that goes with it.
+        let control = Control { state, eject_rev };
+        self.control
+            .send_if_modified(|c| std::mem::replace(c, control) != control);
+        changed
     }
 
     /// Mutes or unmutes each seat in the mixer as the roster says.

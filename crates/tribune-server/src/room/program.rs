@@ -80,8 +80,31 @@ impl Program {
         self.publish();
     }
 
-    /// Publishes each due group's range; groups due with the same range share one message.
+    /// Publishes the room's latest event to every group on its own (no audio): for a room that
+    /// is not producing, whose events have no batch to ride on.
+    pub(crate) fn announce(&mut self) {
+        let event = Some(self.room.event());
+        for (g, at) in self.phases.published() {
+            self.room.batches.publish(
+                g,
+                Batch {
+                    start: at,
+                    end: at,
+                    bytes: Bytes::new(),
+                    frame: Bytes::new(),
+                    event: event.clone(),
+                },
+            );
+        }
+    }
+
+    /// Publishes each due group's range, with the room's latest event; groups due with the same
+    /// range share one message.
     fn publish(&self) {
+        if self.due.is_empty() {
+            return;
+        }
+        let event = Some(self.room.event());
         let mut last: Option<Batch> = None;
         for &(g, start, end) in &self.due {
             let batch = match &last {
@@ -97,6 +120,7 @@ impl Program {
                         end,
                         bytes,
                         frame,
+                        event: event.clone(),
                     };
                     last = Some(b.clone());
                     b

@@ -199,8 +199,11 @@ impl MixTask {
                 _ => {}
             }
             if !producing {
-                if std::mem::take(&mut self.stage_changed) {
-                    self.room.publish_snapshot(&self.stage);
+                // No batches to carry a new event: it goes out on its own.
+                if std::mem::take(&mut self.stage_changed)
+                    && self.room.publish_snapshot(&self.stage)
+                {
+                    self.program.announce();
                 }
                 continue;
             }

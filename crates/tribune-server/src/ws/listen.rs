@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::net::direct::{ConnectionSocket, SharedSocket};
 use crate::net::limits::MessageRate;
 use crate::node::state::AppState;
-use crate::room::{Batch, LiveRoom};
+use crate::room::{Batch, LiveRoom, Snapshot};
 
 /// Most frames sent in one catch-up message, so one write stays small.
 const MAX_CATCH_UP_FRAMES: u64 = 250;
@@ -109,6 +109,8 @@ async fn run(
         member.joining.push(w);
     }
     let mut snapshots = room.subscribe_snapshots();
+    let mut control = room.subscribe_control();
+    control.borrow_and_update();
     let mut shutdown = app.shutdown();
     let send_timeout = app.config().send_timeout;
     // Start with the latest batch (a short prefill for the client's jitter buffer), or where a
@@ -116,13 +118,17 @@ async fn run(
     let latest = batches.borrow_and_update().clone();
     let mut cursor = from.unwrap_or(latest.start);
     let hello = snapshots.borrow_and_update().clone();
-    // Moderation closes this connection (4001) by bumping the ejection revision of the event.
-    let mut eject_seen = hello.eject_rev;
+    let mut seen = Seen {
+        event_rev: hello.event.rev,
+        // Moderation closes this connection (4001) by bumping the ejection revision.
+        eject_rev: hello.eject_rev,
+    };
     let mut out = Outbox {
         socket: &mut socket,
         send_timeout,
     };
-    // Whether the phase group's writer holds the socket (then it keeps the cursor).
+    // Whether the phase group's writer holds the socket (then it keeps the cursor and sends
+    // the room's events).
     let mut direct = false;
     if out.send(Message::Text(hello.text)).await.is_err() {
         return;
@@ -135,7 +141,7 @@ async fn run(
         out.close((close::NORMAL, "room ended")).await;
         return;
     }
-    if let Some(reason) = room.eject_check(listener, eject_seen) {
+    if let Some(reason) = room.eject_check(listener, seen.eject_rev) {
         out.close((close::REMOVED, reason)).await;
         return;
     }
@@ -149,13 +155,19 @@ async fn run(
     loop {
         if let (Ok(()), Some(w)) = (&step, &wire) {
             step = out
-                .go_direct(w, &mut direct, &room, &metrics, &mut cursor, &batches)
+                .go_direct(
+                    w,
+                    &mut direct,
+                    &room,
+                    &metrics,
+                    &mut cursor,
+                    &mut seen,
+                    &batches,
+                )
                 .await;
         }
         if let Err(reason) = step {
-            if let Some(w) = &wire {
-                w.take_back();
-            }
+            take_back(wire.as_deref(), &mut direct, &mut cursor, &mut seen);
             out.close(reason).await;
             return;
         }
@@ -167,7 +179,7 @@ async fn run(
                 "this ticket opened another connection; one ticket is one listener",
             )),
             _ = handed_back(), if direct => {
-                take_back(wire.as_deref(), &mut direct, &mut cursor);
+                take_back(wire.as_deref(), &mut direct, &mut cursor, &mut seen);
                 Ok(())
             }
             changed = batches.changed(), if !direct => match changed {
@@ -177,27 +189,19 @@ async fn run(
                 }
                 Err(_) => Err((close::NORMAL, "room closed")),
             },
-            changed = snapshots.changed() => match changed {
+            // The room ending or someone removed: this task acts, direct or not.
+            changed = control.changed() => match changed {
                 Ok(()) => {
-                    take_back(wire.as_deref(), &mut direct, &mut cursor);
-                    let snap = snapshots.borrow_and_update().clone();
-                    match out.send(Message::Text(snap.text)).await {
-                        Ok(()) if snap.state == RoomState::Ended => {
-                            // Send whatever the room produced last, then say goodbye.
-                            let batch = batches.borrow_and_update().clone();
-                            let _ = out.deliver(&batch, &room, &metrics, &mut cursor).await;
-                            Err((close::NORMAL, "room ended"))
-                        }
-                        Ok(()) if snap.eject_rev != eject_seen => {
-                            let since = std::mem::replace(&mut eject_seen, snap.eject_rev);
-                            match room.eject_check(listener, since) {
-                                Some(reason) => Err((close::REMOVED, reason)),
-                                None => Ok(()),
-                            }
-                        }
-                        Ok(()) => Ok(()),
-                        Err(e) => Err(e),
-                    }
+                    control.borrow_and_update();
+                    take_back(wire.as_deref(), &mut direct, &mut cursor, &mut seen);
+                    out.room_event(&mut snapshots, &mut seen, &room, &metrics, &mut cursor, &batches, listener).await
+                }
+                Err(_) => Err((close::NORMAL, "room closed")),
+            },
+            // Any other event: the group writer sends it while it holds the socket.
+            changed = snapshots.changed(), if !direct => match changed {
+                Ok(()) => {
+                    out.room_event(&mut snapshots, &mut seen, &room, &metrics, &mut cursor, &batches, listener).await
                 }
                 Err(_) => Err((close::NORMAL, "room closed")),
             },
@@ -229,10 +233,23 @@ async fn run(
     }
 }
 
-/// Takes the socket back from the group writer (if it held it), with the cursor it left.
-fn take_back(wire: Option<&SharedSocket>, direct: &mut bool, cursor: &mut Seq) {
-    if let (true, Some(w)) = (*direct, wire) {
-        *cursor = w.take_back();
+/// What of the room's events this connection has had.
+struct Seen {
+    /// The last event sent (by this task or the group writer).
+    event_rev: u64,
+    /// The ejection revision this connection last checked itself against.
+    eject_rev: u64,
+}
+
+/// Takes the socket back from the group writer (if it held it), with the cursor and last
+/// event it left.
+fn take_back(wire: Option<&SharedSocket>, direct: &mut bool, cursor: &mut Seq, seen: &mut Seen) {
+    if let Some(w) = wire {
+        let (at, event_rev) = w.take_back();
+        if *direct {
+            *cursor = at;
+            seen.event_rev = event_rev;
+        }
     }
     *direct = false;
 }
@@ -256,6 +273,7 @@ impl Outbox<'_> {
     /// Hands the socket to the phase group's writer when the listener is at the group's
     /// published edge: first whatever the writer left unsent, then a catch-up from the ring.
     /// Leaves it with the task (serving batches itself) when the edge keeps moving.
+    #[allow(clippy::too_many_arguments)]
     async fn go_direct(
         &mut self,
         wire: &SharedSocket,
@@ -263,12 +281,13 @@ impl Outbox<'_> {
         room: &LiveRoom,
         metrics: &Metrics,
         cursor: &mut Seq,
+        seen: &mut Seen,
         batches: &watch::Receiver<Batch>,
     ) -> Result<(), CloseReason> {
         if *direct && wire.is_direct() {
             return Ok(());
         }
-        take_back(Some(wire), direct, cursor);
+        take_back(Some(wire), direct, cursor, seen);
         match tokio::time::timeout(self.send_timeout, self.socket.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err((close::NORMAL, "connection lost")),
@@ -277,9 +296,42 @@ impl Outbox<'_> {
         for _ in 0..3 {
             let edge = batches.borrow().end;
             self.catch_up(room, metrics, cursor, edge).await?;
-            if wire.go_direct(*cursor, edge) {
+            if wire.go_direct(*cursor, edge, seen.event_rev) {
                 *direct = true;
                 return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the room's latest event unless this connection has had it, then acts on it: the
+    /// room ended (the last audio, then close) or someone was removed (is it this listener?).
+    #[allow(clippy::too_many_arguments)]
+    async fn room_event(
+        &mut self,
+        snapshots: &mut watch::Receiver<Snapshot>,
+        seen: &mut Seen,
+        room: &LiveRoom,
+        metrics: &Metrics,
+        cursor: &mut Seq,
+        batches: &watch::Receiver<Batch>,
+        listener: ListenerId,
+    ) -> Result<(), CloseReason> {
+        let snap = snapshots.borrow_and_update().clone();
+        if snap.event.rev > seen.event_rev {
+            self.send(Message::Text(snap.text)).await?;
+            seen.event_rev = snap.event.rev;
+        }
+        if snap.state == RoomState::Ended {
+            // Send whatever the room produced last, then say goodbye.
+            let batch = batches.borrow().clone();
+            let _ = self.deliver(&batch, room, metrics, cursor).await;
+            return Err((close::NORMAL, "room ended"));
+        }
+        if snap.eject_rev != seen.eject_rev {
+            let since = std::mem::replace(&mut seen.eject_rev, snap.eject_rev);
+            if let Some(reason) = room.eject_check(listener, since) {
+                return Err((close::REMOVED, reason));
             }
         }
         Ok(())
