@@ -3,8 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the tests need: Debian's Chromium for the browser tests, ffmpeg to play LL-HLS.
-need=(chromium ffmpeg nginx)
+# System packages the tests need: Debian's Chromium for the browser tests, ffmpeg to play LL-HLS,
+# nginx as an LL-HLS edge, redis-server for the shared room store.
+need=(chromium ffmpeg nginx redis-server)
 if ((${#need[@]})); then
   missing=()
   for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -1,0 +1,304 @@
+//! Room records in Redis: the store nodes share when rooms must be found from any of them.
+//!
+//! One hash per room, `PREFIX:room:{ID}` (fields `rev` and `record`, the record as JSON). The
+//! braces are a Redis Cluster hash tag: whatever else is kept for a room later (counts, blocks)
+//! goes under keys with the same tag and lands on the same shard. A `put` is one Lua script
+//! (compare the revision, then write), so two nodes racing on one room cannot both win and a
+//! client that dies mid-write leaves the room at one revision or the other. A `put` whose reply
+//! was lost with the connection is looked up on a new one: if the record it wrote is there, the
+//! write succeeded.
+//!
+//! What "durable" means here is the server's setting, written down in docs/DEPLOY.md: with
+//! `appendonly yes` and `appendfsync always` a `put` that returns has reached the server's
+//! disk; with `wait_replicas` set, it has also reached that many replicas (`WAIT`). Every call
+//! has a deadline (`timeout`): a Redis that hangs costs the caller an error, never a hang.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::{Connection, RedisError};
+use tribune_core::store::sort_records;
+use tribune_core::{RoomId, RoomRecord, RoomStore, StoreError};
+
+use crate::parse;
+
+/// Compares the stored revision with the offered one (`ARGV[1]`) and writes the record
+/// (`ARGV[2]`) if it is the next. Returns -1 when written, else the stored revision.
+const PUT: &str = r#"
+local stored = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
+local offered = tonumber(ARGV[1])
+if stored + 1 ~= offered then
+  return stored
+end
+redis.call('HSET', KEYS[1], 'rev', ARGV[1], 'record', ARGV[2])
+return -1
+"#;
+
+/// Keys fetched per round trip when listing.
+const LIST_CHUNK: usize = 500;
+
+/// Where and how to reach Redis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`, `rediss://…` or `redis+unix:///path/to/socket`.
+    pub url: String,
+    /// Prefix of every key (letters, digits, `_`, `-`, `.`, `:`), so deployments can share a
+    /// server.
+    pub prefix: String,
+    /// Deadline of every call (connect, read, write).
+    pub timeout: Duration,
+    /// Replicas that must hold a write before `put` returns (0: the primary's reply).
+    pub wait_replicas: u32,
+}
+
+impl RedisConfig {
+    /// `url` with the defaults: prefix `tribune`, 2 s deadline, no replica wait.
+    pub fn new(url: &str) -> RedisConfig {
+        RedisConfig {
+            url: url.to_owned(),
+            prefix: "tribune".to_owned(),
+            timeout: Duration::from_secs(2),
+            wait_replicas: 0,
+        }
+    }
+}
+
+/// Room records in Redis.
+pub struct RedisStore {
+    client: redis::Client,
+    conn: Mutex<Option<Connection>>,
+    cfg: RedisConfig,
+    put: redis::Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.cfg.prefix)
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// Checks the settings and reaches the server once (`PING`), so a wrong address or a
+    /// server that is down stops a node at start with the reason.
+    pub fn open(cfg: RedisConfig) -> Result<RedisStore, StoreError> {
+        let prefix_ok = !cfg.prefix.is_empty()
+            && cfg
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+        if !prefix_ok {
+            return Err(StoreError::Backend(format!(
+                "redis key prefix {:?}: use letters, digits, '_', '-', '.' or ':'",
+                cfg.prefix
+            )));
+        }
+        if cfg.timeout.is_zero() {
+            return Err(StoreError::Backend(
+                "redis timeout must be above zero".into(),
+            ));
+        }
+        let client = redis::Client::open(cfg.url.as_str())
+            .map_err(|e| StoreError::Backend(format!("redis address {:?}: {e}", cfg.url)))?;
+        let store = RedisStore {
+            client,
+            conn: Mutex::new(None),
+            cfg,
+            put: redis::Script::new(PUT),
+        };
+        store.call(|c| redis::cmd("PING").query::<String>(c))?;
+        Ok(store)
+    }
+
+    /// The key of a room's record.
+    fn key(&self, room: &str) -> String {
+        format!("{}:room:{{{room}}}", self.cfg.prefix)
+    }
+
+    /// The room id in `key`, if it is a record key of this store.
+    fn room_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(self.cfg.prefix.as_str())?
+            .strip_prefix(":room:{")?
+            .strip_suffix('}')
+    }
+
+    fn connect(&self) -> Result<Connection, RedisError> {
+        let conn = self.client.get_connection_with_timeout(self.cfg.timeout)?;
+        conn.set_read_timeout(Some(self.cfg.timeout))?;
+        conn.set_write_timeout(Some(self.cfg.timeout))?;
+        Ok(conn)
+    }
+
+    /// Runs `op` on the connection, connecting first if needed. A connection that failed is
+    /// dropped and `op` tried once more on a new one (for reads: they may be repeated).
+    fn call<T>(
+        &self,
+        op: impl Fn(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, StoreError> {
+        match self.call_once(&op) {
+            Err(Failed::Broken(_)) => self.call_once(&op).map_err(|e| self.backend(e.into())),
+            other => other.map_err(|e| self.backend(e.into())),
+        }
+    }
+
+    /// Runs `op` once; a connection that failed is dropped (the next call makes a new one).
+    fn call_once<T>(
+        &self,
+        op: &impl Fn(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, Failed> {
+        let mut slot = self.conn.lock();
+        let conn = match slot.as_mut() {
+            Some(c) => c,
+            None => slot.insert(self.connect().map_err(Failed::Broken)?),
+        };
+        op(conn).map_err(|e| {
+            let broken = e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_timeout();
+            if broken {
+                *slot = None;
+                Failed::Broken(e)
+            } else {
+                Failed::Refused(e)
+            }
+        })
+    }
+
+    fn backend(&self, e: RedisError) -> StoreError {
+        StoreError::Backend(format!("redis ({}): {e}", self.cfg.prefix))
+    }
+}
+
+/// How a call failed.
+enum Failed {
+    /// The connection failed (dropped, timed out): whether a write took effect is unknown.
+    Broken(RedisError),
+    /// The server answered with an error.
+    Refused(RedisError),
+}
+
+impl From<Failed> for RedisError {
+    fn from(f: Failed) -> RedisError {
+        match f {
+            Failed::Broken(e) | Failed::Refused(e) => e,
+        }
+    }
+}
+
+impl RoomStore for RedisStore {
+    fn get(&self, room: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
+        let key = self.key(room.as_str());
+        let json: Option<String> =
+            self.call(|c| redis::cmd("HGET").arg(&key).arg("record").query(c))?;
+        json.map(|j| parse(room.as_str(), &j)).transpose()
+    }
+
+    fn list(&self) -> Result<Vec<RoomRecord>, StoreError> {
+        let pattern = format!("{}:room:*", self.cfg.prefix);
+        // SCAN may return a key twice; a set keeps each once.
+        let keys: BTreeSet<String> = self.call(|c| {
+            let mut keys = BTreeSet::new();
+            let mut cursor = 0u64;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)?;
+                keys.extend(batch);
+                if next == 0 {
+                    return Ok(keys);
+                }
+                cursor = next;
+            }
+        })?;
+        let keys: Vec<String> = keys.into_iter().collect();
+        let mut all = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(LIST_CHUNK) {
+            let values: Vec<Option<String>> = self.call(|c| {
+                let mut pipe = redis::pipe();
+                for key in chunk {
+                    pipe.cmd("HGET").arg(key).arg("record");
+                }
+                pipe.query(c)
+            })?;
+            for (key, json) in chunk.iter().zip(values) {
+                let room = self.room_of(key).unwrap_or(key);
+                // Removed between the scan and the read: gone, not damaged.
+                let Some(json) = json else { continue };
+                let record = parse(room, &json)?;
+                if record.id().as_str() != room {
+                    return Err(StoreError::Corrupt {
+                        room: room.to_owned(),
+                        reason: format!("holds the record of room {}", record.id()),
+                    });
+                }
+                all.push(record);
+            }
+        }
+        sort_records(&mut all);
+        Ok(all)
+    }
+
+    fn put(&self, record: &RoomRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record)
+            .map_err(|e| StoreError::Backend(format!("encoding room {}: {e}", record.id())))?;
+        let key = self.key(record.id().as_str());
+        let write = |c: &mut Connection| {
+            self.put
+                .key(&key)
+                .arg(record.rev)
+                .arg(&json)
+                .invoke::<i64>(c)
+        };
+        let stored = match self.call_once(&write) {
+            Ok(stored) => stored,
+            Err(Failed::Broken(e)) => {
+                // The reply was lost: the write may or may not have happened. Look.
+                let (rev, stored): (Option<u64>, Option<String>) = self.call(|c| {
+                    redis::cmd("HMGET")
+                        .arg(&key)
+                        .arg("rev")
+                        .arg("record")
+                        .query(c)
+                })?;
+                if rev != Some(record.rev) || stored.as_deref() != Some(json.as_str()) {
+                    return Err(self.backend(e));
+                }
+                -1
+            }
+            Err(Failed::Refused(e)) => return Err(self.backend(e)),
+        };
+        if stored >= 0 {
+            return tribune_core::store::check_next(record.id(), stored as u64, record.rev);
+        }
+        if self.cfg.wait_replicas > 0 {
+            let timeout_ms = self.cfg.timeout.as_millis().min(u128::from(u32::MAX)) as u64;
+            let acked: u64 = self.call(|c| {
+                redis::cmd("WAIT")
+                    .arg(self.cfg.wait_replicas)
+                    .arg(timeout_ms)
+                    .query(c)
+            })?;
+            if acked < u64::from(self.cfg.wait_replicas) {
+                return Err(StoreError::Backend(format!(
+                    "room {}: written on the primary, but {acked} of {} replicas confirmed it in time",
+                    record.id(),
+                    self.cfg.wait_replicas
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&self, room: &RoomId) -> Result<bool, StoreError> {
+        let key = self.key(room.as_str());
+        let n: u64 = self.call(|c| redis::cmd("DEL").arg(&key).query(c))?;
+        Ok(n > 0)
+    }
+}

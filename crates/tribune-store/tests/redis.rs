@@ -1,0 +1,388 @@
+//! The room store suite against a real `redis-server` (Debian's package; scripts/test-all.sh
+//! installs it), on a Unix socket in a temporary directory, and what a Redis store does when
+//! the server misbehaves: damaged records, a server that goes away and comes back, a writer
+//! killed mid-write.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tribune_core::store::suite;
+use tribune_core::{RoomRecord, RoomStore, StoreError};
+use tribune_store::{RedisConfig, RedisStore};
+
+/// A `redis-server` of its own, killed when dropped.
+struct Server {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("redis.sock");
+        let child = spawn_redis(&socket, dir.path());
+        wait_for(&socket);
+        Server {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        url(&self.socket)
+    }
+
+    /// Kills the server (SIGKILL) and starts a new one on the same socket.
+    fn kill(&mut self) {
+        self.child.kill().expect("kill redis");
+        self.child.wait().expect("reap redis");
+        let _ = std::fs::remove_file(&self.socket);
+    }
+
+    fn restart(&mut self) {
+        let dir = self.socket.parent().expect("socket dir").to_path_buf();
+        self.child = spawn_redis(&self.socket, &dir);
+        wait_for(&self.socket);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn url(socket: &Path) -> String {
+    format!("redis+unix://{}", socket.display())
+}
+
+fn spawn_redis(socket: &Path, dir: &Path) -> Child {
+    Command::new("redis-server")
+        .args(["--port", "0", "--unixsocket"])
+        .arg(socket)
+        .args([
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is needed for these tests (scripts/test-all.sh installs it)")
+}
+
+fn wait_for(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if RedisStore::open(RedisConfig::new(&url(socket))).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server did not answer on {}", socket.display());
+}
+
+/// A store with a prefix of its own (a fresh, empty store on a shared server).
+fn store(server: &Server, prefix: &str) -> RedisStore {
+    RedisStore::open(RedisConfig {
+        prefix: prefix.to_owned(),
+        ..RedisConfig::new(&server.url())
+    })
+    .expect("open")
+}
+
+fn raw(server: &Server) -> redis::Connection {
+    redis::Client::open(server.url().as_str())
+        .expect("client")
+        .get_connection()
+        .expect("connection")
+}
+
+#[test]
+fn passes_the_store_suite() {
+    let server = Server::start();
+    let n = AtomicUsize::new(0);
+    suite::run_all(&|| {
+        let prefix = format!("suite{}", n.fetch_add(1, Ordering::Relaxed));
+        Box::new(store(&server, &prefix))
+    });
+    assert!(
+        n.load(Ordering::Relaxed) >= 5,
+        "every check ran on a store of its own"
+    );
+}
+
+#[test]
+fn two_nodes_racing_on_a_room_one_wins_whole() {
+    let server = Server::start();
+    let s = store(&server, "race");
+    let room = suite::busy_room("raceaaaaa2", 3);
+    s.put(&room).expect("first write");
+    // Another node's write at the same revision is a conflict.
+    let mut other = room.clone();
+    other.info.title = "another node".into();
+    assert!(matches!(
+        s.put(&other),
+        Err(StoreError::Conflict {
+            stored: 1,
+            offered: 1,
+            ..
+        })
+    ));
+    // Two stores (two nodes) racing on the next revision: exactly one wins.
+    let t = store(&server, "race");
+    let mut a = room.clone();
+    a.rev = 2;
+    a.info.title = "node a".into();
+    let mut b = a.clone();
+    b.info.title = "node b".into();
+    let results = std::thread::scope(|sc| {
+        let ha = sc.spawn(|| s.put(&a));
+        let hb = sc.spawn(|| t.put(&b));
+        [ha.join().expect("a"), hb.join().expect("b")]
+    });
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    let stored = s.get(room.id()).expect("get").expect("stored");
+    assert!(stored == a || stored == b, "one whole record: {stored:?}");
+}
+
+#[test]
+fn a_damaged_record_is_reported_not_skipped() {
+    let server = Server::start();
+    let s = store(&server, "damage");
+    let room = suite::busy_room("damagedaa2", 1);
+    s.put(&room).expect("put");
+    let mut c = raw(&server);
+    redis::cmd("HSET")
+        .arg("damage:room:{damagedaa2}")
+        .arg("record")
+        .arg("{\"info\": 7}")
+        .query::<()>(&mut c)
+        .expect("edit behind the store's back");
+    match s.get(room.id()) {
+        Err(StoreError::Corrupt { room: key, .. }) => assert_eq!(key, "damagedaa2"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(s.list(), Err(StoreError::Corrupt { .. })));
+    // A record filed under another room's key is damage too.
+    let other = suite::busy_room("anywhere22", 1);
+    let json = serde_json::to_string(&other).expect("json");
+    redis::cmd("HSET")
+        .arg("damage:room:{damagedaa2}")
+        .arg("record")
+        .arg(json)
+        .query::<()>(&mut c)
+        .expect("misfile");
+    match s.list() {
+        Err(StoreError::Corrupt { room, reason }) => {
+            assert_eq!(room, "damagedaa2");
+            assert!(reason.contains("anywhere22"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_server_that_goes_away_is_an_error_in_time_and_the_store_reconnects() {
+    let mut server = Server::start();
+    let s = RedisStore::open(RedisConfig {
+        prefix: "away".into(),
+        timeout: Duration::from_millis(500),
+        ..RedisConfig::new(&server.url())
+    })
+    .expect("open");
+    let room = suite::busy_room("awayrumm22", 1);
+    s.put(&room).expect("put");
+    server.kill();
+    let started = Instant::now();
+    for op in 0..3 {
+        let r = match op {
+            0 => s.get(room.id()).map(|_| ()),
+            1 => s.list().map(|_| ()),
+            _ => s.put(&room),
+        };
+        assert!(matches!(r, Err(StoreError::Backend(_))), "{op}: {r:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "errors, not hangs: {:?}",
+        started.elapsed()
+    );
+    // Back (empty: this server keeps nothing on disk): the same store works again.
+    server.restart();
+    assert_eq!(s.get(room.id()), Ok(None));
+    s.put(&room).expect("put after the server came back");
+    assert_eq!(s.list(), Ok(vec![room]));
+}
+
+#[test]
+fn a_server_that_stalls_past_the_deadline_is_an_error_in_time() {
+    let server = Server::start();
+    let s = RedisStore::open(RedisConfig {
+        prefix: "stall".into(),
+        timeout: Duration::from_millis(300),
+        ..RedisConfig::new(&server.url())
+    })
+    .expect("open");
+    let room = suite::busy_room("staaaaaaa2", 1);
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &server.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    let r = s.put(&room);
+    let took = started.elapsed();
+    signal("-CONT");
+    assert!(matches!(r, Err(StoreError::Backend(_))), "{r:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "an error in time, not a hang: {took:?}"
+    );
+    // The server may still run the write it had queued: the room is whole at revision 1 or
+    // absent, and the next write takes it from there.
+    match s.get(room.id()).expect("get after the stall") {
+        Some(got) => assert_eq!(got, room),
+        None => s.put(&room).expect("write again"),
+    }
+    let mut next = room.clone();
+    next.rev = 2;
+    s.put(&next).expect("the next revision");
+    assert_eq!(s.get(room.id()), Ok(Some(next)));
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused_at_open() {
+    let server = Server::start();
+    for prefix in ["", "a b", "x*", "{tag}"] {
+        let cfg = RedisConfig {
+            prefix: prefix.into(),
+            ..RedisConfig::new(&server.url())
+        };
+        let err = RedisStore::open(cfg).expect_err(prefix);
+        assert!(err.to_string().contains("prefix"), "{prefix:?}: {err}");
+    }
+    let err = RedisStore::open(RedisConfig::new("http://example.invalid")).expect_err("scheme");
+    assert!(err.to_string().contains("redis address"), "{err}");
+    let started = Instant::now();
+    let nowhere = RedisConfig {
+        timeout: Duration::from_millis(300),
+        ..RedisConfig::new("redis+unix:///nonexistent/redis.sock")
+    };
+    assert!(matches!(
+        RedisStore::open(nowhere),
+        Err(StoreError::Backend(_))
+    ));
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+const ENV: &str = "TRIBUNE_TORN_WRITE_REDIS";
+const ROOM: &str = "tarnredis2";
+
+/// The record at revision `rev`: every part of it says which revision it is.
+fn at(rev: u64) -> RoomRecord {
+    let mut r = suite::busy_room(ROOM, 1);
+    r.rev = rev;
+    r.info.title = format!("revision {rev}");
+    r.recording = rev.is_multiple_of(2);
+    r.roster.rev = rev;
+    r
+}
+
+/// The writer (a child process of the test below; does nothing when run on its own).
+#[test]
+fn writer() {
+    let Some(url) = std::env::var_os(ENV) else {
+        return;
+    };
+    let cfg = RedisConfig {
+        prefix: "torn".into(),
+        ..RedisConfig::new(url.to_str().expect("utf-8"))
+    };
+    let store = RedisStore::open(cfg).expect("open");
+    let mut rev = store.get(&at(1).info.id).expect("get").map_or(0, |r| r.rev);
+    let mut out = std::io::stdout().lock();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) && rev < 1_000_000 {
+        rev += 1;
+        store.put(&at(rev)).expect("put");
+        writeln!(out, "stored {rev}").expect("stdout");
+        out.flush().expect("flush");
+    }
+}
+
+#[test]
+fn a_writer_killed_midway_leaves_one_revision_or_the_other() {
+    if std::env::var_os(ENV).is_some() {
+        return;
+    }
+    let server = Server::start();
+    let exe = std::env::current_exe().expect("test binary");
+    let s = store(&server, "torn");
+    let mut last_seen = 0u64;
+    for (round, delay_ms) in [40u64, 130, 250, 370].iter().enumerate() {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "writer", "--nocapture", "--test-threads", "1"])
+            .env(ENV, server.url())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn writer");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(n) = line
+                    .strip_prefix("stored ")
+                    .and_then(|n| n.parse::<u64>().ok())
+                {
+                    let _ = tx.send(n);
+                }
+            }
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("writer started");
+        std::thread::sleep(Duration::from_millis(*delay_ms));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        reader.join().expect("reader");
+        let acked = rx.try_iter().last().unwrap_or(first);
+        assert!(
+            first > last_seen,
+            "round {round}: carried on from {last_seen}"
+        );
+        let got = s.get(&at(1).info.id).expect("readable").expect("stored");
+        assert!(
+            got.rev == acked || got.rev == acked + 1,
+            "round {round}: stored revision {} after the writer saw {acked} stored",
+            got.rev
+        );
+        assert_eq!(got, at(got.rev), "round {round}: a record mixing revisions");
+        last_seen = got.rev;
+    }
+    assert!(
+        last_seen > 4,
+        "the writer wrote {last_seen} revisions in all"
+    );
+}
