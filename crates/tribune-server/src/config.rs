@@ -215,7 +215,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             keys: Keyring::random(),
             batch_interval: Duration::from_millis(20),
-            batch_interval_max: Duration::from_millis(360),
+            batch_interval_max: Duration::from_millis(400),
             batch_writes_per_s: 30_000,
             ring_duration: Duration::from_secs(30),
             program_bitrate: 32_000,

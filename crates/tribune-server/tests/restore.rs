@@ -55,6 +55,9 @@ async fn restored_rooms_start_past_their_reserved_numbers_and_ended_ones_leave_t
     assert_eq!(room.info().state, RoomState::Live);
     assert!(room.head().0 >= 5_000_000, "head {}", room.head().0);
     assert!(room.hls().next_msn() >= 70_000, "{}", room.hls().next_msn());
+    // Listeners arriving before its first batch wait at the ring's head, not at 0 (a cursor
+    // at 0 would take every listener off the direct path, past a skip of the whole gap).
+    assert_eq!(room.subscribe_batches().batches.borrow().start, room.head());
     // The roster is the stored one (roles, mutes, requests, invitations, blocks).
     assert_eq!(room.record(0).roster, live.roster);
     assert_eq!(room.creator(), live.creator);

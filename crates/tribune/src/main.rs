@@ -59,7 +59,7 @@ struct ServeArgs {
     batch_ms: u64,
     /// Longest interval between a listener's writes, ms: the interval grows with the node's
     /// listeners up to this (set it to --batch-ms for a fixed interval).
-    #[arg(long, default_value_t = 360)]
+    #[arg(long, default_value_t = 400)]
     batch_max_ms: u64,
     /// Listener writes per second the node aims at: the batch interval is listeners / this,
     /// between --batch-ms and --batch-max-ms (writes per second set a node's CPU cost).

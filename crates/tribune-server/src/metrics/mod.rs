@@ -301,7 +301,7 @@ impl Metrics {
         put(
             "direct_events_total",
             "counter",
-            "Room events written ahead of an audio batch by phase-group writers (no listener task woke).",
+            "Room events written by phase-group writers, ahead of an audio batch or on their own (no listener task woke).",
             self.direct_events.get(),
         );
         put(

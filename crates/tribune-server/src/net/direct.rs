@@ -132,7 +132,11 @@ impl SharedSocket {
 
     fn poll_take_over(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut st = self.state.lock();
-        st.direct = false;
+        if std::mem::replace(&mut st.direct, false) {
+            // A write the task did not plan as one (tungstenite answering a ping while
+            // reading): the task must learn it holds the socket again, or nobody serves it.
+            self.handback.notify_one();
+        }
         self.poll_tail(&mut st, cx)
     }
 
@@ -458,6 +462,23 @@ mod tests {
         assert!(got == expected, "bytes arrived out of order");
         // The cursor the writer left is past the last batch it started.
         assert_eq!(s.take_back().0, Seq(start + 5));
+    }
+
+    #[tokio::test]
+    async fn a_write_the_task_did_not_plan_hands_the_socket_back_to_it() {
+        // tungstenite answers a ping from inside a read: the task writes while it believes
+        // the writer holds the socket. It must be told, or nobody serves the listener.
+        let (s, mut client) = pair().await;
+        assert!(s.go_direct(Seq(0), Seq(0), 0));
+        task_write(&s, b"PONG").await;
+        assert!(!s.is_direct());
+        tokio::time::timeout(Duration::from_secs(1), s.handed_back())
+            .await
+            .expect("the task is told it holds the socket");
+        assert_eq!(s.write_batch(&batch(0, 5, 10)), Written::Skipped);
+        let mut buf = [0u8; 4];
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"PONG");
     }
 
     #[tokio::test]

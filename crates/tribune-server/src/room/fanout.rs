@@ -36,11 +36,12 @@ pub struct Member {
 }
 
 impl Fanout {
-    /// `groups` phase groups (at least one), each starting with an empty batch.
-    pub fn new(groups: usize) -> Fanout {
+    /// `groups` phase groups (at least one), each starting with an empty batch at `head` (the
+    /// ring's first number: a listener arriving before any batch waits there).
+    pub fn new(groups: usize, head: Seq) -> Fanout {
         let empty = Batch {
-            start: Seq(0),
-            end: Seq(0),
+            start: head,
+            end: head,
             bytes: Bytes::new(),
             frame: Bytes::new(),
             event: None,
@@ -107,22 +108,30 @@ impl Phases {
 
     /// Puts in `out` the groups due at `tick` with `batch_frames` per write and the ring at
     /// `head`, each with the range to publish: those whose phase comes up and have something
-    /// new, and any group more than one interval behind (the interval changed under it: while
-    /// an audience grows it changes every few hundred joins, and waiting for the new phase
-    /// could hold a group's frames for up to two intervals). Marks them published. `out` is the
+    /// new, and groups more than one interval behind (the interval changed under them: while an
+    /// audience grows it changes every few hundred joins, and waiting for the new phase could
+    /// hold a group's frames for up to two intervals). Those catch up at most `groups / b` a
+    /// tick, the share one phase holds, so an interval that falls at once (a big room ended)
+    /// does not write half the listeners in one tick. Marks them published. `out` is the
     /// caller's, reused every tick.
     pub fn due(&mut self, tick: u64, batch_frames: u64, head: Seq, out: &mut Vec<Due>) {
         let b = batch_frames.max(1);
+        let mut catch_ups = self.published.len().div_ceil(b as usize);
         out.clear();
         for (g, published) in self.published.iter_mut().enumerate() {
             let pending = head.0.saturating_sub(published.0);
             if pending == 0 {
                 continue;
             }
-            if (tick + g as u64).is_multiple_of(b) || pending > b {
-                out.push((g, *published, head));
-                *published = head;
+            let on_phase = (tick + g as u64).is_multiple_of(b);
+            if !on_phase {
+                if pending <= b || catch_ups == 0 {
+                    continue;
+                }
+                catch_ups -= 1;
             }
+            out.push((g, *published, head));
+            *published = head;
         }
     }
 
@@ -256,8 +265,39 @@ mod tests {
     }
 
     #[test]
+    fn an_interval_that_falls_at_once_does_not_write_every_group_in_one_tick() {
+        // 18 groups in step at 18 frames a write; then the interval halves (a big room on the
+        // node ended): no tick writes more than the groups of two phases, and every group
+        // catches up within an interval.
+        let groups = 18;
+        let mut p = Phases::new(groups, Seq(0));
+        let mut due = Vec::new();
+        for tick in 1..=100u64 {
+            p.due(tick, 18, Seq(tick), &mut due);
+        }
+        let mut last = vec![0u64; groups];
+        for tick in 101..=200u64 {
+            p.due(tick, 9, Seq(tick), &mut due);
+            assert!(
+                due.len() <= 2 * 2,
+                "tick {tick}: {} groups at once",
+                due.len()
+            );
+            for &(g, _, e) in &due {
+                last[g] = e.0;
+            }
+            if tick >= 110 {
+                assert!(
+                    last.iter().all(|&l| tick - l <= 2 * 9),
+                    "tick {tick}: {last:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn subscribers_are_spread_round_robin() {
-        let f = Fanout::new(3);
+        let f = Fanout::new(3, Seq(0));
         let rx: Vec<_> = (0..6).map(|_| f.subscribe().batches).collect();
         f.publish(
             1,

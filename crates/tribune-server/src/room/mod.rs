@@ -277,7 +277,7 @@ impl LiveRoom {
             id: info.id.clone(),
             info: Mutex::new(info),
             ring: RwLock::new(Ring::new(config.ring_frames(), Seq(first_seq))),
-            batches: Fanout::new(batching.max_frames() as usize),
+            batches: Fanout::new(batching.max_frames() as usize, Seq(first_seq)),
             snapshot: watch::Sender::new(Snapshot {
                 state,
                 text: Utf8Bytes::from_static("{}"),

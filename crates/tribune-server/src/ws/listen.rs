@@ -162,6 +162,7 @@ async fn run(
                     &metrics,
                     &mut cursor,
                     &mut seen,
+                    &mut snapshots,
                     &batches,
                 )
                 .await;
@@ -282,6 +283,7 @@ impl Outbox<'_> {
         metrics: &Metrics,
         cursor: &mut Seq,
         seen: &mut Seen,
+        snapshots: &mut watch::Receiver<Snapshot>,
         batches: &watch::Receiver<Batch>,
     ) -> Result<(), CloseReason> {
         if *direct && wire.is_direct() {
@@ -294,10 +296,24 @@ impl Outbox<'_> {
             Err(_) => return Err((close::RESUME, "too slow; resume")),
         }
         for _ in 0..3 {
+            // The writer sends only events newer than the socket's: whatever it skipped while
+            // the task held the socket goes out here.
+            let snap = snapshots.borrow_and_update().clone();
+            if snap.event.rev > seen.event_rev {
+                self.send(Message::Text(snap.text)).await?;
+                seen.event_rev = snap.event.rev;
+            }
             let edge = batches.borrow().end;
             self.catch_up(room, metrics, cursor, edge).await?;
             if wire.go_direct(*cursor, edge, seen.event_rev) {
                 *direct = true;
+                // An event published since the look above may have passed the writer while
+                // the socket was not yet direct (a room not producing has no next batch to
+                // carry it): if so, take the socket back and send it.
+                if snapshots.borrow().event.rev > seen.event_rev {
+                    take_back(Some(wire), direct, cursor, seen);
+                    continue;
+                }
                 return Ok(());
             }
         }
