@@ -3,15 +3,15 @@
 //! the server misbehaves: damaged records, a server that goes away and comes back, a writer
 //! killed mid-write.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tribune_core::store::suite;
-use tribune_core::{RoomRecord, RoomStore, StoreError};
+use tribune_core::{RoomStore, StoreError};
 use tribune_store::{RedisConfig, RedisStore};
 
 /// A `redis-server` of its own, killed when dropped.
@@ -299,14 +299,12 @@ fn settings_that_cannot_work_are_refused_at_open() {
 const ENV: &str = "TRIBUNE_TORN_WRITE_REDIS";
 const ROOM: &str = "tarnredis2";
 
-/// The record at revision `rev`: every part of it says which revision it is.
-fn at(rev: u64) -> RoomRecord {
-    let mut r = suite::busy_room(ROOM, 1);
-    r.rev = rev;
-    r.info.title = format!("revision {rev}");
-    r.recording = rev.is_multiple_of(2);
-    r.roster.rev = rev;
-    r
+fn torn_store(url: &str) -> RedisStore {
+    RedisStore::open(RedisConfig {
+        prefix: "torn".into(),
+        ..RedisConfig::new(url)
+    })
+    .expect("open")
 }
 
 /// The writer (a child process of the test below; does nothing when run on its own).
@@ -315,20 +313,7 @@ fn writer() {
     let Some(url) = std::env::var_os(ENV) else {
         return;
     };
-    let cfg = RedisConfig {
-        prefix: "torn".into(),
-        ..RedisConfig::new(url.to_str().expect("utf-8"))
-    };
-    let store = RedisStore::open(cfg).expect("open");
-    let mut rev = store.get(&at(1).info.id).expect("get").map_or(0, |r| r.rev);
-    let mut out = std::io::stdout().lock();
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(20) && rev < 1_000_000 {
-        rev += 1;
-        store.put(&at(rev)).expect("put");
-        writeln!(out, "stored {rev}").expect("stdout");
-        out.flush().expect("flush");
-    }
+    common::write_until_killed(&torn_store(url.to_str().expect("utf-8")), ROOM);
 }
 
 #[test]
@@ -337,52 +322,12 @@ fn a_writer_killed_midway_leaves_one_revision_or_the_other() {
         return;
     }
     let server = Server::start();
-    let exe = std::env::current_exe().expect("test binary");
-    let s = store(&server, "torn");
-    let mut last_seen = 0u64;
-    for (round, delay_ms) in [40u64, 130, 250, 370].iter().enumerate() {
-        let mut child = Command::new(&exe)
-            .args(["--exact", "writer", "--nocapture", "--test-threads", "1"])
-            .env(ENV, server.url())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn writer");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(n) = line
-                    .strip_prefix("stored ")
-                    .and_then(|n| n.parse::<u64>().ok())
-                {
-                    let _ = tx.send(n);
-                }
-            }
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("writer started");
-        std::thread::sleep(Duration::from_millis(*delay_ms));
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
-        reader.join().expect("reader");
-        let acked = rx.try_iter().last().unwrap_or(first);
-        assert!(
-            first > last_seen,
-            "round {round}: carried on from {last_seen}"
-        );
-        let got = s.get(&at(1).info.id).expect("readable").expect("stored");
-        assert!(
-            got.rev == acked || got.rev == acked + 1,
-            "round {round}: stored revision {} after the writer saw {acked} stored",
-            got.rev
-        );
-        assert_eq!(got, at(got.rev), "round {round}: a record mixing revisions");
-        last_seen = got.rev;
-    }
-    assert!(
-        last_seen > 4,
-        "the writer wrote {last_seen} revisions in all"
+    let url = server.url();
+    let last = common::kill_writers(
+        (ENV, &url),
+        &|| Box::new(torn_store(&url)),
+        ROOM,
+        &[40, 130, 250, 370],
     );
+    assert!(last > 4, "the writer wrote {last} revisions in all");
 }

@@ -403,9 +403,30 @@ mod tests {
         }
     }
 
+    /// The task writes "MARK" and shuts the socket down: the client must read `expected`, then
+    /// "MARK", every byte in order.
+    async fn mark_and_check(s: &SharedSocket, mut client: TcpStream, mut expected: Vec<u8>) {
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        task_write(s, b"MARK").await;
+        std::future::poll_fn(|cx| s.poll_shutdown(cx))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .unwrap()
+            .unwrap();
+        expected.extend_from_slice(b"MARK");
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes arrived out of order");
+    }
+
     #[tokio::test]
     async fn a_full_socket_is_handed_back_and_its_unsent_rest_goes_out_before_the_task_writes() {
-        let (s, mut client) = pair().await;
+        let (s, client) = pair().await;
         assert!(s.go_direct(Seq(0), Seq(0), 0));
         // Batches of 8 KiB until the unread socket is full.
         let mut expected = Vec::new();
@@ -438,28 +459,7 @@ mod tests {
             Written::Skipped
         );
         // The task writes its own message; the client must read every byte in order.
-        let reader = tokio::spawn(async move {
-            let mut got = Vec::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = client.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    break got;
-                }
-                got.extend_from_slice(&buf[..n]);
-            }
-        });
-        task_write(&s, b"MARK").await;
-        std::future::poll_fn(|cx| s.poll_shutdown(cx))
-            .await
-            .unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(10), reader)
-            .await
-            .unwrap()
-            .unwrap();
-        expected.extend_from_slice(b"MARK");
-        assert_eq!(got.len(), expected.len());
-        assert!(got == expected, "bytes arrived out of order");
+        mark_and_check(&s, client, expected).await;
         // The cursor the writer left is past the last batch it started.
         assert_eq!(s.take_back().0, Seq(start + 5));
     }
@@ -563,7 +563,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_event_cut_by_a_full_socket_is_finished_before_the_task_writes() {
-        let (s, mut client) = pair().await;
+        let (s, client) = pair().await;
         assert!(s.go_direct(Seq(0), Seq(0), 0));
         // An event larger than the socket's buffers: the write stops inside it.
         let text = "e".repeat(512 * 1024);
@@ -587,22 +587,7 @@ mod tests {
         );
         let mut expected = text_frame(&text).to_vec();
         expected.extend_from_slice(&b.frame);
-        let reader = tokio::spawn(async move {
-            let mut got = Vec::new();
-            client.read_to_end(&mut got).await.unwrap();
-            got
-        });
-        task_write(&s, b"MARK").await;
-        std::future::poll_fn(|cx| s.poll_shutdown(cx))
-            .await
-            .unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(10), reader)
-            .await
-            .unwrap()
-            .unwrap();
-        expected.extend_from_slice(b"MARK");
-        assert_eq!(got.len(), expected.len());
-        assert!(got == expected, "bytes arrived out of order");
+        mark_and_check(&s, client, expected).await;
     }
 
     #[test]
