@@ -198,17 +198,17 @@ impl SharedSocket {
             None => sock.send(&batch.frame),
         };
         let written = match sent {
-            Ok(n) if n == total => {
+            Ok(n) => {
+                // Sent, or started: the rest goes out first when the task takes over.
                 st.cursor = batch.end;
                 if let Some(e) = event {
                     st.event_rev = e.rev;
                 }
-                return Written::Sent {
-                    event: event.is_some(),
-                };
-            }
-            Ok(n) => {
-                // The rest goes out first when the task takes over.
+                if n == total {
+                    return Written::Sent {
+                        event: event.is_some(),
+                    };
+                }
                 st.tail = match event {
                     Some(e) if n < e.frame.len() => {
                         // Rare (a socket that took part of an event): one copy of the rest.
@@ -220,10 +220,6 @@ impl SharedSocket {
                     Some(e) => batch.frame.slice(n - e.frame.len()..),
                     None => batch.frame.slice(n..),
                 };
-                st.cursor = batch.end;
-                if let Some(e) = event {
-                    st.event_rev = e.rev;
-                }
                 Written::HandedBack
             }
             // Full (a slow listener) or broken: the task finds out which.

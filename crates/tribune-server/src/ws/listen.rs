@@ -298,11 +298,7 @@ impl Outbox<'_> {
         for _ in 0..3 {
             // The writer sends only events newer than the socket's: whatever it skipped while
             // the task held the socket goes out here.
-            let snap = snapshots.borrow_and_update().clone();
-            if snap.event.rev > seen.event_rev {
-                self.send(Message::Text(snap.text)).await?;
-                seen.event_rev = snap.event.rev;
-            }
+            self.latest_event(snapshots, seen).await?;
             let edge = batches.borrow().end;
             self.catch_up(room, metrics, cursor, edge).await?;
             if wire.go_direct(*cursor, edge, seen.event_rev) {
@@ -320,6 +316,20 @@ impl Outbox<'_> {
         Ok(())
     }
 
+    /// Sends the room's latest event unless this connection has had it; returns it.
+    async fn latest_event(
+        &mut self,
+        snapshots: &mut watch::Receiver<Snapshot>,
+        seen: &mut Seen,
+    ) -> Result<Snapshot, CloseReason> {
+        let snap = snapshots.borrow_and_update().clone();
+        if snap.event.rev > seen.event_rev {
+            self.send(Message::Text(snap.text.clone())).await?;
+            seen.event_rev = snap.event.rev;
+        }
+        Ok(snap)
+    }
+
     /// Sends the room's latest event unless this connection has had it, then acts on it: the
     /// room ended (the last audio, then close) or someone was removed (is it this listener?).
     #[allow(clippy::too_many_arguments)]
@@ -333,11 +343,7 @@ impl Outbox<'_> {
         batches: &watch::Receiver<Batch>,
         listener: ListenerId,
     ) -> Result<(), CloseReason> {
-        let snap = snapshots.borrow_and_update().clone();
-        if snap.event.rev > seen.event_rev {
-            self.send(Message::Text(snap.text)).await?;
-            seen.event_rev = snap.event.rev;
-        }
+        let snap = self.latest_event(snapshots, seen).await?;
         if snap.state == RoomState::Ended {
             // Send whatever the room produced last, then say goodbye.
             let batch = batches.borrow().clone();
