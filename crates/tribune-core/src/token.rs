@@ -25,6 +25,9 @@ pub enum TokenKind {
     Stage,
     /// A listener's admission to the listen WebSocket.
     Listen,
+    /// A node pulling a room's program from another node of its cluster (nodes sharing the
+    /// signing secret trust each other).
+    Relay,
 }
 
 /// The signed content of a token.

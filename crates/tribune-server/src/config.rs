@@ -73,6 +73,47 @@ pub struct ServerConfig {
     /// Limits on what one participant or one client may use: seats, sessions, frame and
     /// message rates, requests to speak.
     pub abuse: AbuseLimits,
+    /// The node's place in a cluster (a lone node by default).
+    pub cluster: ClusterConfig,
+}
+
+/// What a node does in a cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NodeRole {
+    /// A lone node: rooms, mixing and listeners in one process.
+    #[default]
+    All,
+    /// Owns rooms: ingest, mixing, packaging, recording; edges pull from it.
+    Origin,
+    /// Serves listeners of rooms it pulls from its upstream (an origin or another edge).
+    Edge,
+}
+
+/// A node's place in a cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// What this node does.
+    pub role: NodeRole,
+    /// Base URL (`http://host:port`) an edge pulls rooms from.
+    pub upstream: Option<String>,
+    /// The base URL others reach this node at (in listen URLs handed to clients).
+    pub advertise: Option<String>,
+    /// How long an edge keeps pulling a room nobody on it listens to.
+    pub pull_grace: Duration,
+    /// How long an edge waits for its upstream to answer a pull (then the join is `503`).
+    pub pull_timeout: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            role: NodeRole::All,
+            upstream: None,
+            advertise: None,
+            pull_grace: Duration::from_secs(30),
+            pull_timeout: Duration::from_secs(3),
+        }
+    }
 }
 
 /// Who may create rooms and how many a node holds (ARCHITECTURE §5: operators own creation).
@@ -239,6 +280,7 @@ impl Default for ServerConfig {
             limits: LimitsConfig::default(),
             rooms: RoomPolicy::default(),
             abuse: AbuseLimits::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }

@@ -74,6 +74,12 @@ pub enum ApiError {
     /// `503` with `Retry-After`, so the client repeats it.
     #[error("the change could not be saved; try again")]
     NotSaved,
+    /// The request belongs on another node (a stage action on an edge: the room's origin).
+    #[error("{0}")]
+    Misdirected(String),
+    /// The node this one pulls the room from does not answer.
+    #[error("{0}")]
+    UpstreamUnavailable(String),
 }
 
 #[derive(Serialize)]
@@ -100,6 +106,10 @@ impl ApiError {
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::NotSaved => (StatusCode::SERVICE_UNAVAILABLE, "not_saved"),
+            ApiError::Misdirected(_) => (StatusCode::MISDIRECTED_REQUEST, "misdirected"),
+            ApiError::UpstreamUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable")
+            }
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
@@ -117,7 +127,7 @@ impl ApiError {
             ApiError::Full { retry_after_s, .. } | ApiError::Throttled { retry_after_s, .. } => {
                 Some((*retry_after_s).max(1))
             }
-            ApiError::Unavailable => Some(2),
+            ApiError::Unavailable | ApiError::UpstreamUnavailable(_) => Some(2),
             ApiError::TooManyRequests(_) | ApiError::NotSaved => Some(1),
             _ => None,
         }

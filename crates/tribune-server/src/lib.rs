@@ -29,6 +29,10 @@ pub use error::ApiError;
 pub use node::state::AppState;
 pub use node::{admission, creation};
 pub use room::{LiveRoom, MSN_AHEAD, SEQ_AHEAD};
+/// Pulling rooms between the nodes of a cluster.
+pub mod relay {
+    pub use crate::room::relay::{Down, PullError, Up, Upstream};
+}
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -66,6 +70,7 @@ fn router_with(app: AppState, joins: Arc<JoinLimiter>) -> Router {
         .route("/api/rooms/{id}/join", post(http::join::join))
         .route("/api/rooms/{id}/speakers", post(http::rooms::add_speaker))
         .route("/api/rooms/{id}/listen", get(ws::listen::listen))
+        .route("/api/rooms/{id}/relay", get(ws::relay::relay))
         .route("/api/rooms/{id}/speak", get(ws::speak::speak))
         .route(
             "/api/rooms/{id}/whip",

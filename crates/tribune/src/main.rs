@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tribune_core::admission::GateConfig;
 use tribune_server::admission::AdmissionConfig;
-use tribune_server::config::LimitsConfig;
+use tribune_server::config::{ClusterConfig, LimitsConfig, NodeRole};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -141,6 +141,28 @@ struct ServeArgs {
     /// "2h" or seconds).
     #[arg(long, default_value = "30m", value_parser = parse_duration)]
     idle_end: Duration,
+    /// What this node does: `all` (a lone node), `origin` (owns rooms: stage, mixing,
+    /// recording) or `edge` (serves listeners of rooms it pulls from --upstream). Nodes of one
+    /// cluster share --secret.
+    #[arg(long, value_enum, default_value_t = Role::All)]
+    role: Role,
+    /// The node an edge pulls rooms from (`http://host:port`: an origin or another edge).
+    #[arg(long)]
+    upstream: Option<String>,
+    /// The URL clients reach this node at (default: http:// and the --listen address).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// How long an edge keeps pulling a room nobody on it listens to ("30s", "2m", …).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pull_grace: Duration,
+}
+
+/// A node's role in a cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    All,
+    Origin,
+    Edge,
 }
 
 /// A duration: a number of seconds, or a number with `s`, `m` or `h`.
@@ -208,6 +230,27 @@ impl ServeArgs {
                 k.trim().len()
             );
         }
+        let role = match self.role {
+            Role::All => NodeRole::All,
+            Role::Origin => NodeRole::Origin,
+            Role::Edge => NodeRole::Edge,
+        };
+        if role != NodeRole::All && self.secret.is_none() {
+            bail!("--role origin and --role edge need --secret (the same on every node of the cluster)");
+        }
+        match (role, &self.upstream) {
+            (NodeRole::Edge, None) => bail!("--role edge needs --upstream http://host:port"),
+            (NodeRole::Edge, Some(u)) => {
+                tribune_server::relay::Upstream::new(u, Keyring::random(), Duration::ZERO)
+                    .map_err(|e| anyhow::anyhow!("--upstream {e}"))?;
+            }
+            (_, Some(_)) => bail!("--upstream is for --role edge"),
+            _ => {}
+        }
+        let advertise = self
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen));
         let keys = match &self.secret {
             Some(s) if s.len() < 16 => bail!("the secret must be at least 16 characters"),
             Some(s) => Keyring::new("k1", s.as_bytes().to_vec()),
@@ -264,6 +307,13 @@ impl ServeArgs {
                 max_rooms: self.max_rooms,
                 idle_end: self.idle_end,
                 ..Default::default()
+            },
+            cluster: ClusterConfig {
+                role,
+                upstream: self.upstream.clone(),
+                advertise: Some(advertise),
+                pull_grace: self.pull_grace,
+                ..ClusterConfig::default()
             },
             ..ServerConfig::default()
         })

@@ -62,4 +62,30 @@ impl Roster {
             eject_rev: 0,
         }
     }
+
+    /// Takes the lasting state of `record` (another node's roster, mirrored here) and the
+    /// listeners it removed since the last mirror: open connections look themselves up again.
+    pub fn mirror(&mut self, record: RosterRecord, kicked: &[ListenerId]) {
+        let kicks = std::mem::take(&mut self.kicked);
+        let eject_rev = self.eject_rev;
+        *self = Roster::from_record(self.limits.clone(), record);
+        self.kicked = kicks;
+        self.eject_rev = eject_rev + 1;
+        for &l in kicked {
+            self.kick_listener(l);
+        }
+    }
+
+    /// The listeners removed after ejection revision `since` (at most the last few hundred).
+    pub fn kicked_since(&self, since: u64) -> Vec<ListenerId> {
+        let mut v: Vec<ListenerId> = self
+            .kicked
+            .iter()
+            .rev()
+            .take_while(|&&(_, rev)| rev > since)
+            .map(|&(l, _)| l)
+            .collect();
+        v.reverse();
+        v
+    }
 }

@@ -353,3 +353,30 @@ fn names_are_checked() {
     );
     assert!(clean_name("a\nb").is_err());
 }
+
+#[test]
+fn a_mirror_takes_blocks_and_removals_from_another_roster() {
+    let mut origin = roster();
+    let mut edge = roster();
+    let seen = edge.eject_rev();
+    origin.block_listener(l(1)).unwrap();
+    let before = origin.eject_rev();
+    origin.kick_listener(l(2));
+    edge.mirror(origin.to_record(), &origin.kicked_since(before));
+    // Both look themselves up again: the blocked one by its block, the removed one by its kick.
+    assert!(edge.eject_rev() > seen);
+    assert_eq!(edge.eject_check(l(1), seen), Some(Ejection::Blocked));
+    assert_eq!(edge.eject_check(l(2), seen), Some(Ejection::Removed));
+    assert_eq!(edge.eject_check(l(3), seen), None);
+    assert!(edge.is_listener_blocked(l(1)));
+    // A later mirror without kicks keeps the earlier removal for connections that missed it,
+    // and a connection that saw it is not removed again.
+    let after = edge.eject_rev();
+    assert!(origin.unblock_listener(l(1)));
+    edge.mirror(origin.to_record(), &[]);
+    assert_eq!(edge.eject_check(l(2), seen), Some(Ejection::Removed));
+    assert_eq!(edge.eject_check(l(2), after), None);
+    assert_eq!(edge.eject_check(l(1), after), None);
+    assert_eq!(origin.kicked_since(before), vec![l(2)]);
+    assert!(origin.kicked_since(origin.eject_rev()).is_empty());
+}

@@ -32,7 +32,7 @@ pub async fn live_playlist(
     headers: HeaderMap,
 ) -> Response {
     app.metrics().hls_playlist_requests.inc();
-    let room = match app.room(&id) {
+    let room = match app.room_or_pull(&id).await {
         Ok(r) => r,
         Err(e) => return error(e),
     };
@@ -71,7 +71,7 @@ pub async fn media(
     let Some(resource) = Resource::parse(&path) else {
         return error(ApiError::NotFound);
     };
-    let room = match app.room(&id) {
+    let room = match app.room_or_pull(&id).await {
         Ok(r) => r,
         // A room this node no longer runs (ended before a restart): its recording, if any.
         Err(e) => {

@@ -73,7 +73,10 @@ pub async fn join(
         }
     }
     let result = match body {
-        Ok(body) => decide(&app, &id, &headers, &body),
+        Ok(body) => match app.room_or_pull(&id).await {
+            Ok(room) => decide(&app, &room, &headers, &body),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(ApiError::from(e)),
     };
     let m = app.metrics();
@@ -95,14 +98,13 @@ pub async fn join(
 
 fn decide(
     app: &AppState,
-    id: &str,
+    room: &LiveRoom,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     if *app.shutdown().borrow() {
         return Err(ApiError::Unavailable);
     }
-    let room = app.room(id)?;
     let req: Join = optional_json(body)?;
     if room.info().state == RoomState::Ended {
         return Err(ApiError::RoomEnded);
@@ -147,7 +149,7 @@ fn decide(
             None => {
                 let bits = admission.difficulty_for_unproven(now);
                 if bits > 0 {
-                    return Ok(challenge(app, &room, bits, now));
+                    return Ok(challenge(app, room, bits, now));
                 }
             }
         }
@@ -156,7 +158,7 @@ fn decide(
     Ok(match decision {
         Decision::Admit => admitted(
             app,
-            &room,
+            room,
             headers,
             listener.unwrap_or_else(ListenerId::random),
         ),
@@ -164,7 +166,7 @@ fn decide(
             number,
             position,
             eta_s,
-        } => queued(app, &room, number, position, eta_s, now),
+        } => queued(app, room, number, position, eta_s, now),
     })
 }
 

@@ -117,6 +117,7 @@ pub fn authenticate(
     if claims.room != room.id {
         return Err(TokenError::WrongRoom.into());
     }
+    room.ensure_origin()?;
     match claims.kind {
         TokenKind::Stage => {
             let id = ParticipantId(claims.sub);
@@ -134,6 +135,7 @@ pub fn authenticate(
                 who: Who::Listener(id),
             })
         }
+        TokenKind::Relay => Err(ApiError::Forbidden("a relay token acts on nothing".into())),
     }
 }
 

@@ -37,7 +37,7 @@ fn room_json(room: &LiveRoom) -> Value {
         "scheduled_for": info.scheduled_for,
         "started_at": info.started_at,
         "ended_at": info.ended_at,
-        "listeners": room.listener_count(),
+        "listeners": room.audience(),
         "speakers": room.speaker_count(),
         "seq": room.head().0,
     })
@@ -125,7 +125,7 @@ pub async fn get_room(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    match app.room(&id) {
+    match app.room_or_pull(&id).await {
         Ok(room) => Ok(Json(room_json(&room))),
         Err(e) => {
             let rec = tribune_core::RoomId::parse(&id).and_then(|r| app.recordings().get(&r));

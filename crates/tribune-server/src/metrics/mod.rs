@@ -166,6 +166,16 @@ pub struct Metrics {
     pub rooms_idle_ended: Counter,
     /// Listen connections closed because a newer one used the same ticket.
     pub listeners_replaced: Counter,
+    /// Relay connections open from nodes pulling rooms from this one.
+    pub relays_out: Gauge,
+    /// Rooms this node pulls from its upstream.
+    pub rooms_pulled: Gauge,
+    /// Pull connections made again after a break (the upstream went away or stalled).
+    pub pull_reconnects: Counter,
+    /// Program frames received from the upstream.
+    pub pull_frames: Counter,
+    /// Program frames missing between what the upstream sent before and after a break.
+    pub pull_gap_frames: Counter,
     /// Publishing seats closed because the same participant opened a newer one.
     pub seats_replaced: Counter,
     /// Speaker frames dropped for exceeding their seat's real-time rate.
@@ -483,6 +493,36 @@ impl Metrics {
             "counter",
             "Listen connections closed because a newer one used the same ticket.",
             self.listeners_replaced.get(),
+        );
+        put(
+            "relays_out",
+            "gauge",
+            "Relay connections open from nodes pulling rooms from this one.",
+            self.relays_out.get(),
+        );
+        put(
+            "rooms_pulled",
+            "gauge",
+            "Rooms this node pulls from its upstream.",
+            self.rooms_pulled.get(),
+        );
+        put(
+            "pull_reconnects_total",
+            "counter",
+            "Pull connections made again after a break.",
+            self.pull_reconnects.get(),
+        );
+        put(
+            "pull_frames_total",
+            "counter",
+            "Program frames received from the upstream.",
+            self.pull_frames.get(),
+        );
+        put(
+            "pull_gap_frames_total",
+            "counter",
+            "Program frames missing between what the upstream sent before and after a break.",
+            self.pull_gap_frames.get(),
         );
         put(
             "seats_replaced_total",

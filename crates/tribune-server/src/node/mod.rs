@@ -4,4 +4,5 @@
 pub mod admission;
 pub(crate) mod connections;
 pub mod creation;
+pub(crate) mod pulls;
 pub(crate) mod state;

@@ -10,14 +10,16 @@ use tribune_core::{
     TokenKind,
 };
 
-use crate::config::ServerConfig;
+use crate::config::{NodeRole, ServerConfig};
 use crate::counters::NodeCounters;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::node::admission::Admission;
 use crate::node::connections::ConnectionCounter;
 use crate::node::creation::{CreationGate, Creator};
+use crate::node::pulls::Pulls;
 use crate::recording::Recordings;
+use crate::room::relay::{Pull, Upstream};
 use crate::room::{LiveRoom, Restored, RoomSetup};
 use crate::stage_runtime::StageRuntime;
 use bytes::Bytes;
@@ -43,6 +45,8 @@ struct Inner {
     store: Arc<dyn RoomStore>,
     /// The node's own counts (what admission and batch sizing read).
     counters: Arc<NodeCounters>,
+    /// On an edge: the rooms it pulls from its upstream.
+    pulls: Option<Pulls>,
 }
 
 impl AppState {
@@ -68,6 +72,18 @@ impl AppState {
         // A node cannot run without its stage thread; failing to start one thread at start-up
         // means the process is out of resources.
         let stage = StageRuntime::start().expect("starting the stage thread");
+        let pulls = match (&config.cluster.role, &config.cluster.upstream) {
+            (NodeRole::Edge, Some(url)) => {
+                match Upstream::new(url, config.keys.clone(), config.cluster.pull_timeout) {
+                    Ok(u) => Some(Pulls::new(u)),
+                    Err(e) => {
+                        tracing::error!("no upstream: {e}");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         AppState {
             inner: Arc::new(Inner {
                 admission,
@@ -81,6 +97,7 @@ impl AppState {
                 stage,
                 store,
                 counters: Default::default(),
+                pulls,
             }),
         }
     }
@@ -249,6 +266,11 @@ impl AppState {
         record: bool,
         creator: Creator,
     ) -> Result<Arc<LiveRoom>, ApiError> {
+        if self.inner.config.cluster.role == NodeRole::Edge {
+            return Err(ApiError::Misdirected(
+                "this node is an edge: rooms are created on an origin".into(),
+            ));
+        }
         let (id, title, created_at) = (info.id.clone(), info.title.clone(), info.created_at);
         let mut rooms = self.inner.rooms.write();
         // Counted and inserted under one lock, so concurrent creations cannot pass the cap.
@@ -302,6 +324,8 @@ impl AppState {
         let mut rooms = self.inner.rooms.write();
         let mut gone = Vec::new();
         rooms.retain(|id, r| match r.state() {
+            // A pulled room let go holds nothing to keep.
+            _ if r.is_retired() => false,
             // An ended room whose end is not saved yet stays until it is (else it would come
             // back after a restart).
             (RoomState::Ended, Some(_)) if r.unsaved() => {
@@ -337,13 +361,67 @@ impl AppState {
             .rooms
             .read()
             .get(&id)
+            .filter(|r| !r.is_retired())
             .cloned()
             .ok_or(ApiError::RoomNotFound)
     }
 
+    /// Whether this node pulls rooms it does not carry from an upstream (an edge).
+    pub fn pulls_rooms(&self) -> bool {
+        self.inner.pulls.is_some()
+    }
+
+    /// The room with this id; on an edge, pulled from its upstream if this node does not
+    /// carry it yet (`503` with `Retry-After` if the upstream does not answer in time).
+    pub async fn room_or_pull(&self, id: &str) -> Result<Arc<LiveRoom>, ApiError> {
+        let found = self.room(id);
+        let Some(pulls) = &self.inner.pulls else {
+            return found;
+        };
+        if found.is_ok() {
+            return found;
+        }
+        let id = RoomId::parse(id).ok_or(ApiError::RoomNotFound)?;
+        Ok(pulls.room(&id, |pull| self.start_pulled(pull)).await?)
+    }
+
+    /// Starts a room this node pulls and puts it in the registry (replacing one let go).
+    fn start_pulled(&self, pull: Pull) -> Arc<LiveRoom> {
+        let hello = &pull.hello;
+        let setup = RoomSetup {
+            info: hello.info.clone(),
+            creator: None,
+            recording: false,
+            // A pulled room's record is its origin's: nothing here is kept.
+            store: Arc::new(MemoryStore::default()),
+            counters: self.inner.counters.clone(),
+            restored: Some(Restored {
+                roster: hello.roster.clone(),
+                rev: 0,
+                first_seq: hello.head,
+                last_msn: None,
+                reserved: tribune_core::Reserved { seq: 0, msn: 0 },
+            }),
+        };
+        let room = LiveRoom::spawn_relayed(
+            setup,
+            &self.inner.config,
+            self.inner.metrics.clone(),
+            &self.inner.stage,
+            pull,
+        );
+        let mut rooms = self.inner.rooms.write();
+        rooms.insert(room.id.clone(), room.clone());
+        self.inner.metrics.rooms.set(rooms.len() as u64);
+        room
+    }
+
     /// All rooms, newest first.
     pub fn rooms(&self) -> Vec<Arc<LiveRoom>> {
-        let mut v: Vec<_> = self.inner.rooms.read().values().cloned().collect();
+        let mut v: Vec<_> = (self.inner.rooms.read().values())
+            .filter(|r| !r.is_retired())
+            .cloned()
+            .collect();
         v.sort_by_key(|r| std::cmp::Reverse(r.info().created_at));
         v
     }

@@ -16,6 +16,7 @@ mod persist;
 mod presence;
 mod program;
 mod reactions;
+pub(crate) mod relay;
 pub(crate) mod seats;
 mod stage;
 mod stage_feed;
@@ -183,6 +184,8 @@ pub struct LiveRoom {
     stage_pending: AtomicBool,
     /// The node's counts.
     counters: Arc<NodeCounters>,
+    /// Its relays: the audience of the nodes pulling it, or the node it is pulled from.
+    relay: relay::Relaying,
 }
 
 /// What a room starts from.
@@ -244,6 +247,50 @@ impl LiveRoom {
         metrics: Arc<Metrics>,
         stage: &crate::stage_runtime::StageRuntime,
     ) -> Arc<LiveRoom> {
+        let (room, rx) = Self::build(setup, config, &metrics, false);
+        let mixer_cfg = MixerConfig {
+            bitrate_bps: config.program_bitrate,
+            ..MixerConfig::default()
+        };
+        // The mixer runs on the stage thread: the audience's writers never delay it.
+        stage.spawn(task::run(
+            room.clone(),
+            rx,
+            metrics,
+            Batching::of(config),
+            mixer_cfg,
+            config.rooms.idle_end,
+        ));
+        room
+    }
+
+    /// A room this node relays (an edge): its program comes through `pull`, an open connection
+    /// to the node upstream, which the room's pull task keeps (and makes again after a break).
+    pub fn spawn_relayed(
+        setup: RoomSetup,
+        config: &ServerConfig,
+        metrics: Arc<Metrics>,
+        stage: &crate::stage_runtime::StageRuntime,
+        pull: relay::Pull,
+    ) -> Arc<LiveRoom> {
+        let (room, rx) = Self::build(setup, config, &metrics, true);
+        stage.spawn(relay::run(
+            room.clone(),
+            rx,
+            metrics,
+            Batching::of(config),
+            pull,
+            config.cluster.pull_grace,
+        ));
+        room
+    }
+
+    fn build(
+        setup: RoomSetup,
+        config: &ServerConfig,
+        metrics: &Arc<Metrics>,
+        relayed: bool,
+    ) -> (Arc<LiveRoom>, mpsc::Receiver<Ingress>) {
         let RoomSetup {
             info,
             creator,
@@ -314,26 +361,16 @@ impl LiveRoom {
             persist: persist::Persist::new(store, rev, reserved),
             stage_pending: AtomicBool::new(false),
             counters,
+            relay: relay::Relaying::new(relayed),
         });
-        room.publish_snapshot(&Stage::default());
-        room.batches.spawn_writers(&metrics);
-        if state == RoomState::Live {
+        if !relayed {
+            room.publish_snapshot(&Stage::default());
+        }
+        room.batches.spawn_writers(metrics);
+        if state == RoomState::Live && !relayed {
             metrics.rooms_live.inc();
         }
-        let mixer_cfg = MixerConfig {
-            bitrate_bps: config.program_bitrate,
-            ..MixerConfig::default()
-        };
-        // The mixer runs on the stage thread: the audience's writers never delay it.
-        stage.spawn(task::run(
-            room.clone(),
-            rx,
-            metrics,
-            batching,
-            mixer_cfg,
-            config.rooms.idle_end,
-        ));
-        room
+        (room, rx)
     }
 
     /// The address an anonymous creator is counted under (`None` for an operator's room).
@@ -368,6 +405,7 @@ impl LiveRoom {
         let hls_seen = self.hls_seen_s.load(Ordering::Relaxed);
         let left = self.listener_left_s.load(Ordering::Relaxed);
         self.listener_count() > 0
+            || self.relay.pulled()
             || self.has_stage_ears()
             || now <= hls_seen.saturating_add(HLS_AUDIENCE_S)
             || now <= left.saturating_add(AUDIENCE_GRACE_S)
@@ -597,7 +635,7 @@ impl LiveRoom {
             id: info.id,
             title: info.title,
             state,
-            listeners: self.listener_count(),
+            listeners: self.audience(),
             speakers: stage
                 .speakers
                 .iter()
@@ -612,12 +650,19 @@ impl LiveRoom {
             invited: part.invited,
             reactions: self.reaction_window(),
         };
-        let text = event.to_text();
-        let eject_rev = part.eject_rev;
-        let changed = self.snapshot.send_if_modified(|snap| {
+        self.publish_text(state, event.to_text(), part.eject_rev)
+    }
+
+    /// Publishes `text` as the room event (if it changed), then the control part; says whether
+    /// the event changed.
+    fn publish_text(&self, state: RoomState, text: String, eject_rev: u64) -> bool {
+        let mut changed = false;
+        self.snapshot.send_if_modified(|snap| {
             if snap.state == state && snap.text.as_str() == text {
-                return false;
+                // Same event; an ejection (a mirrored roster) still reaches the snapshot.
+                return std::mem::replace(&mut snap.eject_rev, eject_rev) != eject_rev;
             }
+            changed = true;
             *snap = Snapshot {
                 state,
                 event: Event {

@@ -40,6 +40,7 @@ impl LiveRoom {
         if self.info().state == RoomState::Ended {
             return Err(ApiError::RoomEnded);
         }
+        self.ensure_origin()?;
         let role = self
             .roster
             .lock()

@@ -52,7 +52,12 @@ pub async fn listen(
     if *app.shutdown().borrow() {
         return Err(ApiError::Unavailable);
     }
-    let room = app.room(&id)?;
+    let local = match app.room(&id) {
+        Ok(room) => Some(room),
+        Err(e) if !app.pulls_rooms() => return Err(e),
+        Err(_) => None,
+    };
+    let room_id = tribune_core::RoomId::parse(&id).ok_or(ApiError::RoomNotFound)?;
     let ticket = q
         .ticket
         .as_deref()
@@ -60,9 +65,14 @@ pub async fn listen(
     let claims = app.keys().verify_for(
         ticket,
         TokenKind::Listen,
-        &room.id,
+        &room_id,
         unix_micros() / 1_000_000,
     )?;
+    // Checked first: on an edge only a listener of the room makes it pull the room.
+    let room = match local {
+        Some(room) => room,
+        None => app.room_or_pull(&id).await?,
+    };
     let listener = ListenerId(claims.sub);
     room.admit_listener(listener)?;
     // A ticket made within the connect hold was just admitted: its join holds a seat for it.
@@ -255,15 +265,18 @@ fn take_back(wire: Option<&SharedSocket>, direct: &mut bool, cursor: &mut Seq, s
     *direct = false;
 }
 
-type CloseReason = (u16, &'static str);
+/// A close code and its reason.
+pub(crate) type CloseReason = (u16, &'static str);
 
-struct Outbox<'a> {
-    socket: &'a mut WebSocket,
-    send_timeout: std::time::Duration,
+/// A connection's sending side: every write bounded by the send timeout.
+pub(crate) struct Outbox<'a> {
+    pub(crate) socket: &'a mut WebSocket,
+    pub(crate) send_timeout: std::time::Duration,
 }
 
 impl Outbox<'_> {
-    async fn send(&mut self, msg: Message) -> Result<(), CloseReason> {
+    /// Sends one message within the send timeout.
+    pub(crate) async fn send(&mut self, msg: Message) -> Result<(), CloseReason> {
         match tokio::time::timeout(self.send_timeout, self.socket.send(msg)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err((close::NORMAL, "connection lost")),
@@ -380,7 +393,7 @@ impl Outbox<'_> {
     /// Sends everything from `cursor` up to `edge` (the end of the latest published batch) out
     /// of the ring. Stopping at the published edge, not the ring's head, leaves the cursor where
     /// the next shared batch starts, so the listener is back on the zero-copy path.
-    async fn catch_up(
+    pub(crate) async fn catch_up(
         &mut self,
         room: &LiveRoom,
         metrics: &Metrics,
@@ -416,7 +429,8 @@ impl Outbox<'_> {
         Ok(())
     }
 
-    async fn close(&mut self, (code, reason): CloseReason) {
+    /// Says goodbye (within a second).
+    pub(crate) async fn close(&mut self, (code, reason): CloseReason) {
         let _ = tokio::time::timeout(
             std::time::Duration::from_secs(1),
             self.socket.send(close::message(code, reason)),

@@ -2,4 +2,5 @@
 //! mix-minus back).
 
 pub(crate) mod listen;
+pub(crate) mod relay;
 pub(crate) mod speak;

@@ -2,6 +2,8 @@
 //! and the `tribune` command with its data directory kept out of the source tree.
 #![allow(dead_code)]
 
+pub mod live;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};

@@ -1,0 +1,338 @@
+//! A cluster of separate node processes on loopback: one origin and edges that pull its rooms.
+//!
+//! - 1 origin + 2 edges: a speaker on the origin at 440 Hz; a listener joined through each
+//!   edge hears it with no frame lost; every node's room API counts both listeners; a block on
+//!   the origin closes that listener's connection on its edge within 1 s and refuses its ticket
+//!   on the other edge; stage actions on an edge are sent to the origin (421).
+//! - A tree: origin → edge → edge; a listener on the second tier hears the room.
+//! - The origin killed (`kill -9`) and started again: the edge keeps its listener connected,
+//!   and the audio comes back.
+//! - The relay endpoint refuses anyone without a relay token.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::live::{listener, speaker, tone_hz, tone_seconds, wait_for, Api, Heard};
+use common::{free_addr, tribune, wait_listening, Proc, API_KEY};
+use serde_json::{json, Value};
+
+/// The secret every node of the test cluster shares.
+const SECRET: &str = "cluster-test-secret-0123456789";
+
+fn origin(addr: SocketAddr, data: Option<&std::path::Path>) -> Proc {
+    let mut args = vec![
+        "serve".to_owned(),
+        "--role".into(),
+        "origin".into(),
+        "--secret".into(),
+        SECRET.into(),
+        "--listen".into(),
+        addr.to_string(),
+    ];
+    match data {
+        Some(d) => args.extend(["--data-dir".into(), d.to_str().unwrap().to_owned()]),
+        None => args.push("--no-data".into()),
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let p = Proc(tribune(&args).spawn().unwrap());
+    wait_listening(addr);
+    p
+}
+
+fn edge(addr: SocketAddr, upstream: SocketAddr) -> Proc {
+    let up = format!("http://{upstream}");
+    let p = Proc(
+        tribune(&[
+            "serve",
+            "--role",
+            "edge",
+            "--upstream",
+            &up,
+            "--secret",
+            SECRET,
+            "--no-data",
+            "--listen",
+            &addr.to_string(),
+        ])
+        .spawn()
+        .unwrap(),
+    );
+    wait_listening(addr);
+    p
+}
+
+fn api(addr: SocketAddr) -> Api {
+    Api {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
+        base: format!("http://{addr}"),
+    }
+}
+
+/// Creates a live room on `origin`: (id, host token).
+async fn create_room(origin: &Api) -> (String, String) {
+    let (code, room) = origin
+        .call(
+            "POST",
+            "/api/rooms",
+            Some(API_KEY),
+            json!({"title": "cluster"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{room}");
+    (
+        room["id"].as_str().unwrap().to_owned(),
+        room["host_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Joins `room` through `node`: the join's answer (ticket, listener id).
+async fn join(node: &Api, room: &str) -> Value {
+    let (code, answer) = node
+        .call("POST", &format!("/api/rooms/{room}/join"), None, json!({}))
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    answer
+}
+
+fn listen_url(addr: SocketAddr, room: &str, joined: &Value) -> String {
+    format!(
+        "ws://{addr}/api/rooms/{room}/listen?ticket={}",
+        joined["ticket"].as_str().unwrap()
+    )
+}
+
+/// Frames missing between the first and the last sequence number heard.
+fn lost(seqs: &[u64]) -> u64 {
+    let (Some(first), Some(last)) = (seqs.first(), seqs.last()) else {
+        return 0;
+    };
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    (last - first + 1) - sorted.len() as u64
+}
+
+/// The status a WebSocket upgrade at `url` is refused with (0 if it was accepted).
+async fn upgrade_status(url: &str, bearer: Option<&str>) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    if let Some(b) = bearer {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {b}").parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Ok(_) => 0,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Listeners the room API of `node` counts.
+async fn counted(node: &Api, room: &str) -> u64 {
+    let (_, info) = node
+        .call("GET", &format!("/api/rooms/{room}"), None, Value::Null)
+        .await;
+    info["listeners"].as_u64().unwrap_or(u64::MAX)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_edges_carry_a_room_from_its_origin() {
+    let (oa, ea, eb) = (free_addr(), free_addr(), free_addr());
+    let _origin = origin(oa, None);
+    let _ea = edge(ea, oa);
+    let _eb = edge(eb, oa);
+    let (o, a, b) = (api(oa), api(ea), api(eb));
+    let (room, host) = create_room(&o).await;
+
+    // Refused before anything is pulled: no relay token, or a listener's ticket as one.
+    let relay = format!("ws://{oa}/api/rooms/{room}/relay");
+    assert_eq!(upgrade_status(&relay, None).await, 401);
+    let ticket = join(&o, &room).await;
+    assert_eq!(upgrade_status(&relay, ticket["ticket"].as_str()).await, 403);
+    // An edge creates no rooms.
+    let (code, answer) = a
+        .call("POST", "/api/rooms", Some(API_KEY), json!({"title": "x"}))
+        .await;
+    assert_eq!(code, 421, "{answer}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::spawn(speaker(
+        format!("ws://{oa}/api/rooms/{room}/speak?token={host}"),
+        stop.clone(),
+    ));
+    let la = join(&a, &room).await;
+    let lb = join(&b, &room).await;
+    let heard_a = Arc::new(Mutex::new(Heard::default()));
+    let heard_b = Arc::new(Mutex::new(Heard::default()));
+    tokio::spawn(listener(
+        listen_url(ea, &room, &la),
+        heard_a.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(listener(
+        listen_url(eb, &room, &lb),
+        heard_b.clone(),
+        stop.clone(),
+    ));
+    wait_for("3 s of tone on both edges", 20, || {
+        tone_seconds(&heard_a.lock().unwrap().pcm) >= 3.0
+            && tone_seconds(&heard_b.lock().unwrap().pcm) >= 3.0
+    })
+    .await;
+
+    // Every node counts the listeners of both edges (the origin has none of its own).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = [
+            counted(&o, &room).await,
+            counted(&a, &room).await,
+            counted(&b, &room).await,
+        ];
+        if n == [2, 2, 2] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "listeners counted: {n:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Stage actions belong to the origin.
+    let (code, answer) = a
+        .call(
+            "POST",
+            &format!("/api/rooms/{room}/speakers"),
+            Some(&host),
+            json!({"role": "speaker", "name": "S"}),
+        )
+        .await;
+    assert_eq!(code, 421, "{answer}");
+
+    // A block on the origin: the listener on edge A is closed (4001) within 1 s, and its
+    // ticket is refused on edge B.
+    let blocked_at = Instant::now();
+    let (code, answer) = o
+        .call(
+            "POST",
+            &format!("/api/rooms/{room}/listeners/{}/remove", la["listener_id"]),
+            Some(&host),
+            json!({"block": true}),
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    wait_for("the blocked listener closed", 5, || {
+        heard_a.lock().unwrap().closed.is_some()
+    })
+    .await;
+    let took = blocked_at.elapsed();
+    assert_eq!(heard_a.lock().unwrap().closed, Some(4001));
+    assert!(took < Duration::from_secs(1), "closed after {took:?}");
+    assert_eq!(upgrade_status(&listen_url(eb, &room, &la), None).await, 403);
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for (name, heard) in [("A", &heard_a), ("B", &heard_b)] {
+        let h = heard.lock().unwrap();
+        let hz = tone_hz(&h.pcm);
+        assert!((hz - 440.0).abs() <= 10.0, "edge {name}: {hz} Hz");
+        assert_eq!(lost(&h.seqs), 0, "edge {name}: frames lost");
+        println!(
+            "edge {name}: {} frames, {:.1} s of tone at {hz:.0} Hz, 0 lost",
+            h.seqs.len(),
+            tone_seconds(&h.pcm)
+        );
+    }
+    println!("block to close on the edge: {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_tier_edge_hears_the_room() {
+    let (oa, ea, eb) = (free_addr(), free_addr(), free_addr());
+    let _origin = origin(oa, None);
+    let _ea = edge(ea, oa);
+    // B pulls from A, not from the origin.
+    let _eb = edge(eb, ea);
+    let (o, b) = (api(oa), api(eb));
+    let (room, host) = create_room(&o).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::spawn(speaker(
+        format!("ws://{oa}/api/rooms/{room}/speak?token={host}"),
+        stop.clone(),
+    ));
+    let lb = join(&b, &room).await;
+    let heard = Arc::new(Mutex::new(Heard::default()));
+    tokio::spawn(listener(
+        listen_url(eb, &room, &lb),
+        heard.clone(),
+        stop.clone(),
+    ));
+    wait_for("3 s of tone two tiers down", 20, || {
+        tone_seconds(&heard.lock().unwrap().pcm) >= 3.0
+    })
+    .await;
+    // The origin counts the listener two tiers down.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counted(&o, &room).await != 1 {
+        assert!(Instant::now() < deadline, "not counted at the origin");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let h = heard.lock().unwrap();
+    let hz = tone_hz(&h.pcm);
+    assert!((hz - 440.0).abs() <= 10.0, "{hz} Hz");
+    assert_eq!(lost(&h.seqs), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_keeps_its_listeners_through_an_origin_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let (oa, ea) = (free_addr(), free_addr());
+    let mut node = origin(oa, Some(data.path()));
+    let _ea = edge(ea, oa);
+    let (o, a) = (api(oa), api(ea));
+    let (room, host) = create_room(&o).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let speak = format!("ws://{oa}/api/rooms/{room}/speak?token={host}");
+    tokio::spawn(speaker(speak.clone(), stop.clone()));
+    let la = join(&a, &room).await;
+    let heard = Arc::new(Mutex::new(Heard::default()));
+    tokio::spawn(listener(
+        listen_url(ea, &room, &la),
+        heard.clone(),
+        stop.clone(),
+    ));
+    wait_for("2 s of tone before the kill", 20, || {
+        tone_seconds(&heard.lock().unwrap().pcm) >= 2.0
+    })
+    .await;
+
+    node.0.kill().unwrap();
+    node.0.wait().unwrap();
+    drop(node);
+    let before = heard.lock().unwrap().seqs.len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _node = origin(oa, Some(data.path()));
+    // The speaker publishes again (its old socket died with the origin).
+    let stop_again = Arc::new(AtomicBool::new(false));
+    tokio::spawn(speaker(speak, stop_again.clone()));
+    let tone_before = tone_seconds(&heard.lock().unwrap().pcm);
+    wait_for("tone again after the restart", 20, || {
+        tone_seconds(&heard.lock().unwrap().pcm) >= tone_before + 2.0
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    stop_again.store(true, Ordering::Relaxed);
+    let h = heard.lock().unwrap();
+    // The edge never closed the listener's connection.
+    assert_eq!(h.closed, None);
+    assert!(h.seqs.len() > before);
+    let hz = tone_hz(&h.pcm);
+    assert!((hz - 440.0).abs() <= 10.0, "{hz} Hz");
+    // Numbers only go up across the restart.
+    assert!(h.seqs.windows(2).all(|w| w[1] > w[0]));
+}
