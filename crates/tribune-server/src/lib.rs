@@ -31,7 +31,7 @@ pub use node::{admission, creation};
 pub use room::{LiveRoom, MSN_AHEAD, SEQ_AHEAD};
 /// Pulling rooms between the nodes of a cluster.
 pub mod relay {
-    pub use crate::room::relay::{Down, PullError, Up, Upstream};
+    pub use crate::room::relay::{Down, PullError, Start, Up, Upstream};
 }
 
 use std::future::Future;

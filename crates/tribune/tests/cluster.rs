@@ -134,6 +134,78 @@ async fn upgrade_status(url: &str, bearer: Option<&str>) -> u16 {
     }
 }
 
+/// `GET path` on `node`: (status, body).
+async fn get_bytes(node: &Api, path: &str) -> (u16, Vec<u8>) {
+    let resp = node
+        .http
+        .get(format!("{}{path}", node.base))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.unwrap().to_vec())
+}
+
+/// The LL-HLS of `room` is the same bytes on every node: the next part (asked of all at once,
+/// each answering when it has it), the playlist up to that part, and the last whole segment.
+async fn same_hls_everywhere(room: &str, nodes: &[&Api]) {
+    let (status, playlist) = get_bytes(nodes[0], &format!("/hls/{room}/live.m3u8")).await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(playlist).unwrap();
+    let hint = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no preload hint in {text}"))
+        .to_owned();
+    let (msn, index) = hint
+        .strip_prefix("part/")
+        .and_then(|p| p.strip_suffix(".m4s"))
+        .and_then(|p| p.split_once('.'))
+        .unwrap();
+    let blocking = format!("/hls/{room}/live.m3u8?_HLS_msn={msn}&_HLS_part={index}");
+    let playlists =
+        futures_util::future::join_all(nodes.iter().map(|n| get_bytes(n, &blocking))).await;
+    let upto = |body: &[u8]| {
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let end = text
+            .find(&format!("URI=\"{hint}\""))
+            .unwrap_or_else(|| panic!("{hint} not listed in {text}"));
+        let end = end + text[end..].find('\n').unwrap();
+        text[..end].to_owned()
+    };
+    let first = upto(&playlists[0].1);
+    for (i, (status, body)) in playlists.iter().enumerate() {
+        if *status != 200 {
+            for n in nodes {
+                let (_, p) = get_bytes(n, &format!("/hls/{room}/live.m3u8")).await;
+                println!("{}:\n{}", n.base, String::from_utf8_lossy(&p));
+            }
+        }
+        assert_eq!(*status, 200, "{hint} on node {i}");
+        assert_eq!(upto(body), first, "node {i}'s playlist");
+    }
+    let last_segment = first
+        .lines()
+        .rfind(|l| l.starts_with("seg/"))
+        .unwrap_or_else(|| panic!("no whole segment in {first}"))
+        .to_owned();
+    for uri in [hint.as_str(), last_segment.as_str()] {
+        let path = format!("/hls/{room}/{uri}");
+        let bodies =
+            futures_util::future::join_all(nodes.iter().map(|n| get_bytes(n, &path))).await;
+        for (i, (status, body)) in bodies.iter().enumerate() {
+            assert_eq!(*status, 200, "node {i}: {uri}");
+            assert!(!body.is_empty());
+            assert_eq!(body, &bodies[0].1, "node {i}: {uri} differs");
+        }
+    }
+    println!(
+        "LL-HLS identical on {} nodes: {hint}, {last_segment}, playlist up to the part",
+        nodes.len()
+    );
+}
+
 /// Listeners the room API of `node` counts.
 async fn counted(node: &Api, room: &str) -> u64 {
     let (_, info) = node
@@ -202,6 +274,8 @@ async fn two_edges_carry_a_room_from_its_origin() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    same_hls_everywhere(&room, &[&o, &a, &b]).await;
+
     // Stage actions belong to the origin.
     let (code, answer) = a
         .call(
@@ -257,7 +331,7 @@ async fn a_second_tier_edge_hears_the_room() {
     let _ea = edge(ea, oa);
     // B pulls from A, not from the origin.
     let _eb = edge(eb, ea);
-    let (o, b) = (api(oa), api(eb));
+    let (o, a, b) = (api(oa), api(ea), api(eb));
     let (room, host) = create_room(&o).await;
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(speaker(
@@ -281,6 +355,7 @@ async fn a_second_tier_edge_hears_the_room() {
         assert!(Instant::now() < deadline, "not counted at the origin");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    same_hls_everywhere(&room, &[&o, &a, &b]).await;
     stop.store(true, Ordering::Relaxed);
     let h = heard.lock().unwrap();
     let hz = tone_hz(&h.pcm);
@@ -325,6 +400,8 @@ async fn an_edge_keeps_its_listeners_through_an_origin_restart() {
         tone_seconds(&heard.lock().unwrap().pcm) >= tone_before + 2.0
     })
     .await;
+    // Numbered past the restart by the origin, the edge's LL-HLS is still the origin's.
+    same_hls_everywhere(&room, &[&o, &a]).await;
     stop.store(true, Ordering::Relaxed);
     stop_again.store(true, Ordering::Relaxed);
     let h = heard.lock().unwrap();

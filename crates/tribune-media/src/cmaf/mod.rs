@@ -34,7 +34,7 @@ pub(crate) mod reader;
 pub use demux::{read_samples, summarize, RunSummary, Sample};
 pub use fragment::fragment;
 pub use init::{init_segment, OpusTrackConfig};
-pub use packager::{Packager, PackagerEvent, Part, Segment};
+pub use packager::{Packager, PackagerEvent, Part, Segment, SegmentStart};
 
 use crate::opus::OpusError;
 use crate::{FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE};

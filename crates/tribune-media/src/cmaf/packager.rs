@@ -1,5 +1,7 @@
 //! The packager state machine: program packets in, LL-HLS parts and segments out.
 
+use std::collections::VecDeque;
+
 use bytes::{Bytes, BytesMut};
 
 use super::{decode_time, fragment, CmafError, PART_FRAMES, SEGMENT_FRAMES, SEGMENT_PARTS};
@@ -79,6 +81,21 @@ pub enum PackagerEvent {
     Segment(Segment),
 }
 
+/// Where a segment starts and how it is numbered and dated: what another node packaging the
+/// same program (a relay) is told, so that it cuts the same parts and segments with the same
+/// numbers and bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentStart {
+    /// Its media sequence number.
+    pub msn: u64,
+    /// The sequence number of its first packet.
+    pub first_seq: u64,
+    /// Whether it follows a gap (`EXT-X-DISCONTINUITY`).
+    pub discontinuity: bool,
+    /// Wall-clock time of its first packet, µs since the Unix epoch.
+    pub program_date_us: u64,
+}
+
 #[derive(Debug)]
 struct OpenSegment {
     msn: u64,
@@ -110,6 +127,9 @@ pub struct Packager {
     anchor: (u64, u64),
     discontinuity_next: bool,
     discontinuities: u64,
+    /// A following packager (a relay's): opens segments only where it is told to, at the
+    /// starts declared by the packager it follows (oldest first).
+    follow: Option<VecDeque<SegmentStart>>,
 }
 
 impl Packager {
@@ -129,6 +149,41 @@ impl Packager {
         }
     }
 
+    /// A packager that follows another: it opens a segment only at a start [`declare`]d to it
+    /// and numbers and dates it as declared, so it packages a relayed program exactly as the
+    /// node it comes from (packets before the first declared start are not packaged).
+    ///
+    /// [`declare`]: Packager::declare
+    pub fn following() -> Self {
+        Packager {
+            follow: Some(VecDeque::new()),
+            ..Self::default()
+        }
+    }
+
+    /// Declares where a segment of the followed program starts (ignored unless following, and
+    /// for starts not after the last one declared).
+    pub fn declare(&mut self, start: SegmentStart) {
+        let Some(follow) = self.follow.as_mut() else {
+            return;
+        };
+        let after_declared = follow.back().is_none_or(|b| start.first_seq > b.first_seq);
+        let after_packaged = self.last_seq.is_none_or(|l| start.first_seq > l);
+        if after_declared && after_packaged {
+            follow.push_back(start);
+        }
+    }
+
+    /// The start of the segment being cut, if one is open.
+    pub fn segment_start(&self) -> Option<SegmentStart> {
+        self.open.as_ref().map(|o| SegmentStart {
+            msn: o.msn,
+            first_seq: o.first_seq,
+            discontinuity: o.discontinuity,
+            program_date_us: o.program_date_us,
+        })
+    }
+
     /// Adds the program packet `seq` captured at `capture_us` (µs since the Unix epoch).
     ///
     /// Returns the parts and segments completed by this packet, usually none. A packet that is
@@ -142,6 +197,12 @@ impl Packager {
         validate_packet(&packet)?;
         decode_time(seq)?;
         let mut events = Vec::new();
+        if self.follow.is_some() {
+            if !self.follow_start(seq, &mut events)? {
+                return Ok(events);
+            }
+            return self.add(seq, packet, events);
+        }
         match self.last_seq {
             Some(last) if last.checked_add(1) == Some(seq) => {}
             Some(_) => {
@@ -168,6 +229,58 @@ impl Packager {
                 bytes: BytesMut::new(),
             });
         }
+        self.add(seq, packet, events)
+    }
+
+    /// Opens the declared segment starting at `seq`, if any, closing the one before; says
+    /// whether `seq` is packaged (a segment is open for it).
+    fn follow_start(
+        &mut self,
+        seq: u64,
+        events: &mut Vec<PackagerEvent>,
+    ) -> Result<bool, CmafError> {
+        let continuous = self.last_seq.and_then(|l| l.checked_add(1)) == Some(seq);
+        let declared = {
+            let Some(follow) = self.follow.as_mut() else {
+                return Ok(false);
+            };
+            while follow.front().is_some_and(|d| d.first_seq < seq) {
+                follow.pop_front();
+            }
+            follow.front().filter(|d| d.first_seq == seq).copied()
+        };
+        if self.last_seq.is_some() && !continuous {
+            self.discontinuities += 1;
+        }
+        self.last_seq = Some(seq);
+        if declared.is_some() || !continuous {
+            self.close(events)?;
+        }
+        if let Some(d) = declared {
+            if let Some(follow) = self.follow.as_mut() {
+                follow.pop_front();
+            }
+            self.anchor = (seq, d.program_date_us);
+            self.open = Some(OpenSegment {
+                msn: d.msn,
+                first_seq: seq,
+                frames: 0,
+                parts: 0,
+                discontinuity: d.discontinuity,
+                program_date_us: d.program_date_us,
+                bytes: BytesMut::new(),
+            });
+        }
+        Ok(self.open.is_some())
+    }
+
+    /// Adds `packet` (number `seq`) to the open segment, publishing what it completes.
+    fn add(
+        &mut self,
+        seq: u64,
+        packet: Bytes,
+        mut events: Vec<PackagerEvent>,
+    ) -> Result<Vec<PackagerEvent>, CmafError> {
         if self.pending.is_empty() {
             self.pending_first_seq = seq;
         }
@@ -518,5 +631,129 @@ mod tests {
     fn finish_on_an_empty_packager_is_empty() {
         let mut p = Packager::new();
         assert!(p.finish().unwrap().is_empty());
+    }
+
+    /// One packet pushed to the origin: its number and bytes, what it completed, and the
+    /// origin's open segment after it.
+    struct Pushed {
+        seq: u64,
+        packet: Bytes,
+        events: Vec<PackagerEvent>,
+        start: Option<SegmentStart>,
+    }
+
+    /// A program with everything that moves segment numbers: a start mid-segment (numbered
+    /// after a restart), a gap, and a cut (a pause) with no gap after it.
+    fn eventful(origin: &mut Packager, packets: &[Bytes]) -> Vec<Pushed> {
+        let mut seqs: Vec<u64> = (1234..1420).collect();
+        seqs.extend(1500..1640);
+        let mut out = Vec::new();
+        for (i, &seq) in seqs.iter().enumerate() {
+            let mut events = Vec::new();
+            if seq == 1570 {
+                events.extend(origin.finish().unwrap());
+            }
+            let t = 1_000_000 + 20_000 * i as u64;
+            events.extend(origin.push(seq, t, packets[i].clone()).unwrap());
+            out.push(Pushed {
+                seq,
+                packet: packets[i].clone(),
+                events,
+                start: origin.segment_start(),
+            });
+        }
+        out
+    }
+
+    fn parts_of(events: &[PackagerEvent]) -> Vec<Part> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                PackagerEvent::Part(p) => Some(p.clone()),
+                PackagerEvent::Segment(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_follower_cuts_the_same_bytes_from_a_declared_start() {
+        let packets = packets(400);
+        let mut origin = Packager::resuming(7_000);
+        let pushed = eventful(&mut origin, &packets);
+        let mut starts: Vec<SegmentStart> = pushed.iter().filter_map(|p| p.start).collect();
+        starts.dedup();
+        // After the restart, the gap, the cut, and at every hundred.
+        assert_eq!(
+            starts
+                .iter()
+                .map(|s| (s.msn, s.first_seq, s.discontinuity))
+                .collect::<Vec<_>>(),
+            [
+                (7_001, 1234, true),
+                (7_002, 1300, false),
+                (7_003, 1400, false),
+                (7_004, 1500, true),
+                (7_005, 1570, false),
+                (7_006, 1600, false),
+            ]
+        );
+        let all: Vec<PackagerEvent> = pushed.iter().flat_map(|p| p.events.clone()).collect();
+        let origin_parts = parts_of(&all);
+        // Followers joining at every declared start, or some frames before it, package every
+        // part from there exactly as the origin did (capture times differ on a relay: unused).
+        for (k, start) in starts.iter().enumerate() {
+            for lead in [0u64, 1, 37] {
+                let mut follower = Packager::following();
+                for s in &starts[k..] {
+                    follower.declare(*s);
+                }
+                let mut events = Vec::new();
+                for p in pushed.iter().filter(|p| p.seq + lead >= start.first_seq) {
+                    events.extend(follower.push(p.seq, 5, p.packet.clone()).unwrap());
+                }
+                let expected: Vec<Part> = origin_parts
+                    .iter()
+                    .filter(|p| p.first_seq >= start.first_seq)
+                    .cloned()
+                    .collect();
+                assert_eq!(parts_of(&events), expected, "start {k}, lead {lead}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_follower_packages_nothing_before_its_first_declared_start() {
+        let packets = packets(30);
+        let mut follower = Packager::following();
+        follower.declare(SegmentStart {
+            msn: 42,
+            first_seq: 110,
+            discontinuity: true,
+            program_date_us: 77,
+        });
+        let events = run(&mut follower, 100..130, &packets);
+        let (parts, segs) = split(&events);
+        assert!(segs.is_empty());
+        assert_eq!(
+            parts
+                .iter()
+                .map(|p| (
+                    p.msn,
+                    p.index,
+                    p.first_seq,
+                    p.discontinuity,
+                    p.program_date_us
+                ))
+                .collect::<Vec<_>>(),
+            [(42, 0, 110, true, 77), (42, 1, 120, false, 77 + 200_000)]
+        );
+        // A start declared in the past is ignored.
+        follower.declare(SegmentStart {
+            msn: 1,
+            first_seq: 5,
+            discontinuity: false,
+            program_date_us: 0,
+        });
+        assert_eq!(follower.segment_start().map(|s| s.msn), Some(42));
     }
 }

@@ -209,6 +209,19 @@ impl LivePlaylist {
         self.open.is_none() && self.segments.is_empty()
     }
 
+    /// `EXT-X-DISCONTINUITY-SEQUENCE`: discontinuities that left the listing.
+    pub fn discontinuity_sequence(&self) -> u64 {
+        self.discontinuity_sequence
+    }
+
+    /// Starts an empty playlist's discontinuity count at `n` (a relay's playlist, which begins
+    /// where its origin's listing began, counts as the origin did).
+    pub fn start_discontinuity_sequence(&mut self, n: u64) {
+        if self.segments.is_empty() && self.open.is_none() {
+            self.discontinuity_sequence = n;
+        }
+    }
+
     /// Media sequence number of the first listed segment (or of the open one).
     pub fn media_sequence(&self) -> Option<u64> {
         self.listed().next().or(self.open.as_ref()).map(|e| e.msn)

@@ -13,8 +13,11 @@ use tribune_core::RoomId;
 use crate::room::relay::{Pull, PullError, Upstream};
 use crate::room::LiveRoom;
 
-/// How long an edge remembers that its upstream has no such room.
+/// How long an edge remembers that its upstream has no such room (or that it ended).
 const MISSING_FOR: Duration = Duration::from_secs(2);
+/// Most pulls being opened at once: requests for more rooms than this at the same moment are
+/// answered `503` (with `Retry-After`) rather than each costing the upstream a connection.
+const MAX_IN_FLIGHT: usize = 64;
 /// Most rooms remembered as missing (past this the memory starts over).
 const MISSING_MAX: usize = 10_000;
 
@@ -25,7 +28,20 @@ type Shared = Arc<OnceCell<Result<Arc<LiveRoom>, PullError>>>;
 pub struct Pulls {
     upstream: Upstream,
     in_flight: Mutex<HashMap<RoomId, Shared>>,
-    missing: Mutex<HashMap<RoomId, Instant>>,
+    missing: Mutex<HashMap<RoomId, (Instant, PullError)>>,
+}
+
+/// Takes a room's entry out of the pulls in flight when its opening ends, or is dropped (the
+/// request that made it went away).
+struct InFlight<'a> {
+    pulls: &'a Pulls,
+    room: &'a RoomId,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.pulls.in_flight.lock().remove(self.room);
+    }
 }
 
 impl Pulls {
@@ -45,34 +61,31 @@ impl Pulls {
         room: &RoomId,
         start: impl FnOnce(Pull) -> Arc<LiveRoom>,
     ) -> Result<Arc<LiveRoom>, PullError> {
-        if let Some(at) = self.missing.lock().get(room) {
+        if let Some((at, e)) = self.missing.lock().get(room) {
             if at.elapsed() < MISSING_FOR {
-                return Err(PullError::NotFound);
+                return Err(e.clone());
             }
         }
-        let shared = self
-            .in_flight
-            .lock()
-            .entry(room.clone())
-            .or_default()
-            .clone();
-        let mut first = false;
+        let shared = {
+            let mut in_flight = self.in_flight.lock();
+            if in_flight.len() >= MAX_IN_FLIGHT && !in_flight.contains_key(room) {
+                return Err(PullError::Unavailable("too many rooms being pulled".into()));
+            }
+            in_flight.entry(room.clone()).or_default().clone()
+        };
         let outcome = shared
             .get_or_init(|| async {
-                first = true;
+                let _entry = InFlight { pulls: self, room };
                 self.upstream.open(room, None).await.map(start)
             })
             .await
             .clone();
-        if first {
-            self.in_flight.lock().remove(room);
-        }
-        if let Err(PullError::NotFound) = outcome {
+        if let Err(e @ (PullError::NotFound | PullError::Ended)) = &outcome {
             let mut missing = self.missing.lock();
             if missing.len() >= MISSING_MAX {
                 missing.clear();
             }
-            missing.insert(room.clone(), Instant::now());
+            missing.insert(room.clone(), (Instant::now(), e.clone()));
         }
         outcome
     }

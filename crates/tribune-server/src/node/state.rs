@@ -385,8 +385,12 @@ impl AppState {
         Ok(pulls.room(&id, |pull| self.start_pulled(pull)).await?)
     }
 
-    /// Starts a room this node pulls and puts it in the registry (replacing one let go).
+    /// Starts a room this node pulls and puts it in the registry (replacing one let go); if a
+    /// request that came in between already did, that room stays and this pull is dropped.
     fn start_pulled(&self, pull: Pull) -> Arc<LiveRoom> {
+        if let Ok(room) = self.room(pull.hello.info.id.as_str()) {
+            return room;
+        }
         let hello = &pull.hello;
         let setup = RoomSetup {
             info: hello.info.clone(),
@@ -411,6 +415,13 @@ impl AppState {
             pull,
         );
         let mut rooms = self.inner.rooms.write();
+        if let Some(other) = rooms.get(&room.id).filter(|r| !r.is_retired()) {
+            // Lost a race with another pull of the same room: this one ends at once.
+            let other = other.clone();
+            drop(rooms);
+            tokio::spawn(async move { room.end().await });
+            return other;
+        }
         rooms.insert(room.id.clone(), room.clone());
         self.inner.metrics.rooms.set(rooms.len() as u64);
         room

@@ -15,9 +15,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use std::collections::VecDeque;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tribune_media::cmaf::{init_segment, OpusTrackConfig, Packager, PackagerEvent, Segment};
+
+use tribune_media::cmaf::{
+    init_segment, OpusTrackConfig, Packager, PackagerEvent, Segment, SegmentStart,
+};
 use tribune_media::hls::{
     BlockDecision, BlockingRequest, LiveConfig, LivePlaylist, Lookup, Resource, BLOCKING_TIMEOUT_MS,
 };
@@ -37,7 +41,15 @@ struct HlsState {
     segment_on_air: bool,
     /// Segments left out of the recording because nobody was on air.
     quiet_segments: u64,
+    /// Where recent segments started (what a node relaying the program is told), oldest first.
+    starts: VecDeque<SegmentStart>,
+    /// A relayed program: the discontinuity sequence its upstream's listing had when it last
+    /// said hello (a listing started over takes it, as the upstream's did).
+    upstream_discontinuity: Option<u64>,
 }
+
+/// Segment starts remembered: more than the ring holds (30 s: 15 segments, and a few gaps).
+const STARTS_KEPT: usize = 64;
 
 /// The LL-HLS state of one room.
 #[derive(Debug)]
@@ -65,6 +77,12 @@ impl Hls {
         Self::with_packager(Packager::resuming(last_msn))
     }
 
+    /// An empty playlist of a relayed program: segments open where the node upstream declares
+    /// them ([`Hls::declare`]), so parts and segments are the same bytes as there.
+    pub fn following() -> Self {
+        Self::with_packager(Packager::following())
+    }
+
     fn with_packager(packager: Packager) -> Self {
         Hls {
             state: Mutex::new(HlsState {
@@ -74,6 +92,8 @@ impl Hls {
                 recorders: Vec::new(),
                 segment_on_air: false,
                 quiet_segments: 0,
+                starts: VecDeque::new(),
+                upstream_discontinuity: None,
             }),
             generation: watch::Sender::new(0),
             init: Bytes::from(init_segment(&OpusTrackConfig::default())),
@@ -90,6 +110,14 @@ impl Hls {
         match st.packager.push(seq, capture_us, payload) {
             Ok(events) => self.apply(&mut st, events),
             Err(e) => tracing::warn!(seq, "program frame not packaged: {e}"),
+        }
+        if let Some(start) = st.packager.segment_start() {
+            if st.starts.back() != Some(&start) {
+                if st.starts.len() == STARTS_KEPT {
+                    st.starts.pop_front();
+                }
+                st.starts.push_back(start);
+            }
         }
         st.quiet_segments - quiet_before
     }
@@ -121,6 +149,43 @@ impl Hls {
         self.generation.send_replace(st.playlist.generation());
     }
 
+    /// Declares where the followed program's segments start (see [`Hls::following`]).
+    pub fn declare(&self, starts: &[SegmentStart]) {
+        let mut st = self.state.lock();
+        for s in starts {
+            st.packager.declare(*s);
+        }
+    }
+
+    /// The starts of segments beginning at `from` or later, oldest first.
+    pub fn starts_from(&self, from: u64) -> Vec<SegmentStart> {
+        let st = self.state.lock();
+        st.starts
+            .iter()
+            .filter(|s| s.first_seq >= from)
+            .copied()
+            .collect()
+    }
+
+    /// Where the listing begins: the first listed segment's first frame (or the first
+    /// segment's, before any part is out), and the discontinuity sequence there.
+    pub fn listing_start(&self) -> Option<(u64, u64)> {
+        let st = self.state.lock();
+        let start = match st.playlist.media_sequence() {
+            Some(msn) => st.starts.iter().find(|s| s.msn == msn)?,
+            None => st.starts.front()?,
+        };
+        Some((start.first_seq, st.playlist.discontinuity_sequence()))
+    }
+
+    /// Takes the discontinuity sequence of the node upstream's listing (its hello): an empty
+    /// listing starts counting there, as does one that starts over.
+    pub fn upstream_discontinuity_sequence(&self, n: u64) {
+        let mut st = self.state.lock();
+        st.playlist.start_discontinuity_sequence(n);
+        st.upstream_discontinuity = Some(n);
+    }
+
     /// The first segment number not used yet.
     pub fn next_msn(&self) -> u64 {
         self.state.lock().packager.next_msn()
@@ -145,7 +210,19 @@ impl Hls {
         }
         for event in &events {
             if let Err(e) = st.playlist.apply(event) {
-                tracing::warn!("playlist refused a packager event: {e}");
+                match (event, st.upstream_discontinuity) {
+                    // A relayed program whose numbers jumped (its origin restarted, or a break
+                    // outlasted the ring): the listing starts over at the upstream's numbers,
+                    // as the upstream's own did.
+                    (PackagerEvent::Part(p), Some(d)) if p.index == 0 => {
+                        st.playlist = LivePlaylist::new(LiveConfig::default());
+                        st.playlist.start_discontinuity_sequence(d);
+                        if let Err(e) = st.playlist.apply(event) {
+                            tracing::warn!("playlist refused a packager event: {e}");
+                        }
+                    }
+                    _ => tracing::warn!("playlist refused a packager event: {e}"),
+                }
             }
             if let PackagerEvent::Segment(s) = event {
                 if std::mem::take(&mut st.segment_on_air) {

@@ -83,16 +83,6 @@ pub struct Snapshot {
     pub eject_rev: u64,
 }
 
-impl Snapshot {
-    /// The part listener connections must act on themselves.
-    pub fn control(&self) -> Control {
-        Control {
-            state: self.state,
-            eject_rev: self.eject_rev,
-        }
-    }
-}
-
 /// What in a room's events a listener connection acts on itself (the room ending, someone
 /// removed or blocked): its task follows this, not every event (counts and who speaks reach a
 /// listener at the live edge through its phase group's writer).
@@ -102,6 +92,8 @@ pub struct Control {
     pub state: RoomState,
     /// The roster's ejection revision.
     pub eject_rev: u64,
+    /// A pulled room this node let go: its connections reconnect (and pull it again).
+    pub retired: bool,
 }
 
 /// What speaker connections tell the mixer task.
@@ -274,6 +266,11 @@ impl LiveRoom {
         pull: relay::Pull,
     ) -> Arc<LiveRoom> {
         let (room, rx) = Self::build(setup, config, &metrics, true);
+        // Before anyone finds the room: its event and roster as the upstream has them.
+        room.take_roster(pull.hello.roster.clone(), &[]);
+        room.take_event(pull.hello.event.clone());
+        room.hls
+            .upstream_discontinuity_sequence(pull.hello.discontinuity_sequence);
         stage.spawn(relay::run(
             room.clone(),
             rx,
@@ -320,6 +317,8 @@ impl LiveRoom {
                 },
             ),
         };
+        // A relayed program is packaged where its upstream cut it: the same bytes everywhere.
+        let hls = if relayed { Hls::following() } else { hls };
         let room = Arc::new(LiveRoom {
             id: info.id.clone(),
             info: Mutex::new(info),
@@ -337,6 +336,7 @@ impl LiveRoom {
             control: watch::Sender::new(Control {
                 state,
                 eject_rev: 0,
+                retired: false,
             }),
             ingress,
             listeners: AtomicU64::new(0),
@@ -675,7 +675,11 @@ impl LiveRoom {
             true
         });
         // After the event itself: a task woken by this finds the event that goes with it.
-        let control = Control { state, eject_rev };
+        let control = Control {
+            state,
+            eject_rev,
+            retired: self.is_retired(),
+        };
         self.control
             .send_if_modified(|c| std::mem::replace(c, control) != control);
         changed

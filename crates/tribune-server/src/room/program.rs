@@ -74,7 +74,9 @@ impl Program {
         self.room.hls.finish();
     }
 
-    fn flush(&mut self) {
+    /// Every group gets what it has not been sent yet (a relayed program that stopped coming:
+    /// its segments are cut where the upstream cut them, not here).
+    pub(crate) fn flush(&mut self) {
         let head = self.room.head();
         self.phases.flush(head, &mut self.due);
         self.publish();

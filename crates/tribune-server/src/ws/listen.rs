@@ -30,6 +30,10 @@ use crate::net::limits::MessageRate;
 use crate::node::state::AppState;
 use crate::room::{Batch, LiveRoom, Snapshot};
 
+/// Why a connection to a pulled room this node let go closes: it resumes, and finds the room
+/// pulled again.
+pub(crate) const RETIRED: CloseReason = (close::RESUME, "this node let the room go; resume");
+
 /// Most frames sent in one catch-up message, so one write stays small.
 const MAX_CATCH_UP_FRAMES: u64 = 250;
 
@@ -155,6 +159,11 @@ async fn run(
         out.close((close::REMOVED, reason)).await;
         return;
     }
+    // Counted in before this look: a pulled room let go after it tells this connection.
+    if room.is_retired() {
+        out.close(RETIRED).await;
+        return;
+    }
     let handed_back = || async {
         match &wire {
             Some(w) => w.handed_back().await,
@@ -202,8 +211,11 @@ async fn run(
             },
             // The room ending or someone removed: this task acts, direct or not.
             changed = control.changed() => match changed {
+                Ok(()) if control.borrow_and_update().retired => {
+                    take_back(wire.as_deref(), &mut direct, &mut cursor, &mut seen);
+                    Err(RETIRED)
+                }
                 Ok(()) => {
-                    control.borrow_and_update();
                     take_back(wire.as_deref(), &mut direct, &mut cursor, &mut seen);
                     out.room_event(&mut snapshots, &mut seen, &room, &metrics, &mut cursor, &batches, listener).await
                 }

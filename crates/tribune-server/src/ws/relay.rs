@@ -19,11 +19,12 @@ use tribune_core::{unix_micros, RoomState, Seq, TokenKind};
 use crate::close;
 use crate::error::ApiError;
 use crate::http::extract::bearer;
+use crate::metrics::Metrics;
 use crate::net::limits::MessageRate;
 use crate::node::state::AppState;
-use crate::room::relay::{Down, Up};
+use crate::room::relay::{Down, Start, Up};
 use crate::room::LiveRoom;
-use crate::ws::listen::{CloseReason, Outbox};
+use crate::ws::listen::{CloseReason, Outbox, RETIRED};
 
 /// Messages a second a pulling node may send (its audience once a second, and pings).
 const UP_MESSAGES_PER_S: u32 = 5;
@@ -32,6 +33,8 @@ const UP_MESSAGE_BURST: u32 = 20;
 const MAX_UP_MESSAGE: usize = 1024;
 /// Largest audience one pulling node may claim (more is a lie, capped).
 const MAX_AUDIENCE: u64 = 1 << 32;
+/// A pulling node reports once a second; silent for this long, it is gone (its count goes).
+const SILENT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Query of the relay endpoint.
 #[derive(Deserialize)]
@@ -79,12 +82,25 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, from: Op
     let latest = batches.borrow_and_update().clone();
     let snap = snapshots.borrow_and_update().clone();
     let mut eject_rev = control.borrow_and_update().eject_rev;
+    let mut roster_rev = room.roster.lock().rev();
     let head = room.head();
+    let tail = room.ring().tail();
+    let listing = room.hls().listing_start();
+    // A resume goes on where it broke; a new pull, or one whose break outlasted the ring,
+    // starts where the LL-HLS listing does, so the puller lists the same segments.
+    let cursor = match from {
+        Some(f) if f >= tail => f.min(head),
+        _ => listing
+            .map(|(first, _)| Seq(first))
+            .filter(|s| (tail..=head).contains(s))
+            .unwrap_or(head),
+    };
     let hello = Down::Hello {
         info: room.info(),
-        head: from.map_or(head.0, |f| f.0.min(head.0)),
+        head: cursor.0,
         event: snap.text.as_str().to_owned(),
         roster: room.roster.lock().to_record(),
+        discontinuity_sequence: listing.map_or(0, |(_, d)| d),
     };
     let mut out = Outbox {
         socket: &mut socket,
@@ -93,8 +109,23 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, from: Op
     if send_json(&mut out, &hello).await.is_err() {
         return;
     }
-    let mut cursor = from.unwrap_or(head);
-    let mut step = out.catch_up(&room, &metrics, &mut cursor, latest.end).await;
+    // Counted in before this look: a pulled room let go after it tells this connection.
+    if room.is_retired() {
+        out.close(RETIRED).await;
+        return;
+    }
+    let mut cursor = cursor;
+    let mut starts_from = cursor.0;
+    let mut heard_at = tokio::time::Instant::now();
+    let mut step = forward(
+        &mut out,
+        &room,
+        &metrics,
+        &mut cursor,
+        &mut starts_from,
+        latest.end,
+    )
+    .await;
     loop {
         if let Err(reason) = step {
             out.close(reason).await;
@@ -103,34 +134,34 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, from: Op
         step = tokio::select! {
             biased;
             _ = shutdown.changed() => Err((close::RESTART, "server restarting; reconnect")),
+            _ = tokio::time::sleep_until(heard_at + SILENT) => {
+                Err((close::RESUME, "no audience report; reconnect"))
+            }
             changed = batches.changed() => match changed {
                 Ok(()) => {
                     let end = batches.borrow_and_update().end;
-                    out.catch_up(&room, &metrics, &mut cursor, end).await
+                    forward(&mut out, &room, &metrics, &mut cursor, &mut starts_from, end).await
                 }
                 Err(_) => Err((close::NORMAL, "room closed")),
             },
             changed = control.changed() => match changed {
-                Ok(()) => {
-                    let now = control.borrow_and_update().eject_rev;
-                    let since = std::mem::replace(&mut eject_rev, now);
-                    let message = {
-                        let roster = room.roster.lock();
-                        Down::Roster { roster: roster.to_record(), kicked: roster.kicked_since(since) }
-                    };
-                    send_json(&mut out, &message).await
-                }
+                Ok(()) if control.borrow_and_update().retired => Err(RETIRED),
+                Ok(()) => roster(&mut out, &room, &mut eject_rev, &mut roster_rev).await,
                 Err(_) => Err((close::NORMAL, "room closed")),
             },
             changed = snapshots.changed() => match changed {
                 Ok(()) => {
                     let snap = snapshots.borrow_and_update().clone();
-                    let sent = send_json(&mut out, &Down::Event { event: snap.text.as_str().to_owned() }).await;
+                    // Changes that remove nobody (an unblock, who is on stage) go too.
+                    let mut sent = roster(&mut out, &room, &mut eject_rev, &mut roster_rev).await;
+                    if sent.is_ok() {
+                        sent = send_json(&mut out, &Down::Event { event: snap.text.as_str().to_owned() }).await;
+                    }
                     match (sent, snap.state) {
                         (Ok(()), RoomState::Ended) => {
                             // The last audio, then goodbye.
                             let end = batches.borrow().end;
-                            let _ = out.catch_up(&room, &metrics, &mut cursor, end).await;
+                            let _ = forward(&mut out, &room, &metrics, &mut cursor, &mut starts_from, end).await;
                             Err((close::NORMAL, "room ended"))
                         }
                         (sent, _) => sent,
@@ -146,6 +177,7 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, from: Op
                 }
                 Some(Ok(Message::Text(t))) => match serde_json::from_str::<Up>(&t) {
                     Ok(Up::Audience { listeners }) => {
+                        heard_at = tokio::time::Instant::now();
                         downstream.report(listeners.min(MAX_AUDIENCE));
                         Ok(())
                     }
@@ -162,6 +194,52 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, from: Op
             },
         };
     }
+}
+
+/// Sends the program from `cursor` up to `end`, preceded by where its segments begin (the
+/// starts from `starts_from` on that `end` covers).
+async fn forward(
+    out: &mut Outbox<'_>,
+    room: &LiveRoom,
+    metrics: &Metrics,
+    cursor: &mut Seq,
+    starts_from: &mut u64,
+    end: Seq,
+) -> Result<(), CloseReason> {
+    let starts: Vec<Start> = room
+        .hls()
+        .starts_from(*starts_from)
+        .into_iter()
+        .filter(|s| s.first_seq < end.0)
+        .map(Into::into)
+        .collect();
+    if let Some(last) = starts.last() {
+        *starts_from = last.first_seq + 1;
+        send_json(out, &Down::Segments { starts }).await?;
+    }
+    out.catch_up(room, metrics, cursor, end).await
+}
+
+/// Sends the roster if it moved since it was last sent, with who was removed since.
+async fn roster(
+    out: &mut Outbox<'_>,
+    room: &LiveRoom,
+    eject_rev: &mut u64,
+    roster_rev: &mut u64,
+) -> Result<(), CloseReason> {
+    let message = {
+        let roster = room.roster.lock();
+        if roster.rev() == *roster_rev && roster.eject_rev() == *eject_rev {
+            return Ok(());
+        }
+        let since = std::mem::replace(eject_rev, roster.eject_rev());
+        *roster_rev = roster.rev();
+        Down::Roster {
+            roster: roster.to_record(),
+            kicked: roster.kicked_since(since),
+        }
+    };
+    send_json(out, &message).await
 }
 
 async fn send_json(out: &mut Outbox<'_>, message: &Down) -> Result<(), CloseReason> {
