@@ -7,6 +7,7 @@ pub mod event;
 pub mod ids;
 pub mod permissions;
 pub mod reactions;
+pub mod registry;
 pub mod ring;
 pub mod room;
 pub mod stage;

@@ -26,6 +26,8 @@ pub enum JoinAnswer {
     Admitted {
         /// The listen WebSocket URL (absolute, or a path on the server).
         listen_url: String,
+        /// Listen URLs on other nodes, to move to if the first goes away (a cluster).
+        alternates: Vec<String>,
     },
     /// In the waiting room: ask again after `retry_after` with this ticket.
     Queued {
@@ -55,6 +57,9 @@ pub enum JoinAnswer {
     },
 }
 
+/// Alternates kept from a join's answer.
+const MAX_ALTERNATES: usize = 8;
+
 /// A `Retry-After` header in delay-seconds form (the HTTP-date form is not used by Tribune).
 pub fn parse_retry_after(v: Option<&str>) -> Option<Duration> {
     let secs: f64 = v?.trim().parse().ok()?;
@@ -68,6 +73,14 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &Value) -> JoinAns
         200 => match body["listen_url"].as_str() {
             Some(u) if !u.is_empty() => JoinAnswer::Admitted {
                 listen_url: u.to_owned(),
+                alternates: body["alternates"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .take(MAX_ALTERNATES)
+                    .map(str::to_owned)
+                    .collect(),
             },
             _ => JoinAnswer::Refused {
                 reason: "200 without listen_url".into(),
@@ -145,8 +158,8 @@ impl Jitter {
 /// How a join ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JoinOutcome {
-    /// The listen URL, or why there is none.
-    pub result: Result<String, String>,
+    /// The listen URLs (the node to use, then its alternates), or why there are none.
+    pub result: Result<Vec<String>, String>,
     /// Retries after `429`/`503`/transport errors.
     pub retries: u32,
     /// Times the join waited in the queue (`202`).
@@ -210,8 +223,12 @@ pub async fn join(
             }
         };
         let wait = match answer {
-            JoinAnswer::Admitted { listen_url } => {
-                out.result = Ok(listen_url);
+            JoinAnswer::Admitted {
+                listen_url,
+                mut alternates,
+            } => {
+                alternates.insert(0, listen_url);
+                out.result = Ok(alternates);
                 return out;
             }
             JoinAnswer::Refused { reason } => {
@@ -294,7 +311,16 @@ mod tests {
         assert_eq!(
             classify(200, None, &ok),
             JoinAnswer::Admitted {
-                listen_url: "ws://h/api/rooms/r/listen?ticket=t".into()
+                listen_url: "ws://h/api/rooms/r/listen?ticket=t".into(),
+                alternates: Vec::new(),
+            }
+        );
+        let cluster = json!({"listen_url": "ws://a/l", "alternates": ["ws://b/l", 7, "ws://c/l"]});
+        assert_eq!(
+            classify(200, None, &cluster),
+            JoinAnswer::Admitted {
+                listen_url: "ws://a/l".into(),
+                alternates: vec!["ws://b/l".into(), "ws://c/l".into()],
             }
         );
         assert_eq!(
@@ -428,7 +454,7 @@ mod tests {
             .iter()
             .all(|(a, t)| a.is_some() && *t < Duration::from_secs(1)));
         let took = start.elapsed();
-        assert_eq!(out.result, Ok("/listen?t".to_owned()));
+        assert_eq!(out.result, Ok(vec!["/listen?t".to_owned()]));
         assert_eq!((out.retries, out.queued), (1, 1));
         // 0.3 s after the 503 (plus at most 200 ms of jitter), then 0.2 s in the queue.
         assert!(took >= Duration::from_millis(500), "{took:?}");

@@ -264,7 +264,7 @@ where
     // Listeners leave at the end; counts they keep until then (gaps, loss) arrive now.
     let _ = tokio::time::timeout_at(hard_stop + Duration::from_secs(2), scheduler).await;
     acc.settle(stats.totals(), stats.drain());
-    acc.finish(info, stats.errors())
+    acc.finish(info, stats.errors(), stats.nodes())
 }
 
 /// The scenario's name in reports.

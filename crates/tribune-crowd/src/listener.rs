@@ -3,6 +3,7 @@
 //! churn break. What it sees goes straight into the shared counters and histograms; the task
 //! itself holds only its socket, a sequence tracker and a few numbers.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tribune_media::wire;
 
 use super::join::{join, Jitter, JoinAnswer};
-use super::net::{connect, Target};
+use super::net::{connect_to, listen_addr, Target};
 use super::plan::{Cohort, PlanConfig, Visit};
 use super::stats::{Count, Shard, Stats};
 use super::visit::{leave_at, reconnects, Ended};
@@ -165,7 +166,7 @@ pub async fn run_visit(ctx: Arc<Ctx>, visit: Visit) {
     let joined = join(client, &ctx.join_url, leave, &mut jitter, &mut on_answer).await;
     shard.add(Count::JoinRetries, u64::from(joined.retries));
     shard.add(Count::JoinsQueued, u64::from(joined.queued));
-    let url = match joined.result {
+    let urls = match joined.result {
         Ok(u) => {
             shard.add(Count::JoinsOk, 1);
             shard.join.record(t0.elapsed().as_micros() as u64);
@@ -181,9 +182,16 @@ pub async fn run_visit(ctx: Arc<Ctx>, visit: Visit) {
 
     let mut tally = Tally::default();
     let mut conns = reconnects(&ctx.plan, &visit, ctx.start, leave);
+    // The node the join chose, then its alternates: a connection that drops or cannot be made
+    // moves on to the next (its node may be gone), resuming where it was.
+    let mut at = 0usize;
     while let Some(until) = conns.next(Instant::now()) {
         let resuming = conns.connected;
-        let ended = connection(&ctx, &visit, shard, &url, &mut tally, until, resuming).await;
+        let url = &urls[at % urls.len()];
+        let ended = connection(&ctx, &visit, shard, url, &mut tally, until, resuming).await;
+        if !matches!(ended, Ok(Ended::OnTime)) {
+            at += 1;
+        }
         let wait = conns.ended(ended, Instant::now(), jitter.unit(), shard, &ctx.stats);
         tokio::time::sleep_until(wait).await;
     }
@@ -208,8 +216,9 @@ async fn connection(
     resuming: bool,
 ) -> Result<Ended, String> {
     let url = listen_url(&ctx.target.base, ticket_url, tally.next_seq())?;
+    let addr = listen_addr(&ctx.target, &url)?;
     let open = async {
-        let stream = connect(&ctx.target, visit.index)
+        let stream = connect_to(&ctx.target, addr, visit.index)
             .await
             .map_err(|e| format!("connect: {}", e.kind()))?;
         let cfg = WebSocketConfig::default()
@@ -231,6 +240,8 @@ async fn connection(
         Ok(Err(kind)) => return Err(kind),
         Err(_) => return Err("listen: connect timed out".into()),
     };
+    let node = ctx.stats.node(&addr.to_string());
+    node.connections.fetch_add(1, Ordering::Relaxed);
     if resuming {
         shard.add(Count::Resumes, 1);
         tally.resumed(unix_micros());
@@ -262,11 +273,14 @@ async fn connection(
                         lost += l;
                         if let Some(us) = latency_us {
                             shard.latency.record(us);
+                            node.latency.record(us);
                         }
                     }
                 }
                 shard.add(Count::Frames, new);
                 shard.add(Count::Lost, lost);
+                node.frames.fetch_add(new, Ordering::Relaxed);
+                node.lost.fetch_add(lost, Ordering::Relaxed);
                 if visit.cohort == Cohort::Established {
                     shard.add(Count::EstablishedFrames, new);
                     shard.add(Count::EstablishedLost, lost);

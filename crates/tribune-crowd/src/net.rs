@@ -84,15 +84,37 @@ pub fn join_source_addr(k: u32) -> Ipv4Addr {
 
 /// Opens a TCP connection to the target, bound to connection `i`'s source address when spread.
 pub async fn connect(target: &Target, i: u32) -> std::io::Result<TcpStream> {
-    let sock = if target.addr.is_ipv4() {
+    connect_to(target, target.addr, i).await
+}
+
+/// Where a listen URL points: its address, which must be on loopback when the target is (a
+/// cluster's join may send a listener to another node, never off this machine in a test).
+pub fn listen_addr(target: &Target, url: &str) -> Result<SocketAddr, String> {
+    let u = Url::parse(url).map_err(|e| format!("bad listen_url: {e}"))?;
+    let addr = u
+        .socket_addrs(|| Some(80))
+        .map_err(|e| format!("listen_url {url}: {e}"))?
+        .into_iter()
+        .find(|a| a.is_ipv4() || !target.addr.is_ipv4())
+        .ok_or_else(|| format!("listen_url {url}: no address"))?;
+    if target.addr.ip().is_loopback() && !addr.ip().is_loopback() {
+        return Err(format!("listen_url {url} is not on loopback"));
+    }
+    Ok(addr)
+}
+
+/// Opens a TCP connection to `addr` (a node of the target's cluster), bound to connection
+/// `i`'s source address when the target's are spread.
+pub async fn connect_to(target: &Target, addr: SocketAddr, i: u32) -> std::io::Result<TcpStream> {
+    let sock = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
-    if target.spread_sources {
+    if target.spread_sources && addr.is_ipv4() {
         sock.bind(SocketAddr::new(IpAddr::V4(source_addr(i)), 0))?;
     }
-    let stream = sock.connect(target.addr).await?;
+    let stream = sock.connect(addr).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
 }

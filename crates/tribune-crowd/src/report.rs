@@ -84,9 +84,25 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// What listeners got from one node of a cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    /// Listen connections opened to it (first connections and resumes).
+    pub connections: u64,
+    /// Frames received from it.
+    pub frames: u64,
+    /// Frames missing right before a frame it sent.
+    pub lost: u64,
+    /// Glass-to-ear latency of its live frames, ms.
+    pub latency_ms: Percentiles,
+}
+
 /// What the whole run measured (the `--json` file).
 #[derive(Debug, Clone, Serialize)]
 pub struct CrowdReport {
+    /// What listeners got from each node they listened on (by address; one entry for a lone
+    /// node, one per edge in a cluster).
+    pub nodes: BTreeMap<String, NodeReport>,
     /// `flash`, `steady` or `churn`.
     pub scenario: String,
     /// Listeners asked for (N).
@@ -254,7 +270,24 @@ impl Accumulator {
     }
 
     /// The report of the run.
-    pub fn finish(self, info: RunInfo, errors: BTreeMap<String, u64>) -> CrowdReport {
+    pub fn finish(
+        self,
+        info: RunInfo,
+        errors: BTreeMap<String, u64>,
+        nodes: BTreeMap<String, (u64, u64, u64, Histogram)>,
+    ) -> CrowdReport {
+        let nodes = nodes
+            .into_iter()
+            .map(|(addr, (connections, frames, lost, latency))| {
+                let r = NodeReport {
+                    connections,
+                    frames,
+                    lost,
+                    latency_ms: percentiles_ms(&latency),
+                };
+                (addr, r)
+            })
+            .collect();
         let t = self.last;
         // CPU while the crowd is in: samples after the ramp has ended (and the first second after
         // it, which still holds ramp work); all samples if there are none.
@@ -295,6 +328,7 @@ impl Accumulator {
             .flood
             .map(|plan| flood::summary(&plan, &self.timeline, &t, &self.answer));
         CrowdReport {
+            nodes,
             scenario: info.scenario,
             listeners: info.listeners,
             ramp_per_s: info.ramp_per_s,
@@ -442,6 +476,20 @@ pub fn table(r: &CrowdReport) -> String {
     if let Some(f) = &r.flood {
         out.push_str(&flood::table(f));
     }
+    // One line per node when listeners were spread over several (a cluster's edges).
+    if r.nodes.len() > 1 {
+        for (addr, n) in &r.nodes {
+            let _ = writeln!(
+                out,
+                "{:<20} {} connections, {} frames, {} lost, glass-to-ear ms {}",
+                format!("node {addr}"),
+                n.connections,
+                n.frames,
+                n.lost,
+                pct(&n.latency_ms)
+            );
+        }
+    }
     for (e, n) in &r.errors {
         let _ = writeln!(out, "{:<20} {n} × {e}", "error");
     }
@@ -521,7 +569,7 @@ mod tests {
             (500.0, 50_000.0, 2)
         );
         acc.tick(reading(4.0, t, 2000, &[40_000], &[], 40.0));
-        let r = acc.finish(info(), BTreeMap::new());
+        let r = acc.finish(info(), BTreeMap::new(), BTreeMap::new());
         assert_eq!((r.listeners_connected, r.peak_connected), (2000, 2000));
         assert_eq!((r.frames_received, r.frames_lost), (125_000, 2));
         // All four latencies: rank 2 of 4 is 20 ms, in the bucket [19 968, 20 479] µs; the max
@@ -552,7 +600,7 @@ mod tests {
             server: ServerSample::default(),
             crowd_cpu_pct: None,
         });
-        let r = acc.finish(info(), BTreeMap::new());
+        let r = acc.finish(info(), BTreeMap::new(), BTreeMap::new());
         assert_eq!((r.server_cpu_pct, r.server_rss_mb), (None, None));
         assert!(table(&r).contains("server cpu           - of one core"));
         let line = progress_line(&r.timeline[0]);

@@ -154,11 +154,25 @@ pub struct Samples {
     pub answer: Histogram,
 }
 
+/// What listeners got from one node (a cluster's edges are told apart by address).
+#[derive(Default)]
+pub struct NodeShard {
+    /// Listen connections opened to it (first connections and resumes).
+    pub connections: AtomicU64,
+    /// Frames received from it.
+    pub frames: AtomicU64,
+    /// Frames missing right before a frame it sent.
+    pub lost: AtomicU64,
+    /// Glass-to-ear latency of its live frames, µs (read once, at the end).
+    pub latency: AtomicHistogram,
+}
+
 /// Everything the crowd shares.
 #[derive(Default)]
 pub struct Stats {
     shards: [Shard; SHARDS],
     errors: Mutex<BTreeMap<String, u64>>,
+    nodes: Mutex<BTreeMap<String, std::sync::Arc<NodeShard>>>,
 }
 
 impl Stats {
@@ -172,6 +186,33 @@ impl Stats {
         if let Ok(mut m) = self.errors.lock() {
             *m.entry(kind.to_owned()).or_default() += 1;
         }
+    }
+
+    /// The counts of node `addr` (once per connection: a lock, no per-frame cost beyond its
+    /// atomics).
+    pub fn node(&self, addr: &str) -> std::sync::Arc<NodeShard> {
+        match self.nodes.lock() {
+            Ok(mut m) => m.entry(addr.to_owned()).or_default().clone(),
+            Err(_) => std::sync::Arc::default(),
+        }
+    }
+
+    /// Every node's counts: (connections, frames, lost, latency), by address.
+    pub fn nodes(&self) -> BTreeMap<String, (u64, u64, u64, Histogram)> {
+        let Ok(m) = self.nodes.lock() else {
+            return BTreeMap::new();
+        };
+        m.iter()
+            .map(|(k, n)| {
+                let mut h = Histogram::default();
+                n.latency.drain_into(&mut h);
+                let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                (
+                    k.clone(),
+                    (get(&n.connections), get(&n.frames), get(&n.lost), h),
+                )
+            })
+            .collect()
     }
 
     /// Error kinds and how often each happened.

@@ -102,6 +102,8 @@ pub struct ClusterConfig {
     pub pull_grace: Duration,
     /// How long an edge waits for its upstream to answer a pull (then the join is `503`).
     pub pull_timeout: Duration,
+    /// The Redis the cluster shares (its node registry); `None`: a node on its own.
+    pub redis: Option<tribune_store::RedisConfig>,
 }
 
 impl Default for ClusterConfig {
@@ -112,6 +114,7 @@ impl Default for ClusterConfig {
             advertise: None,
             pull_grace: Duration::from_secs(30),
             pull_timeout: Duration::from_secs(3),
+            redis: None,
         }
     }
 }

@@ -245,6 +245,13 @@ impl Server {
         }
         let grace = app.config().shutdown_grace;
         let connections = app.connections().clone();
+        if let Some(cluster) = app.cluster() {
+            tokio::spawn(cluster.clone().run(
+                app.counters_arc(),
+                app.metrics().clone(),
+                app.shutdown(),
+            ));
+        }
         let joins = Arc::new(JoinLimiter::new(&app.config().limits));
         tokio::spawn(sweep_join_limits(joins.clone(), app.clone()));
         let acceptor = net::serve::Acceptor::new(&app.config().limits, app.metrics().clone());

@@ -331,3 +331,48 @@ fn a_writer_killed_midway_leaves_one_revision_or_the_other() {
     );
     assert!(last > 4, "the writer wrote {last} revisions in all");
 }
+
+#[test]
+fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
+    use tribune_core::registry::{NodeEntry, NodeKind, NodeRegistry};
+    use tribune_store::RedisRegistry;
+    let mut server = Server::start();
+    let cfg = RedisConfig {
+        timeout: Duration::from_millis(500),
+        ..RedisConfig::new(&server.url())
+    };
+    let a = RedisRegistry::open(cfg.clone()).unwrap();
+    let b = RedisRegistry::open(RedisConfig {
+        prefix: "other".into(),
+        ..cfg.clone()
+    })
+    .unwrap();
+    let node = |id: &str, listeners| NodeEntry {
+        id: id.into(),
+        kind: NodeKind::Edge,
+        url: format!("http://{id}:8080"),
+        listeners,
+        capacity: 100,
+    };
+    a.beat(&node("e1", 5), Duration::from_secs(30)).unwrap();
+    a.beat(&node("e2", 7), Duration::from_millis(300)).unwrap();
+    // Another deployment on the same server sees nothing of this one.
+    b.beat(&node("x", 1), Duration::from_secs(30)).unwrap();
+    assert_eq!(a.nodes().unwrap(), vec![node("e1", 5), node("e2", 7)]);
+    // A beat replaces the entry; a node that stops beating is gone after its lease.
+    a.beat(&node("e1", 9), Duration::from_secs(30)).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(a.nodes().unwrap(), vec![node("e1", 9)]);
+    a.leave("e1").unwrap();
+    assert!(a.nodes().unwrap().is_empty());
+    assert_eq!(b.nodes().unwrap(), vec![node("x", 1)]);
+    // Redis away: an error within the deadline, never a hang; back: it works again.
+    server.kill();
+    let started = Instant::now();
+    assert!(a.beat(&node("e1", 1), Duration::from_secs(30)).is_err());
+    assert!(a.nodes().is_err());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    server.restart();
+    a.beat(&node("e1", 1), Duration::from_secs(30)).unwrap();
+    assert_eq!(a.nodes().unwrap(), vec![node("e1", 1)]);
+}

@@ -152,6 +152,13 @@ struct ServeArgs {
     /// The URL clients reach this node at (default: http:// and the --listen address).
     #[arg(long)]
     advertise: Option<String>,
+    /// The Redis the cluster shares (`redis://host:port/db` or `redis+unix:///path`): the
+    /// registry of nodes that joins read to send listeners to the least-loaded edge.
+    #[arg(long, env = "TRIBUNE_REDIS", hide_env_values = true)]
+    redis: Option<String>,
+    /// Prefix of this cluster's Redis keys (clusters may share a server).
+    #[arg(long, default_value = "tribune")]
+    redis_prefix: String,
     /// How long an edge keeps pulling a room nobody on it listens to ("30s", "2m", …).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pull_grace: Duration,
@@ -313,6 +320,10 @@ impl ServeArgs {
                 upstream: self.upstream.clone(),
                 advertise: Some(advertise),
                 pull_grace: self.pull_grace,
+                redis: self.redis.as_ref().map(|url| tribune_store::RedisConfig {
+                    prefix: self.redis_prefix.clone(),
+                    ..tribune_store::RedisConfig::new(url)
+                }),
                 ..ClusterConfig::default()
             },
             ..ServerConfig::default()

@@ -24,6 +24,10 @@ use serde_json::{json, Value};
 const SECRET: &str = "cluster-test-secret-0123456789";
 
 fn origin(addr: SocketAddr, data: Option<&std::path::Path>) -> Proc {
+    origin_with(addr, data, &[])
+}
+
+fn origin_with(addr: SocketAddr, data: Option<&std::path::Path>, extra: &[&str]) -> Proc {
     let mut args = vec![
         "serve".to_owned(),
         "--role".into(),
@@ -37,6 +41,7 @@ fn origin(addr: SocketAddr, data: Option<&std::path::Path>) -> Proc {
         Some(d) => args.extend(["--data-dir".into(), d.to_str().unwrap().to_owned()]),
         None => args.push("--no-data".into()),
     }
+    args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let p = Proc(tribune(&args).spawn().unwrap());
     wait_listening(addr);
@@ -44,23 +49,26 @@ fn origin(addr: SocketAddr, data: Option<&std::path::Path>) -> Proc {
 }
 
 fn edge(addr: SocketAddr, upstream: SocketAddr) -> Proc {
+    edge_with(addr, upstream, &[])
+}
+
+fn edge_with(addr: SocketAddr, upstream: SocketAddr, extra: &[&str]) -> Proc {
     let up = format!("http://{upstream}");
-    let p = Proc(
-        tribune(&[
-            "serve",
-            "--role",
-            "edge",
-            "--upstream",
-            &up,
-            "--secret",
-            SECRET,
-            "--no-data",
-            "--listen",
-            &addr.to_string(),
-        ])
-        .spawn()
-        .unwrap(),
-    );
+    let listen = addr.to_string();
+    let mut args = vec![
+        "serve",
+        "--role",
+        "edge",
+        "--upstream",
+        &up,
+        "--secret",
+        SECRET,
+        "--no-data",
+        "--listen",
+        &listen,
+    ];
+    args.extend_from_slice(extra);
+    let p = Proc(tribune(&args).spawn().unwrap());
     wait_listening(addr);
     p
 }
@@ -412,4 +420,97 @@ async fn an_edge_keeps_its_listeners_through_an_origin_restart() {
     assert!((hz - 440.0).abs() <= 10.0, "{hz} Hz");
     // Numbers only go up across the restart.
     assert!(h.seqs.windows(2).all(|w| w[1] > w[0]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_killed_under_a_crowd_loses_none_of_its_listeners() {
+    let (_redis, redis_url, _dir) = common::redis();
+    let (oa, ea, eb) = (free_addr(), free_addr(), free_addr());
+    let with_redis = ["--redis", redis_url.as_str()];
+    let _origin = origin_with(oa, None, &with_redis);
+    let edges = Arc::new(Mutex::new(vec![
+        (ea, Some(edge_with(ea, oa, &with_redis))),
+        (eb, Some(edge_with(eb, oa, &with_redis))),
+    ]));
+    let o = api(oa);
+    let (room, host) = create_room(&o).await;
+    // Joins on the origin send listeners to the edges once both are in the registry.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let j = join(&o, &room).await;
+        if j["alternates"].as_array().is_some_and(|a| a.len() == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "edges not registered: {j}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::spawn(speaker(
+        format!("ws://{oa}/api/rooms/{room}/speak?token={host}"),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // 2 000 listeners joined through the origin, spread over both edges; at 6 s the edge with
+    // the most of them is killed (SIGKILL).
+    let killed: Arc<Mutex<Option<(SocketAddr, u64, f64)>>> = Arc::default();
+    let (k, e) = (killed.clone(), edges.clone());
+    let plan = tribune_crowd::PlanConfig {
+        scenario: tribune_crowd::Scenario::Flash,
+        listeners: 2_000,
+        ramp_per_s: 1_000.0,
+        run: Duration::from_secs(14),
+        stay: Duration::from_secs(60),
+        churn_every: Duration::from_secs(10),
+        churn_gap: Duration::from_millis(500),
+        flood: tribune_crowd::FloodPlan::default(),
+    };
+    let mut timeline = Vec::new();
+    let report = tribune_crowd::run(
+        tribune_crowd::CrowdConfig {
+            server: format!("http://{oa}"),
+            room: room.clone(),
+            plan,
+            server_pid: None,
+            allow_remote: false,
+            grace: Duration::from_secs(5),
+        },
+        |p| {
+            timeline.push((p.t_s, p.connected));
+            let mut k = k.lock().unwrap();
+            if p.t_s >= 6.0 && k.is_none() {
+                let mut edges = e.lock().unwrap();
+                let held: Vec<u64> = edges
+                    .iter()
+                    .map(|(a, _)| common::metric(*a, "listeners"))
+                    .collect();
+                let i = if held[0] >= held[1] { 0 } else { 1 };
+                if let Some(mut p) = edges[i].1.take() {
+                    p.0.kill().unwrap();
+                    p.0.wait().unwrap();
+                }
+                *k = Some((edges[i].0, held[i], p.t_s));
+            }
+        },
+    )
+    .await
+    .expect("crowd runs");
+    stop.store(true, Ordering::Relaxed);
+    eprintln!("{}", tribune_crowd::report::table(&report));
+    let (dead, held, at) = killed.lock().unwrap().expect("an edge was killed");
+    println!("killed {dead} holding {held} listeners at {at:.1} s");
+    assert!(held >= 900, "the killed edge held {held}");
+    assert_eq!(report.listeners_connected, 2_000);
+    assert_eq!(report.joins_failed, 0);
+    // Every listener of the killed edge resumed on the other one, with no frame lost.
+    assert!(report.resumes >= held, "{} resumes", report.resumes);
+    assert_eq!(report.frames_lost, 0, "{:?}", report.errors);
+    assert_eq!(report.nodes.len(), 2, "{:?}", report.nodes.keys());
+    // Back to 2 000 connected within 5 s of the kill (per-second samples).
+    let back = timeline
+        .iter()
+        .find(|(t, c)| *t > at && *c == 2_000)
+        .map(|(t, _)| t - at);
+    println!("all connected again {back:?} s after the kill");
+    assert!(back.is_some_and(|s| s <= 5.0), "{timeline:?}");
 }

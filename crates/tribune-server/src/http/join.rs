@@ -243,10 +243,21 @@ fn admitted(
     });
     let path = format!("/api/rooms/{}/listen?ticket={}", room.id, ticket);
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let listen_url = match host {
-        Some(host) => format!("ws://{host}{path}"),
-        None => path,
+    // In a cluster: the least-loaded edge, and the others to move to if it goes away.
+    let urls: Vec<String> = app
+        .cluster()
+        .map(|c| c.listen_bases())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|b| ws_base(&b).map(|w| format!("{w}{path}")))
+        .collect();
+    let mut bases = urls.into_iter();
+    let listen_url = match (bases.next(), host) {
+        (Some(url), _) => url,
+        (None, Some(host)) => format!("ws://{host}{path}"),
+        (None, None) => path,
     };
+    let alternates: Vec<String> = bases.collect();
     let hls_path = format!("/hls/{}/live.m3u8", room.id);
     let hls_url = match host {
         Some(host) => format!("http://{host}{hls_path}"),
@@ -256,9 +267,21 @@ fn admitted(
         "ticket": ticket,
         "listener_id": listener.0,
         "listen_url": listen_url,
+        "alternates": alternates,
         "hls_url": hls_url,
         "expires_at": exp,
         "seq": room.head().0,
     }))
     .into_response()
+}
+
+/// `ws://host:port` for a node's `http://host:port` (`wss://` for `https://`).
+fn ws_base(base: &str) -> Option<String> {
+    let base = base.trim_end_matches('/');
+    if let Some(rest) = base.strip_prefix("http://") {
+        Some(format!("ws://{rest}"))
+    } else {
+        base.strip_prefix("https://")
+            .map(|rest| format!("wss://{rest}"))
+    }
 }

@@ -168,6 +168,10 @@ pub struct Metrics {
     pub listeners_replaced: Counter,
     /// Relay connections open from nodes pulling rooms from this one.
     pub relays_out: Gauge,
+    /// Whether the cluster registry answered the last beat (1) or not (0).
+    pub registry_up: Gauge,
+    /// Beats that did not reach the cluster registry.
+    pub registry_errors: Counter,
     /// Rooms this node pulls from its upstream.
     pub rooms_pulled: Gauge,
     /// Pull connections made again after a break (the upstream went away or stalled).
@@ -499,6 +503,18 @@ impl Metrics {
             "gauge",
             "Relay connections open from nodes pulling rooms from this one.",
             self.relays_out.get(),
+        );
+        put(
+            "registry_up",
+            "gauge",
+            "Whether the cluster registry answered the last beat.",
+            self.registry_up.get(),
+        );
+        put(
+            "registry_errors_total",
+            "counter",
+            "Beats that did not reach the cluster registry.",
+            self.registry_errors.get(),
         );
         put(
             "rooms_pulled",

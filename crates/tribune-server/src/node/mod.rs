@@ -2,6 +2,7 @@
 //! and the count of open connections.
 
 pub mod admission;
+pub(crate) mod cluster;
 pub(crate) mod connections;
 pub mod creation;
 pub(crate) mod pulls;

@@ -15,6 +15,7 @@ use crate::counters::NodeCounters;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::node::admission::Admission;
+use crate::node::cluster::Cluster;
 use crate::node::connections::ConnectionCounter;
 use crate::node::creation::{CreationGate, Creator};
 use crate::node::pulls::Pulls;
@@ -47,6 +48,8 @@ struct Inner {
     counters: Arc<NodeCounters>,
     /// On an edge: the rooms it pulls from its upstream.
     pulls: Option<Pulls>,
+    /// This node in its cluster's registry (with `--redis`).
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl AppState {
@@ -84,6 +87,15 @@ impl AppState {
             }
             _ => None,
         };
+        let cluster = config.cluster.redis.as_ref().and_then(|r| {
+            match tribune_store::RedisRegistry::lazy(r.clone()) {
+                Ok(registry) => Some(Arc::new(Cluster::new(Arc::new(registry), &config))),
+                Err(e) => {
+                    tracing::error!("no cluster registry: {e}");
+                    None
+                }
+            }
+        });
         AppState {
             inner: Arc::new(Inner {
                 admission,
@@ -98,6 +110,7 @@ impl AppState {
                 store,
                 counters: Default::default(),
                 pulls,
+                cluster,
             }),
         }
     }
@@ -364,6 +377,16 @@ impl AppState {
             .filter(|r| !r.is_retired())
             .cloned()
             .ok_or(ApiError::RoomNotFound)
+    }
+
+    /// This node in its cluster's registry, if it has one.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// The node's counts, shared (what the registry beat reports).
+    pub fn counters_arc(&self) -> Arc<NodeCounters> {
+        self.inner.counters.clone()
     }
 
     /// Whether this node pulls rooms it does not carry from an upstream (an edge).

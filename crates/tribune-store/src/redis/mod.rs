@@ -16,12 +16,17 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use redis::{Connection, RedisError};
 use tribune_core::store::sort_records;
 use tribune_core::{RoomId, RoomRecord, RoomStore, StoreError};
 
+mod conn;
+mod registry;
+
+pub use registry::RedisRegistry;
+
 use crate::parse;
+use conn::{Conn, Failed};
+use redis::Connection;
 
 /// Compares the stored revision with the offered one (`ARGV[1]`) and writes the record
 /// (`ARGV[2]`) if it is the next. Returns -1 when written, else the stored revision.
@@ -66,16 +71,14 @@ impl RedisConfig {
 
 /// Room records in Redis.
 pub struct RedisStore {
-    client: redis::Client,
-    conn: Mutex<Option<Connection>>,
-    cfg: RedisConfig,
+    conn: Conn,
     put: redis::Script,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("prefix", &self.cfg.prefix)
+            .field("prefix", &self.conn.cfg.prefix)
             .finish()
     }
 }
@@ -84,122 +87,38 @@ impl RedisStore {
     /// Checks the settings and reaches the server once (`PING`), so a wrong address or a
     /// server that is down stops a node at start with the reason.
     pub fn open(cfg: RedisConfig) -> Result<RedisStore, StoreError> {
-        let prefix_ok = !cfg.prefix.is_empty()
-            && cfg
-                .prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
-        if !prefix_ok {
-            return Err(StoreError::Backend(format!(
-                "redis key prefix {:?}: use letters, digits, '_', '-', '.' or ':'",
-                cfg.prefix
-            )));
-        }
-        if cfg.timeout.is_zero() {
-            return Err(StoreError::Backend(
-                "redis timeout must be above zero".into(),
-            ));
-        }
-        let client = redis::Client::open(cfg.url.as_str())
-            .map_err(|e| StoreError::Backend(format!("redis address {:?}: {e}", cfg.url)))?;
-        let store = RedisStore {
-            client,
-            conn: Mutex::new(None),
-            cfg,
+        Ok(RedisStore {
+            conn: Conn::open(cfg)?,
             put: redis::Script::new(PUT),
-        };
-        store.call(|c| redis::cmd("PING").query::<String>(c))?;
-        Ok(store)
+        })
     }
 
     /// The key of a room's record.
     fn key(&self, room: &str) -> String {
-        format!("{}:room:{{{room}}}", self.cfg.prefix)
+        format!("{}:room:{{{room}}}", self.conn.cfg.prefix)
     }
 
     /// The room id in `key`, if it is a record key of this store.
     fn room_of<'k>(&self, key: &'k str) -> Option<&'k str> {
-        key.strip_prefix(self.cfg.prefix.as_str())?
+        key.strip_prefix(self.conn.cfg.prefix.as_str())?
             .strip_prefix(":room:{")?
             .strip_suffix('}')
-    }
-
-    fn connect(&self) -> Result<Connection, RedisError> {
-        let conn = self.client.get_connection_with_timeout(self.cfg.timeout)?;
-        conn.set_read_timeout(Some(self.cfg.timeout))?;
-        conn.set_write_timeout(Some(self.cfg.timeout))?;
-        Ok(conn)
-    }
-
-    /// Runs `op` on the connection, connecting first if needed. A connection that failed is
-    /// dropped and `op` tried once more on a new one (for reads: they may be repeated).
-    fn call<T>(
-        &self,
-        op: impl Fn(&mut Connection) -> Result<T, RedisError>,
-    ) -> Result<T, StoreError> {
-        match self.call_once(&op) {
-            Err(Failed::Broken(_)) => self.call_once(&op).map_err(|e| self.backend(e.into())),
-            other => other.map_err(|e| self.backend(e.into())),
-        }
-    }
-
-    /// Runs `op` once; a connection that failed is dropped (the next call makes a new one).
-    fn call_once<T>(
-        &self,
-        op: &impl Fn(&mut Connection) -> Result<T, RedisError>,
-    ) -> Result<T, Failed> {
-        let mut slot = self.conn.lock();
-        let conn = match slot.as_mut() {
-            Some(c) => c,
-            None => slot.insert(self.connect().map_err(Failed::Broken)?),
-        };
-        op(conn).map_err(|e| {
-            let broken = e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_connection_refusal()
-                || e.is_timeout();
-            if broken {
-                *slot = None;
-                Failed::Broken(e)
-            } else {
-                Failed::Refused(e)
-            }
-        })
-    }
-
-    fn backend(&self, e: RedisError) -> StoreError {
-        StoreError::Backend(format!("redis ({}): {e}", self.cfg.prefix))
-    }
-}
-
-/// How a call failed.
-enum Failed {
-    /// The connection failed (dropped, timed out): whether a write took effect is unknown.
-    Broken(RedisError),
-    /// The server answered with an error.
-    Refused(RedisError),
-}
-
-impl From<Failed> for RedisError {
-    fn from(f: Failed) -> RedisError {
-        match f {
-            Failed::Broken(e) | Failed::Refused(e) => e,
-        }
     }
 }
 
 impl RoomStore for RedisStore {
     fn get(&self, room: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
         let key = self.key(room.as_str());
-        let json: Option<String> =
-            self.call(|c| redis::cmd("HGET").arg(&key).arg("record").query(c))?;
+        let json: Option<String> = self
+            .conn
+            .call(|c| redis::cmd("HGET").arg(&key).arg("record").query(c))?;
         json.map(|j| parse(room.as_str(), &j)).transpose()
     }
 
     fn list(&self) -> Result<Vec<RoomRecord>, StoreError> {
-        let pattern = format!("{}:room:*", self.cfg.prefix);
+        let pattern = format!("{}:room:*", self.conn.cfg.prefix);
         // SCAN may return a key twice; a set keeps each once.
-        let keys: BTreeSet<String> = self.call(|c| {
+        let keys: BTreeSet<String> = self.conn.call(|c| {
             let mut keys = BTreeSet::new();
             let mut cursor = 0u64;
             loop {
@@ -220,7 +139,7 @@ impl RoomStore for RedisStore {
         let keys: Vec<String> = keys.into_iter().collect();
         let mut all = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(LIST_CHUNK) {
-            let values: Vec<Option<String>> = self.call(|c| {
+            let values: Vec<Option<String>> = self.conn.call(|c| {
                 let mut pipe = redis::pipe();
                 for key in chunk {
                     pipe.cmd("HGET").arg(key).arg("record");
@@ -256,11 +175,11 @@ impl RoomStore for RedisStore {
                 .arg(&json)
                 .invoke::<i64>(c)
         };
-        let stored = match self.call_once(&write) {
+        let stored = match self.conn.call_once(&write) {
             Ok(stored) => stored,
             Err(Failed::Broken(e)) => {
                 // The reply was lost: the write may or may not have happened. Look.
-                let (rev, stored): (Option<u64>, Option<String>) = self.call(|c| {
+                let (rev, stored): (Option<u64>, Option<String>) = self.conn.call(|c| {
                     redis::cmd("HMGET")
                         .arg(&key)
                         .arg("rev")
@@ -268,28 +187,28 @@ impl RoomStore for RedisStore {
                         .query(c)
                 })?;
                 if rev != Some(record.rev) || stored.as_deref() != Some(json.as_str()) {
-                    return Err(self.backend(e));
+                    return Err(self.conn.backend(e));
                 }
                 -1
             }
-            Err(Failed::Refused(e)) => return Err(self.backend(e)),
+            Err(Failed::Refused(e)) => return Err(self.conn.backend(e)),
         };
         if stored >= 0 {
             return tribune_core::store::check_next(record.id(), stored as u64, record.rev);
         }
-        if self.cfg.wait_replicas > 0 {
-            let timeout_ms = self.cfg.timeout.as_millis().min(u128::from(u32::MAX)) as u64;
-            let acked: u64 = self.call(|c| {
+        if self.conn.cfg.wait_replicas > 0 {
+            let timeout_ms = self.conn.cfg.timeout.as_millis().min(u128::from(u32::MAX)) as u64;
+            let acked: u64 = self.conn.call(|c| {
                 redis::cmd("WAIT")
-                    .arg(self.cfg.wait_replicas)
+                    .arg(self.conn.cfg.wait_replicas)
                     .arg(timeout_ms)
                     .query(c)
             })?;
-            if acked < u64::from(self.cfg.wait_replicas) {
+            if acked < u64::from(self.conn.cfg.wait_replicas) {
                 return Err(StoreError::Backend(format!(
                     "room {}: written on the primary, but {acked} of {} replicas confirmed it in time",
                     record.id(),
-                    self.cfg.wait_replicas
+                    self.conn.cfg.wait_replicas
                 )));
             }
         }
@@ -298,7 +217,7 @@ impl RoomStore for RedisStore {
 
     fn remove(&self, room: &RoomId) -> Result<bool, StoreError> {
         let key = self.key(room.as_str());
-        let n: u64 = self.call(|c| redis::cmd("DEL").arg(&key).query(c))?;
+        let n: u64 = self.conn.call(|c| redis::cmd("DEL").arg(&key).query(c))?;
         Ok(n > 0)
     }
 }

@@ -1,0 +1,142 @@
+//! This node in its cluster's registry: every second it says it is alive (its role, address,
+//! listeners and capacity) and reads who else is, so a join on any node can send the listener
+//! to the least-loaded edge, with the others as alternates. When the registry cannot be reached
+//! the node says so once (a log line and a gauge) and keeps the last list it read; joins go on.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use tokio::sync::watch;
+use tribune_core::registry::{by_load, NodeEntry, NodeKind, NodeRegistry};
+
+use crate::config::{NodeRole, ServerConfig};
+use crate::counters::NodeCounters;
+use crate::metrics::Metrics;
+
+/// How often the node beats.
+const BEAT: Duration = Duration::from_secs(1);
+/// How long an entry lives without a beat: a node killed is gone from joins after this.
+const LEASE: Duration = Duration::from_secs(3);
+/// Alternates handed out with a listen URL.
+const ALTERNATES: usize = 3;
+
+/// This node's place in the registry.
+#[derive(Debug)]
+pub struct Cluster {
+    registry: Arc<dyn NodeRegistry>,
+    me: NodeEntry,
+    /// The nodes alive as last read (this one included).
+    nodes: RwLock<Vec<NodeEntry>>,
+    /// Whether the last beat reached the registry.
+    up: AtomicBool,
+}
+
+impl Cluster {
+    /// This node (`config`) in `registry`.
+    pub fn new(registry: Arc<dyn NodeRegistry>, config: &ServerConfig) -> Cluster {
+        let kind = match config.cluster.role {
+            NodeRole::All => NodeKind::All,
+            NodeRole::Origin => NodeKind::Origin,
+            NodeRole::Edge => NodeKind::Edge,
+        };
+        let url = config
+            .cluster
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.listen));
+        Cluster {
+            registry,
+            me: NodeEntry {
+                id: format!("{:016x}", rand::random::<u64>()),
+                kind,
+                url,
+                listeners: 0,
+                capacity: config.admission.gate.max_listeners,
+            },
+            nodes: RwLock::new(Vec::new()),
+            up: AtomicBool::new(true),
+        }
+    }
+
+    /// Where a listener goes: the least-loaded node serving listeners (its base URL), then up
+    /// to three alternates; empty if the registry lists none. Listeners sent since the last
+    /// read count towards their node, so a burst of joins between two reads spreads out
+    /// rather than landing on one node.
+    pub fn listen_bases(&self) -> Vec<String> {
+        let mut nodes = self.nodes.write();
+        let order: Vec<String> = by_load(&nodes)
+            .into_iter()
+            .take(1 + ALTERNATES)
+            .map(|n| n.id.clone())
+            .collect();
+        if let Some(first) = order.first() {
+            if let Some(n) = nodes.iter_mut().find(|n| &n.id == first) {
+                n.listeners += 1;
+            }
+        }
+        order
+            .iter()
+            .filter_map(|id| nodes.iter().find(|n| &n.id == id))
+            .map(|n| n.url.clone())
+            .collect()
+    }
+
+    /// Beats every second until shutdown, then leaves the registry.
+    pub async fn run(
+        self: Arc<Self>,
+        counters: Arc<NodeCounters>,
+        metrics: Arc<Metrics>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(BEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            let mut me = self.me.clone();
+            me.listeners = counters.listeners();
+            let registry = self.registry.clone();
+            let beat = tokio::task::spawn_blocking(move || {
+                registry.beat(&me, LEASE)?;
+                registry.nodes()
+            });
+            // The registry's own deadline bounds each call; this bounds the pair.
+            let read = tokio::time::timeout(LEASE, beat).await;
+            match read {
+                Ok(Ok(Ok(nodes))) => {
+                    *self.nodes.write() = nodes;
+                    if !self.up.swap(true, Ordering::AcqRel) {
+                        tracing::warn!("cluster registry reachable again");
+                    }
+                    metrics.registry_up.set(1);
+                }
+                other => {
+                    let why = match other {
+                        Ok(Ok(Err(e))) => e.to_string(),
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "no answer".into(),
+                    };
+                    metrics.registry_errors.inc();
+                    metrics.registry_up.set(0);
+                    if self.up.swap(false, Ordering::AcqRel) {
+                        tracing::warn!(
+                            "cluster registry unreachable ({why}): joins use the last list of \
+                             nodes and this node's own admission until it is back"
+                        );
+                    }
+                }
+            }
+        }
+        let registry = self.registry.clone();
+        let id = self.me.id.clone();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio::task::spawn_blocking(move || registry.leave(&id)),
+        )
+        .await;
+    }
+}
