@@ -5,7 +5,7 @@
 mod redis;
 mod sqlite;
 
-pub use crate::redis::{RedisConfig, RedisRegistry, RedisStore};
+pub use crate::redis::{RedisConfig, RedisGate, RedisRegistry, RedisStore};
 pub use sqlite::{OpenError, SqliteStore, FILE_NAME, SCHEMA_VERSION};
 
 use tribune_core::{RoomRecord, StoreError};

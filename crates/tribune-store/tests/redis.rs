@@ -376,3 +376,72 @@ fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
     a.beat(&node("e1", 1), Duration::from_secs(30)).unwrap();
     assert_eq!(a.nodes().unwrap(), vec![node("e1", 1)]);
 }
+
+#[test]
+fn one_gate_for_two_nodes_admits_to_capacity_and_queues_in_arrival_order() {
+    use tribune_core::admission::{Decision, GateConfig, SharedGate};
+    use tribune_store::RedisGate;
+    let server = Server::start();
+    let cfg = RedisConfig::new(&server.url());
+    let gate = GateConfig {
+        max_listeners: 10,
+        join_rate: 1_000,
+        join_burst: 1_000,
+        call_hold_s: 1,
+        connect_hold_s: 1,
+    };
+    let nodes = [
+        RedisGate::new(cfg.clone(), gate).unwrap(),
+        RedisGate::new(cfg.clone(), gate).unwrap(),
+    ];
+    // 15 joins alternating between the nodes: 10 in, then 5 in line in arrival order.
+    let mut queued = Vec::new();
+    let mut admitted = 0;
+    for i in 0..15 {
+        match nodes[i % 2].join(0).unwrap() {
+            Decision::Admit => admitted += 1,
+            Decision::Queue {
+                number, position, ..
+            } => queued.push((number, position)),
+        }
+    }
+    assert_eq!(admitted, 10);
+    assert_eq!(queued, [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]);
+    // Full: coming back early keeps the place.
+    assert!(matches!(
+        nodes[1].rejoin(0, 2).unwrap(),
+        Decision::Queue {
+            number: 2,
+            position: 3,
+            ..
+        }
+    ));
+    // The registry now counts the 10 (their seats' holds lapse): still full.
+    std::thread::sleep(Duration::from_millis(1_100));
+    assert!(matches!(
+        nodes[0].rejoin(10, 0).unwrap(),
+        Decision::Queue { .. }
+    ));
+    // Five leave: the first five in line are called, in order, on either node.
+    for k in 0..5 {
+        assert_eq!(
+            nodes[k % 2].rejoin(5, k as u64).unwrap(),
+            Decision::Admit,
+            "{k}"
+        );
+    }
+    // A newcomer waits behind nobody but finds no room.
+    assert!(matches!(
+        nodes[0].join(10).unwrap(),
+        Decision::Queue {
+            number: 5,
+            position: 1,
+            ..
+        }
+    ));
+    // Redis away: an error, in time.
+    drop(server);
+    let started = Instant::now();
+    assert!(nodes[0].join(0).is_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -514,3 +514,131 @@ async fn an_edge_killed_under_a_crowd_loses_none_of_its_listeners() {
     println!("all connected again {back:?} s after the kill");
     assert!(back.is_some_and(|s| s <= 5.0), "{timeline:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_away_for_10_s_costs_listeners_nothing_and_joins_are_answered() {
+    let (mut redis, redis_url, redis_dir) = common::redis();
+    let (oa, ea) = (free_addr(), free_addr());
+    let with_redis = ["--redis", redis_url.as_str()];
+    let _origin = origin_with(oa, None, &with_redis);
+    let _ea = edge_with(ea, oa, &with_redis);
+    let (o, a) = (api(oa), api(ea));
+    let (room, host) = create_room(&o).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !join(&o, &room).await["listen_url"]
+        .as_str()
+        .is_some_and(|u| u.contains(&ea.to_string()))
+    {
+        assert!(Instant::now() < deadline, "the edge never registered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::spawn(speaker(
+        format!("ws://{oa}/api/rooms/{room}/speak?token={host}"),
+        stop.clone(),
+    ));
+    let heard = Arc::new(Mutex::new(Heard::default()));
+    let joined = join(&o, &room).await;
+    tokio::spawn(listener(
+        joined["listen_url"].as_str().unwrap().to_owned(),
+        heard.clone(),
+        stop.clone(),
+    ));
+    wait_for("tone before the outage", 20, || {
+        tone_seconds(&heard.lock().unwrap().pcm) >= 1.0
+    })
+    .await;
+
+    // Redis goes away for 10 s. Joins on either node are answered at once meanwhile.
+    redis.0.kill().unwrap();
+    redis.0.wait().unwrap();
+    let went = Instant::now();
+    let mut answered = 0;
+    while went.elapsed() < Duration::from_secs(10) {
+        for node in [&o, &a] {
+            let asked = Instant::now();
+            let (code, answer) = node
+                .call("POST", &format!("/api/rooms/{room}/join"), None, json!({}))
+                .await;
+            assert!(code == 200 || code == 503, "{code} {answer}");
+            assert!(
+                asked.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                asked.elapsed()
+            );
+            answered += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(common::metric(oa, "registry_up"), 0);
+    assert!(common::metric(ea, "registry_errors_total") > 0);
+    // Decided by each node's own gate meanwhile, and counted.
+    assert!(common::metric(oa, "admission_fallbacks_total") > 0);
+    assert!(common::metric(ea, "admission_fallbacks_total") > 0);
+    // Back: the nodes register again.
+    let socket = redis_url.trim_start_matches("redis+unix://").to_owned();
+    let _ = std::fs::remove_file(&socket);
+    redis.0 = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--unixsocket",
+            &socket,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(redis_dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::metric(oa, "registry_up") != 1 || common::metric(ea, "registry_up") != 1 {
+        assert!(Instant::now() < deadline, "never back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let h = heard.lock().unwrap();
+    assert_eq!(h.closed, None);
+    assert_eq!(lost(&h.seqs), 0);
+    let secs = h.seqs.len() as f64 * 0.02;
+    println!("{answered} joins answered during the outage; the listener heard {secs:.1} s, 0 lost");
+    assert!(secs >= 11.0, "{secs} s heard");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_capacity_and_one_line_across_two_edges() {
+    let (_redis, redis_url, _dir) = common::redis();
+    let (oa, ea, eb) = (free_addr(), free_addr(), free_addr());
+    let shared = ["--redis", redis_url.as_str(), "--max-listeners", "1000"];
+    let _origin = origin_with(oa, None, &shared);
+    let _ea = edge_with(ea, oa, &shared);
+    let _eb = edge_with(eb, oa, &shared);
+    let (o, a, b) = (api(oa), api(ea), api(eb));
+    let (room, _) = create_room(&o).await;
+    // 1 500 joins, one after the other, alternating between the edges.
+    let mut admitted = 0;
+    let mut line = Vec::new();
+    for i in 0..1_500 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (code, answer) = node
+            .call("POST", &format!("/api/rooms/{room}/join"), None, json!({}))
+            .await;
+        match code {
+            200 => admitted += 1,
+            202 => line.push(answer["position"].as_u64().unwrap()),
+            _ => panic!("{code} {answer}"),
+        }
+    }
+    assert_eq!(admitted, 1_000);
+    assert_eq!(line.len(), 500);
+    // Positions follow arrival order across both edges: 1, 2, 3, … 500.
+    assert!(
+        line.iter().enumerate().all(|(i, &p)| p == i as u64 + 1),
+        "{line:?}"
+    );
+    assert_eq!(common::metric(ea, "admission_fallbacks_total"), 0);
+}

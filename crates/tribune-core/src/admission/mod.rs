@@ -6,10 +6,12 @@ mod bucket;
 mod gate;
 mod holds;
 mod pow;
+mod shared;
 mod ticket;
 
 pub use bucket::TokenBucket;
 pub use gate::{Decision, Gate, GateConfig, GateStats};
 pub use holds::{Holds, MAX_HOLD_S};
 pub use pow::{solve, work_bits, AttackMeter, PowChallenge, PowError, ReplayGuard, MAX_BITS};
+pub use shared::{eta_at_rate, SharedGate};
 pub use ticket::QueueTicket;

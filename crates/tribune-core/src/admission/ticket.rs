@@ -15,6 +15,9 @@ pub struct QueueTicket {
     pub room: RoomId,
     /// The holder's number in the node's queue (see [`super::Gate`]).
     pub queue: u64,
+    /// Whether the number is from the cluster's shared queue (see [`super::SharedGate`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster: bool,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
 }
@@ -34,10 +37,17 @@ impl SignedPayload for QueueTicket {
 impl QueueTicket {
     /// Signs a ticket for number `queue` in `room`.
     pub fn issue(keys: &Keyring, room: &RoomId, queue: u64, exp: u64) -> String {
+        Self::issue_in(keys, room, queue, false, exp)
+    }
+
+    /// Signs a ticket for number `queue` of the cluster's shared queue (`cluster`) or the
+    /// node's own.
+    pub fn issue_in(keys: &Keyring, room: &RoomId, queue: u64, cluster: bool, exp: u64) -> String {
         keys.sign_payload(&QueueTicket {
             kid: String::new(),
             room: room.clone(),
             queue,
+            cluster,
             exp,
         })
     }

@@ -74,7 +74,7 @@ pub async fn join(
     }
     let result = match body {
         Ok(body) => match app.room_or_pull(&id).await {
-            Ok(room) => decide(&app, &room, &headers, &body),
+            Ok(room) => decide(&app, &room, &headers, &body).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(ApiError::from(e)),
@@ -96,7 +96,7 @@ pub async fn join(
     }
 }
 
-fn decide(
+async fn decide(
     app: &AppState,
     room: &LiveRoom,
     headers: &HeaderMap,
@@ -113,14 +113,23 @@ fn decide(
     let admission = app.admission();
     let listeners = app.counters().listeners();
     // Every credential is checked before any counter moves: a refused request changes nothing.
-    let (decision, listener) = if let Some(t) = &req.ticket {
+    let cluster = app.cluster();
+    let (decision, listener, shared) = if let Some(t) = &req.ticket {
         let claims = app.keys().verify_for(t, TokenKind::Listen, &room.id, now)?;
         // A blocked listener is refused here, not only when it connects.
         room.admit_listener(ListenerId(claims.sub))?;
-        (admission.resume(), Some(ListenerId(claims.sub)))
+        (admission.resume(), Some(ListenerId(claims.sub)), false)
     } else if let Some(q) = &req.queue_ticket {
         let q = QueueTicket::verify(app.keys(), q, &room.id, now)?;
-        (admission.rejoin(listeners, q.queue), None)
+        // A number from the cluster's line goes back to it; this node's own, to its own.
+        let shared = match cluster.filter(|_| q.cluster) {
+            Some(c) => c.admit(Some(q.queue), app.metrics()).await,
+            None => None,
+        };
+        match shared {
+            Some(d) => (d, None, true),
+            None => (admission.rejoin(listeners, q.queue), None, false),
+        }
     } else {
         match &req.pow {
             Some(p) => {
@@ -153,7 +162,13 @@ fn decide(
                 }
             }
         }
-        (admission.join(listeners), None)
+        match cluster {
+            Some(c) => match c.admit(None, app.metrics()).await {
+                Some(d) => (d, None, true),
+                None => (admission.join(listeners), None, false),
+            },
+            None => (admission.join(listeners), None, false),
+        }
     };
     Ok(match decision {
         Decision::Admit => admitted(
@@ -166,7 +181,7 @@ fn decide(
             number,
             position,
             eta_s,
-        } => queued(app, room, number, position, eta_s, now),
+        } => queued(app, room, (number, shared), position, eta_s, now),
     })
 }
 
@@ -205,13 +220,13 @@ fn challenge(app: &AppState, room: &LiveRoom, bits: u8, now: u64) -> Response {
 fn queued(
     app: &AppState,
     room: &LiveRoom,
-    number: u64,
+    (number, shared): (u64, bool),
     position: u64,
     eta_s: u64,
     now: u64,
 ) -> Response {
     let ttl = app.admission().config().queue_ticket_ttl.as_secs();
-    let ticket = QueueTicket::issue(app.keys(), &room.id, number, now + ttl);
+    let ticket = QueueTicket::issue_in(app.keys(), &room.id, number, shared, now + ttl);
     // Come back within the seat hold; sooner when the turn may be close.
     let retry = app.admission().config().gate.retry_after_s(position, eta_s);
     let body = json!({

@@ -172,6 +172,8 @@ pub struct Metrics {
     pub registry_up: Gauge,
     /// Beats that did not reach the cluster registry.
     pub registry_errors: Counter,
+    /// Joins decided by this node's own gate because the cluster's did not answer.
+    pub admission_fallbacks: Counter,
     /// Rooms this node pulls from its upstream.
     pub rooms_pulled: Gauge,
     /// Pull connections made again after a break (the upstream went away or stalled).
@@ -515,6 +517,12 @@ impl Metrics {
             "counter",
             "Beats that did not reach the cluster registry.",
             self.registry_errors.get(),
+        );
+        put(
+            "admission_fallbacks_total",
+            "counter",
+            "Joins decided by this node's own gate because the cluster's did not answer.",
+            self.admission_fallbacks.get(),
         );
         put(
             "rooms_pulled",

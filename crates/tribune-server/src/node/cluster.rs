@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 use tokio::sync::watch;
+use tribune_core::admission::{Decision, SharedGate};
 use tribune_core::registry::{by_load, NodeEntry, NodeKind, NodeRegistry};
 
 use crate::config::{NodeRole, ServerConfig};
@@ -21,21 +22,33 @@ const BEAT: Duration = Duration::from_secs(1);
 const LEASE: Duration = Duration::from_secs(3);
 /// Alternates handed out with a listen URL.
 const ALTERNATES: usize = 3;
+/// Longest wait for the shared gate before a join is decided here.
+const GATE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// This node's place in the registry.
 #[derive(Debug)]
 pub struct Cluster {
     registry: Arc<dyn NodeRegistry>,
+    /// The cluster's admission gate.
+    gate: Arc<dyn SharedGate>,
+    /// Whether the last decision of the shared gate came back.
+    gate_up: AtomicBool,
     me: NodeEntry,
     /// The nodes alive as last read (this one included).
     nodes: RwLock<Vec<NodeEntry>>,
+    /// The same, each with the listeners sent to it since (what listen URLs are chosen by).
+    sent: parking_lot::Mutex<Vec<NodeEntry>>,
     /// Whether the last beat reached the registry.
     up: AtomicBool,
 }
 
 impl Cluster {
-    /// This node (`config`) in `registry`.
-    pub fn new(registry: Arc<dyn NodeRegistry>, config: &ServerConfig) -> Cluster {
+    /// This node (`config`) in `registry`, admitting through `gate`.
+    pub fn new(
+        registry: Arc<dyn NodeRegistry>,
+        gate: Arc<dyn SharedGate>,
+        config: &ServerConfig,
+    ) -> Cluster {
         let kind = match config.cluster.role {
             NodeRole::All => NodeKind::All,
             NodeRole::Origin => NodeKind::Origin,
@@ -48,6 +61,8 @@ impl Cluster {
             .unwrap_or_else(|| format!("http://{}", config.listen));
         Cluster {
             registry,
+            gate,
+            gate_up: AtomicBool::new(true),
             me: NodeEntry {
                 id: format!("{:016x}", rand::random::<u64>()),
                 kind,
@@ -56,6 +71,7 @@ impl Cluster {
                 capacity: config.admission.gate.max_listeners,
             },
             nodes: RwLock::new(Vec::new()),
+            sent: parking_lot::Mutex::new(Vec::new()),
             up: AtomicBool::new(true),
         }
     }
@@ -65,7 +81,7 @@ impl Cluster {
     /// read count towards their node, so a burst of joins between two reads spreads out
     /// rather than landing on one node.
     pub fn listen_bases(&self) -> Vec<String> {
-        let mut nodes = self.nodes.write();
+        let mut nodes = self.sent.lock();
         let order: Vec<String> = by_load(&nodes)
             .into_iter()
             .take(1 + ALTERNATES)
@@ -81,6 +97,45 @@ impl Cluster {
             .filter_map(|id| nodes.iter().find(|n| &n.id == id))
             .map(|n| n.url.clone())
             .collect()
+    }
+
+    /// Listeners across the cluster, as the registry last counted them.
+    pub fn listeners(&self) -> u64 {
+        self.nodes.read().iter().map(|n| n.listeners).sum()
+    }
+
+    /// A decision of the cluster's gate: a fresh join, or a return with a number from its
+    /// queue. `None` when the gate did not answer in time: the caller decides with its own
+    /// (this says so once per outage, and counts it).
+    pub async fn admit(&self, number: Option<u64>, metrics: &Metrics) -> Option<Decision> {
+        let gate = self.gate.clone();
+        let listeners = self.listeners();
+        let asked = tokio::task::spawn_blocking(move || match number {
+            Some(n) => gate.rejoin(listeners, n),
+            None => gate.join(listeners),
+        });
+        match tokio::time::timeout(GATE_TIMEOUT, asked).await {
+            Ok(Ok(Ok(d))) => {
+                if !self.gate_up.swap(true, Ordering::AcqRel) {
+                    tracing::warn!("cluster admission reachable again: joins use the shared gate");
+                }
+                Some(d)
+            }
+            other => {
+                metrics.admission_fallbacks.inc();
+                if self.gate_up.swap(false, Ordering::AcqRel) {
+                    let why = match other {
+                        Ok(Ok(Err(e))) => e.to_string(),
+                        _ => "no answer".into(),
+                    };
+                    tracing::warn!(
+                        "cluster admission unreachable ({why}): joins fall back to this node's \
+                         own capacity, rate and waiting room"
+                    );
+                }
+                None
+            }
+        }
     }
 
     /// Beats every second until shutdown, then leaves the registry.
@@ -108,6 +163,7 @@ impl Cluster {
             let read = tokio::time::timeout(LEASE, beat).await;
             match read {
                 Ok(Ok(Ok(nodes))) => {
+                    *self.sent.lock() = nodes.clone();
                     *self.nodes.write() = nodes;
                     if !self.up.swap(true, Ordering::AcqRel) {
                         tracing::warn!("cluster registry reachable again");

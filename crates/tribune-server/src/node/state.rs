@@ -88,8 +88,12 @@ impl AppState {
             _ => None,
         };
         let cluster = config.cluster.redis.as_ref().and_then(|r| {
-            match tribune_store::RedisRegistry::lazy(r.clone()) {
-                Ok(registry) => Some(Arc::new(Cluster::new(Arc::new(registry), &config))),
+            let opened = tribune_store::RedisRegistry::lazy(r.clone()).and_then(|registry| {
+                let gate = tribune_store::RedisGate::new(r.clone(), config.admission.gate)?;
+                Ok(Cluster::new(Arc::new(registry), Arc::new(gate), &config))
+            });
+            match opened {
+                Ok(c) => Some(Arc::new(c)),
                 Err(e) => {
                     tracing::error!("no cluster registry: {e}");
                     None

@@ -20,8 +20,10 @@ use tribune_core::store::sort_records;
 use tribune_core::{RoomId, RoomRecord, RoomStore, StoreError};
 
 mod conn;
+mod gate;
 mod registry;
 
+pub use gate::RedisGate;
 pub use registry::RedisRegistry;
 
 use crate::parse;

@@ -1,0 +1,24 @@
+//! One admission gate for a whole cluster: one capacity, one join rate and one FIFO waiting
+//! room whose numbers come from one counter, so a place in line means the same on every node.
+//! It lives where every node reaches it (Redis, in `tribune-store`); a node that cannot reach
+//! it decides with its own [`super::Gate`] meanwhile (and says so).
+
+use super::{Decision, GateConfig};
+use crate::store::StoreError;
+
+/// A cluster's gate (see the module docs). `listeners` is what the cluster holds now, as the
+/// node asking knows it (its registry's last read): seats admitted since are held by the gate
+/// itself until their listeners are counted.
+pub trait SharedGate: Send + Sync + std::fmt::Debug {
+    /// The settings.
+    fn config(&self) -> &GateConfig;
+    /// A fresh join.
+    fn join(&self, listeners: u64) -> Result<Decision, StoreError>;
+    /// A return with `number`, from this gate's queue.
+    fn rejoin(&self, listeners: u64, number: u64) -> Result<Decision, StoreError>;
+}
+
+/// Seconds until `position` is called at `rate` admissions a second (at least 1).
+pub fn eta_at_rate(position: u64, rate: u32) -> u64 {
+    position.div_ceil(u64::from(rate.max(1))).max(1)
+}
