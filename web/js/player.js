@@ -24,6 +24,9 @@ export class Player extends EventTarget {
     };
     this.nextSeq = null;
     this.ticket = null;
+    // Listen URLs whose node dropped this listener lately (a cluster's edge gone away): the
+    // next connection takes another of the join's alternates (url → until, ms).
+    this.avoid = new Map();
     this.sampleRate = 48000;
     this.stopped = false;
     // Cancels a join in progress (a wait in line, a proof of work) when the listener stops.
@@ -130,15 +133,34 @@ export class Player extends EventTarget {
     }
   }
 
+  /** Where to listen: the node the join chose, or an alternate if that one dropped us lately. */
+  listenUrl() {
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const here = `${scheme}://${location.host}/api/rooms/${this.roomId}/listen?ticket=${encodeURIComponent(this.ticket.ticket)}`;
+    // This page's own node keeps the page's scheme (behind a TLS proxy the join's answer may
+    // say ws:// for it).
+    const sameHost = (u) => {
+      try { return new URL(u).host === location.host; } catch { return false; }
+    };
+    const offered = [this.ticket.listen_url, ...(this.ticket.alternates || [])]
+      .filter((u) => typeof u === 'string' && /^wss?:\/\//.test(u))
+      .map((u) => (sameHost(u) ? here : u));
+    const now = Date.now();
+    for (const [u, until] of this.avoid) if (until < now) this.avoid.delete(u);
+    const base = (u) => u.split('/api/')[0];
+    return offered.find((u) => !this.avoid.has(base(u))) || offered[0] || here;
+  }
+
   connectOnce(backoff) {
     return new Promise((resolve) => {
-      const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-      let url = `${scheme}://${location.host}/api/rooms/${this.roomId}/listen?ticket=${encodeURIComponent(this.ticket.ticket)}`;
+      let url = this.listenUrl();
       if (this.nextSeq !== null) url += `&from=${this.nextSeq}`;
       const ws = new WebSocket(url);
+      let opened = false;
       ws.binaryType = 'arraybuffer';
       this.ws = ws;
       ws.onopen = () => {
+        opened = true;
         backoff.reset();
         this.setState('live');
       };
@@ -165,6 +187,8 @@ export class Player extends EventTarget {
           this.setState('ended', { reason: 'listening in another window' });
           resolve('replaced');
         } else {
+          // Dropped (or never reached): that node may be gone; an alternate next time.
+          if (e.code !== 4000 || !opened) this.avoid.set(url.split('/api/')[0], Date.now() + 10000);
           resolve('retry');
         }
       };

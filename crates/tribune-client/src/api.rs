@@ -48,6 +48,9 @@ pub struct JoinTicket {
     pub ticket: String,
     /// Where to open the listen WebSocket.
     pub listen_url: String,
+    /// The same on other nodes of a cluster, to move to if that one goes away.
+    #[serde(default)]
+    pub alternates: Vec<String>,
 }
 
 /// How long an idle pooled connection is kept for reuse.

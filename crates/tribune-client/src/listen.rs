@@ -112,8 +112,13 @@ pub async fn listen(api: &Api, opts: ListenOptions) -> Result<ListenReport, Clie
         })
         .await?;
     let mut backoff = Duration::from_millis(100);
+    // The node the join chose, then its alternates: after a break the next one is tried, so a
+    // node that went away costs one reconnect (the resume finds the frames on the next).
+    let mut urls = vec![ticket.listen_url.clone()];
+    urls.extend(ticket.alternates.iter().cloned());
+    let mut at = 0usize;
     'connect: loop {
-        let mut path = ticket.listen_url.clone();
+        let mut path = urls[at % urls.len()].clone();
         if let Some(next) = tracker.next() {
             path.push_str(&format!("&from={next}"));
         }
@@ -126,10 +131,13 @@ pub async fn listen(api: &Api, opts: ListenOptions) -> Result<ListenReport, Clie
             match tokio::time::timeout_at(deadline, tokio_tungstenite::connect_async(url)).await {
                 Err(_) => break 'connect,
                 Ok(Ok(c)) => c,
-                Ok(Err(e)) if report.reconnects == 0 && tracker.received == 0 => {
+                Ok(Err(e))
+                    if report.reconnects == 0 && tracker.received == 0 && urls.len() == 1 =>
+                {
                     return Err(e.into())
                 }
                 Ok(Err(_)) => {
+                    at += 1;
                     tokio::time::sleep(backoff.min(deadline - tokio::time::Instant::now())).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     report.reconnects += 1;
@@ -191,6 +199,10 @@ pub async fn listen(api: &Api, opts: ListenOptions) -> Result<ListenReport, Clie
                     if matches!(code, Some(1012) | Some(4000) | None)
                         && tokio::time::Instant::now() < deadline
                     {
+                        // A node restarting or gone: the next one (if any) for the resume.
+                        if code != Some(4000) {
+                            at += 1;
+                        }
                         tokio::time::sleep(backoff.min(deadline - tokio::time::Instant::now()))
                             .await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -642,3 +642,58 @@ async fn one_capacity_and_one_line_across_two_edges() {
     );
     assert_eq!(common::metric(ea, "admission_fallbacks_total"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_listener_moves_to_an_alternate_edge() {
+    let (_redis, redis_url, _dir) = common::redis();
+    let (oa, ea, eb) = (free_addr(), free_addr(), free_addr());
+    let with_redis = ["--redis", redis_url.as_str()];
+    let _origin = origin_with(oa, None, &with_redis);
+    let mut edges = vec![
+        (ea, Some(edge_with(ea, oa, &with_redis))),
+        (eb, Some(edge_with(eb, oa, &with_redis))),
+    ];
+    let o = api(oa);
+    let (room, host) = create_room(&o).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !join(&o, &room).await["alternates"]
+        .as_array()
+        .is_some_and(|a| a.len() == 1)
+    {
+        assert!(Instant::now() < deadline, "edges not registered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::spawn(speaker(
+        format!("ws://{oa}/api/rooms/{room}/speak?token={host}"),
+        stop.clone(),
+    ));
+    let client = tribune_client::Api::new(&format!("http://{oa}")).unwrap();
+    let opts = tribune_client::ListenOptions {
+        room: room.clone(),
+        duration: Duration::from_secs(8),
+        decode: true,
+        keep_packets: false,
+    };
+    let listening = tokio::spawn(async move { tribune_client::listen(&client, opts).await });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let i = edges
+        .iter()
+        .position(|(a, _)| common::metric(*a, "listeners") == 1)
+        .expect("the listener is on an edge");
+    if let Some(mut p) = edges[i].1.take() {
+        p.0.kill().unwrap();
+        p.0.wait().unwrap();
+    }
+    let report = listening.await.unwrap().expect("listened");
+    stop.store(true, Ordering::Relaxed);
+    println!(
+        "CLI listener across an edge kill: {} frames, {} lost, {} reconnects",
+        report.frames_received, report.frames_lost, report.reconnects
+    );
+    assert!(report.reconnects >= 1);
+    assert_eq!(report.frames_lost, 0);
+    assert!(report.frames_received >= 300, "{}", report.frames_received);
+    let hz = tone_hz(&report.pcm);
+    assert!((hz - 440.0).abs() <= 10.0, "{hz} Hz");
+}

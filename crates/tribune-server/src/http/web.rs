@@ -12,11 +12,12 @@
 
 use std::sync::OnceLock;
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
+use crate::node::state::AppState;
 
 /// An embedded file: path under `web/`, content type, bytes.
 struct Asset {
@@ -59,6 +60,12 @@ const ASSETS: &[Asset] = &[
 ];
 
 fn serve(path: &str, headers: &HeaderMap) -> Response {
+    serve_in(path, headers, &[])
+}
+
+/// `serve`, for a page that may also connect to the nodes at `nodes` (`ws://host:port`: the
+/// cluster's edges its listeners are sent to).
+fn serve_in(path: &str, headers: &HeaderMap, nodes: &[String]) -> Response {
     let Some(asset) = ASSETS.iter().find(|a| a.path == path) else {
         return ApiError::NotFound.into_response();
     };
@@ -86,7 +93,15 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     if asset.path.ends_with(".html") {
-        if let Ok(v) = HeaderValue::from_str(page_policy()) {
+        let policy = match nodes {
+            [] => page_policy().to_owned(),
+            _ => page_policy().replacen(
+                "connect-src 'self'",
+                &format!("connect-src 'self' {}", nodes.join(" ")),
+                1,
+            ),
+        };
+        if let Ok(v) = HeaderValue::from_str(&policy) {
             h.insert(header::CONTENT_SECURITY_POLICY, v);
         }
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -147,6 +162,16 @@ fn hlsjs_url(html: &str, operator: Option<&str>) -> Option<String> {
     let tag = &html[start..start + html[start..].find('>')?];
     let content = tag.split("content=\"").nth(1)?;
     Some(content[..content.find('"')?].to_owned())
+}
+
+/// The WebSocket origin (`ws://host:port`, `wss://` for https) of a node's base URL, if it is
+/// one (only characters an origin may hold).
+fn ws_origin(base: &str) -> Option<String> {
+    let origin = origin_of(base)?;
+    Some(match origin.strip_prefix("https://") {
+        Some(rest) => format!("wss://{rest}"),
+        None => format!("ws://{}", origin.strip_prefix("http://")?),
+    })
 }
 
 /// `scheme://host[:port]` of an absolute http(s) URL; `None` for a relative one (same origin).
@@ -210,8 +235,20 @@ pub async fn lobby(headers: HeaderMap) -> Response {
 }
 
 /// `GET /r/{id}`: the listener page.
-pub async fn room_page(Path(_id): Path<String>, headers: HeaderMap) -> Response {
-    serve("room.html", &headers)
+pub async fn room_page(
+    State(app): State<AppState>,
+    Path(_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    // In a cluster the page listens on the edges the join names.
+    let nodes: Vec<String> = app
+        .cluster()
+        .map(|c| c.node_urls())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|u| ws_origin(u))
+        .collect();
+    serve_in("room.html", &headers, &nodes)
 }
 
 /// `GET /host/{id}`: the host console.

@@ -99,6 +99,12 @@ impl Cluster {
             .collect()
     }
 
+    /// The base URLs of the nodes that serve listeners (as last read).
+    pub fn node_urls(&self) -> Vec<String> {
+        let nodes = self.nodes.read();
+        by_load(&nodes).into_iter().map(|n| n.url.clone()).collect()
+    }
+
     /// Listeners across the cluster, as the registry last counted them.
     pub fn listeners(&self) -> u64 {
         self.nodes.read().iter().map(|n| n.listeners).sum()
