@@ -649,16 +649,16 @@ async fn the_cli_listener_moves_to_an_alternate_edge() {
     let (oa, ea, eb) = (free_addr(), free_addr(), free_addr());
     let with_redis = ["--redis", redis_url.as_str()];
     let _origin = origin_with(oa, None, &with_redis);
-    let mut edges = vec![
+    let mut edges = [
         (ea, Some(edge_with(ea, oa, &with_redis))),
         (eb, Some(edge_with(eb, oa, &with_redis))),
     ];
     let o = api(oa);
     let (room, host) = create_room(&o).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !join(&o, &room).await["alternates"]
+    while join(&o, &room).await["alternates"]
         .as_array()
-        .is_some_and(|a| a.len() == 1)
+        .is_none_or(|a| a.len() != 1)
     {
         assert!(Instant::now() < deadline, "edges not registered");
         tokio::time::sleep(Duration::from_millis(200)).await;
