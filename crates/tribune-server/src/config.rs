@@ -104,6 +104,10 @@ pub struct ClusterConfig {
     pub pull_timeout: Duration,
     /// The Redis the cluster shares (its node registry); `None`: a node on its own.
     pub redis: Option<tribune_store::RedisConfig>,
+    /// Share the listening port with other processes (`SO_REUSEPORT`): several edge processes
+    /// on one machine and one port, the kernel spreading connections among them (the way past
+    /// one process's open-file limit).
+    pub reuse_port: bool,
 }
 
 impl Default for ClusterConfig {
@@ -115,6 +119,7 @@ impl Default for ClusterConfig {
             pull_grace: Duration::from_secs(30),
             pull_timeout: Duration::from_secs(3),
             redis: None,
+            reuse_port: false,
         }
     }
 }

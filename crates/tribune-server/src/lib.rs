@@ -136,6 +136,22 @@ fn router_with(app: AppState, joins: Arc<JoinLimiter>) -> Router {
         .with_state(app)
 }
 
+/// A listening socket other processes may bind too (`SO_REUSEPORT`): the kernel spreads new
+/// connections among them.
+fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
 /// A bound, not yet running node.
 pub struct Server {
     listener: TcpListener,
@@ -160,7 +176,11 @@ impl Server {
             config.rooms.api_keys.push(key);
             generated_key = told;
         }
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = if config.cluster.reuse_port {
+            bind_shared(config.listen)?
+        } else {
+            TcpListener::bind(config.listen).await?
+        };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let metrics = Arc::new(Metrics::default());
         let recordings = {

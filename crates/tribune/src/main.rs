@@ -159,6 +159,10 @@ struct ServeArgs {
     /// Prefix of this cluster's Redis keys (clusters may share a server).
     #[arg(long, default_value = "tribune")]
     redis_prefix: String,
+    /// Share --listen with other processes (SO_REUSEPORT): run one edge per core on one port.
+    /// Each process then takes its own UDP port for WebRTC unless --udp is given.
+    #[arg(long)]
+    reuse_port: bool,
     /// How long an edge keeps pulling a room nobody on it listens to ("30s", "2m", …).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pull_grace: Duration,
@@ -279,7 +283,13 @@ impl ServeArgs {
             batch_interval: Duration::from_millis(self.batch_ms),
             batch_interval_max: Duration::from_millis(self.batch_max_ms),
             batch_writes_per_s: self.batch_writes,
-            udp_listen: self.udp.unwrap_or(self.listen),
+            // Processes sharing a TCP port each need a UDP port of their own: WebRTC sessions
+            // are bound to the process that answered their offer.
+            udp_listen: self.udp.unwrap_or(if self.reuse_port {
+                SocketAddr::new(self.listen.ip(), 0)
+            } else {
+                self.listen
+            }),
             public_ip: self.public_ip,
             ws_read_buffer_bytes: self.ws_read_buffer,
             max_webrtc_listeners: self.max_webrtc_listeners,
@@ -320,6 +330,7 @@ impl ServeArgs {
                 upstream: self.upstream.clone(),
                 advertise: Some(advertise),
                 pull_grace: self.pull_grace,
+                reuse_port: self.reuse_port,
                 redis: self.redis.as_ref().map(|url| tribune_store::RedisConfig {
                     prefix: self.redis_prefix.clone(),
                     ..tribune_store::RedisConfig::new(url)

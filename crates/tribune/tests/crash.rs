@@ -6,6 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::live::ffmpeg_decode;
 use common::{free_addr, get_json, http_get, run_json, serve, tribune};
 use tribune_media::analysis::{dominant_frequency, rms};
 
@@ -22,23 +23,6 @@ fn live_segments(addr: std::net::SocketAddr, room: &str) -> (usize, u64) {
         .unwrap();
     let n = text.matches("#EXTINF:").count();
     (n, first + n as u64 - 1)
-}
-
-fn ffmpeg_decode(input: &str) -> Vec<i16> {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-v", "error", "-i", input])
-        .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-"])
-        .output()
-        .expect("ffmpeg is required (scripts/test-all.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect()
 }
 
 #[test]

@@ -10,26 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::live::{listener, speaker, tone_hz, tone_seconds, wait_for, Api, Heard};
+use common::live::{ffmpeg_decode, listener, speaker, tone_hz, tone_seconds, wait_for, Api, Heard};
 use common::{free_addr, run_json, serve, API_KEY};
 use serde_json::{json, Value};
-
-fn ffmpeg_decode(input: &str) -> Vec<i16> {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-v", "error", "-i", input])
-        .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-"])
-        .output()
-        .expect("ffmpeg is required (scripts/test-all.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_room_comes_back_as_it_was() {

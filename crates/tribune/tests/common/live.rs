@@ -41,6 +41,8 @@ pub struct Heard {
     pub seqs: Vec<u64>,
     /// The close code the server sent, if it closed the connection.
     pub closed: Option<u16>,
+    /// Glass-to-ear delay of each frame (arrival minus capture, same clock), µs.
+    pub delays_us: Vec<u64>,
 }
 
 /// Listens on `url` until `stop` or the connection drops; appends to `heard`.
@@ -56,6 +58,8 @@ pub async fn listener(url: String, heard: Arc<Mutex<Heard>>, stop: Arc<AtomicBoo
                     let n = dec.decode(r.payload, &mut pcm).unwrap_or(0);
                     h.pcm.extend_from_slice(&pcm[..n]);
                     h.seqs.push(r.seq);
+                    h.delays_us
+                        .push(tribune_core::unix_micros().saturating_sub(r.capture_us));
                 }
             }
             Ok(Some(Ok(Message::Close(frame)))) => {
@@ -123,4 +127,22 @@ impl Api {
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
+}
+
+/// Decodes `input` (a file or URL) to 48 kHz mono with ffmpeg.
+pub fn ffmpeg_decode(input: &str) -> Vec<i16> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-v", "error", "-i", input])
+        .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-"])
+        .output()
+        .expect("ffmpeg is required (scripts/test-all.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
 }
