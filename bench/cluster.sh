@@ -51,7 +51,8 @@ serve() {
   local core=$1 port=$2 log=$3
   shift 3
   port_free "$port" || return 1
-  taskset -c "$core" "$BIN" serve --listen "127.0.0.1:$port" --no-data "$@" 2>"$log" &
+  # Its stdout goes to the log too: the caller reads this function's output until it closes.
+  taskset -c "$core" "$BIN" serve --listen "127.0.0.1:$port" --no-data "$@" >"$log" 2>&1 &
   local pid=$!
   for _ in $(seq 50); do
     curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && { echo "$pid"; return 0; }
