@@ -131,6 +131,12 @@ pub async fn listen(api: &Api, opts: ListenOptions) -> Result<ListenReport, Clie
             match tokio::time::timeout_at(deadline, tokio_tungstenite::connect_async(url)).await {
                 Err(_) => break 'connect,
                 Ok(Ok(c)) => c,
+                // Refused (a bad or blocked ticket, a room gone): no other node would differ.
+                Ok(Err(tokio_tungstenite::tungstenite::Error::Http(r)))
+                    if matches!(r.status().as_u16(), 401 | 403 | 404 | 410) =>
+                {
+                    return Err(tokio_tungstenite::tungstenite::Error::Http(r).into())
+                }
                 Ok(Err(e))
                     if report.reconnects == 0 && tracker.received == 0 && urls.len() == 1 =>
                 {

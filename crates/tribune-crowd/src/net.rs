@@ -91,6 +91,17 @@ pub async fn connect(target: &Target, i: u32) -> std::io::Result<TcpStream> {
 /// cluster's join may send a listener to another node, never off this machine in a test).
 pub fn listen_addr(target: &Target, url: &str) -> Result<SocketAddr, String> {
     let u = Url::parse(url).map_err(|e| format!("bad listen_url: {e}"))?;
+    // Checked before any lookup: a hostile answer naming some host must not make the crowd
+    // send even a DNS query off the machine.
+    let local_name = matches!(
+        u.host(),
+        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) | Some(url::Host::Domain("localhost"))
+    );
+    if target.addr.ip().is_loopback() && !local_name {
+        return Err(format!(
+            "listen_url {url}: a loopback crowd follows only IP addresses"
+        ));
+    }
     let addr = u
         .socket_addrs(|| Some(80))
         .map_err(|e| format!("listen_url {url}: {e}"))?
@@ -141,6 +152,23 @@ mod tests {
             assert!(o[1] >= 1 && o[2] >= 1 && o[2] <= 250 && o[3] >= 1 && o[3] <= 250);
         }
         assert_eq!(join_source_addr(0), Ipv4Addr::new(127, 255, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_loopback_crowd_follows_listen_urls_only_to_loopback_addresses() {
+        let t = target("http://127.0.0.1:9", false).await.unwrap();
+        assert_eq!(
+            listen_addr(&t, "ws://127.0.0.2:81/api/rooms/r/listen?ticket=x").unwrap(),
+            "127.0.0.2:81".parse().unwrap()
+        );
+        assert!(listen_addr(&t, "ws://localhost:81/l")
+            .unwrap()
+            .ip()
+            .is_loopback());
+        // Named hosts are refused before any lookup; other addresses after parsing.
+        assert!(listen_addr(&t, "ws://edge.example.net/l").is_err());
+        assert!(listen_addr(&t, "ws://10.0.0.1:80/l").is_err());
+        assert!(listen_addr(&t, "not a url").is_err());
     }
 
     #[tokio::test]

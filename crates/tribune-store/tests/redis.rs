@@ -381,7 +381,7 @@ fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
 fn one_gate_for_two_nodes_admits_to_capacity_and_queues_in_arrival_order() {
     use tribune_core::admission::{Decision, GateConfig, SharedGate};
     use tribune_store::RedisGate;
-    let server = Server::start();
+    let mut server = Server::start();
     let cfg = RedisConfig::new(&server.url());
     let gate = GateConfig {
         max_listeners: 10,
@@ -397,8 +397,11 @@ fn one_gate_for_two_nodes_admits_to_capacity_and_queues_in_arrival_order() {
     // 15 joins alternating between the nodes: 10 in, then 5 in line in arrival order.
     let mut queued = Vec::new();
     let mut admitted = 0;
+    let mut epochs = std::collections::BTreeSet::new();
     for i in 0..15 {
-        match nodes[i % 2].join(0).unwrap() {
+        let (d, epoch) = nodes[i % 2].join(0).unwrap();
+        epochs.insert(epoch);
+        match d {
             Decision::Admit => admitted += 1,
             Decision::Queue {
                 number, position, ..
@@ -407,9 +410,12 @@ fn one_gate_for_two_nodes_admits_to_capacity_and_queues_in_arrival_order() {
     }
     assert_eq!(admitted, 10);
     assert_eq!(queued, [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]);
+    // One line, one epoch.
+    assert_eq!(epochs.len(), 1);
+    let epoch = *epochs.first().unwrap();
     // Full: coming back early keeps the place.
     assert!(matches!(
-        nodes[1].rejoin(0, 2).unwrap(),
+        nodes[1].rejoin(0, 2, epoch).unwrap().0,
         Decision::Queue {
             number: 2,
             position: 3,
@@ -419,29 +425,47 @@ fn one_gate_for_two_nodes_admits_to_capacity_and_queues_in_arrival_order() {
     // The registry now counts the 10 (their seats' holds lapse): still full.
     std::thread::sleep(Duration::from_millis(1_100));
     assert!(matches!(
-        nodes[0].rejoin(10, 0).unwrap(),
+        nodes[0].rejoin(10, 0, epoch).unwrap().0,
         Decision::Queue { .. }
     ));
     // Five leave: the first five in line are called, in order, on either node.
     for k in 0..5 {
-        assert_eq!(
-            nodes[k % 2].rejoin(5, k as u64).unwrap(),
-            Decision::Admit,
-            "{k}"
-        );
+        let (d, _) = nodes[k % 2].rejoin(5, k as u64, epoch).unwrap();
+        assert_eq!(d, Decision::Admit, "{k}");
     }
     // A newcomer waits behind nobody but finds no room.
     assert!(matches!(
-        nodes[0].join(10).unwrap(),
+        nodes[0].join(10).unwrap().0,
         Decision::Queue {
             number: 5,
             position: 1,
             ..
         }
     ));
+    // Redis restarts empty: a new line (another epoch), where an old number is a fresh join,
+    // not the place of whoever holds that number now.
+    server.kill();
+    server.restart();
+    // A decision is tried once (it may have run), so the first on a dead connection fails.
+    let first = |f: &dyn Fn() -> Result<(Decision, u64), tribune_core::StoreError>| {
+        (0..3)
+            .find_map(|_| f().ok())
+            .expect("the gate answers again")
+    };
+    let (d, fresh) = first(&|| nodes[0].join(10));
+    assert_ne!(fresh, epoch);
+    let Decision::Queue { number: n0, .. } = d else {
+        panic!("admitted into a full room: {d:?}")
+    };
+    let (d, again) = first(&|| nodes[1].rejoin(10, 0, epoch));
+    assert_eq!(again, fresh);
+    assert!(
+        matches!(d, Decision::Queue { number, .. } if number > n0),
+        "{d:?} after {n0}"
+    );
     // Redis away: an error, in time.
     drop(server);
     let started = Instant::now();
     assert!(nodes[0].join(0).is_err());
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_secs(3));
 }

@@ -258,6 +258,13 @@ impl ServeArgs {
             (_, Some(_)) => bail!("--upstream is for --role edge"),
             _ => {}
         }
+        if self.redis.is_some() && self.advertise.is_none() && self.listen.ip().is_unspecified() {
+            bail!(
+                "--listen {} is every address: give --advertise http://HOST:PORT, the URL other \
+                 nodes' joins send listeners to",
+                self.listen
+            );
+        }
         let advertise = self
             .advertise
             .clone()

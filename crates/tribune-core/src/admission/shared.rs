@@ -12,10 +12,15 @@ use crate::store::StoreError;
 pub trait SharedGate: Send + Sync + std::fmt::Debug {
     /// The settings.
     fn config(&self) -> &GateConfig;
-    /// A fresh join.
-    fn join(&self, listeners: u64) -> Result<Decision, StoreError>;
-    /// A return with `number`, from this gate's queue.
-    fn rejoin(&self, listeners: u64, number: u64) -> Result<Decision, StoreError>;
+    /// A fresh join: the decision, and the epoch of the line (a queue ticket keeps it).
+    fn join(&self, listeners: u64) -> Result<(Decision, u64), StoreError>;
+    /// A return with `number` from the line of `epoch` (another epoch's number: a fresh join).
+    fn rejoin(
+        &self,
+        listeners: u64,
+        number: u64,
+        epoch: u64,
+    ) -> Result<(Decision, u64), StoreError>;
 }
 
 /// Seconds until `position` is called at `rate` admissions a second (at least 1).

@@ -15,9 +15,10 @@ pub struct QueueTicket {
     pub room: RoomId,
     /// The holder's number in the node's queue (see [`super::Gate`]).
     pub queue: u64,
-    /// Whether the number is from the cluster's shared queue (see [`super::SharedGate`]).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub cluster: bool,
+    /// The epoch of the cluster's shared line the number is from (see [`super::SharedGate`]);
+    /// `None` for the node's own line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<u64>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
 }
@@ -37,12 +38,18 @@ impl SignedPayload for QueueTicket {
 impl QueueTicket {
     /// Signs a ticket for number `queue` in `room`.
     pub fn issue(keys: &Keyring, room: &RoomId, queue: u64, exp: u64) -> String {
-        Self::issue_in(keys, room, queue, false, exp)
+        Self::issue_in(keys, room, queue, None, exp)
     }
 
-    /// Signs a ticket for number `queue` of the cluster's shared queue (`cluster`) or the
-    /// node's own.
-    pub fn issue_in(keys: &Keyring, room: &RoomId, queue: u64, cluster: bool, exp: u64) -> String {
+    /// Signs a ticket for number `queue` of the cluster's shared line of epoch `cluster`, or
+    /// (`None`) the node's own.
+    pub fn issue_in(
+        keys: &Keyring,
+        room: &RoomId,
+        queue: u64,
+        cluster: Option<u64>,
+        exp: u64,
+    ) -> String {
         keys.sign_payload(&QueueTicket {
             kid: String::new(),
             room: room.clone(),

@@ -111,24 +111,28 @@ async fn decide(
     }
     let now = now_s();
     let admission = app.admission();
-    let listeners = app.counters().listeners();
-    // Every credential is checked before any counter moves: a refused request changes nothing.
     let cluster = app.cluster();
+    // This node's own gate counts the cluster's listeners when it has a cluster (it decides
+    // for the cluster while the shared gate is away), its own connections otherwise.
+    let listeners = cluster.map_or_else(|| app.counters().listeners(), |c| c.listeners_estimate());
+    // Every credential is checked before any counter moves: a refused request changes nothing.
     let (decision, listener, shared) = if let Some(t) = &req.ticket {
         let claims = app.keys().verify_for(t, TokenKind::Listen, &room.id, now)?;
         // A blocked listener is refused here, not only when it connects.
         room.admit_listener(ListenerId(claims.sub))?;
-        (admission.resume(), Some(ListenerId(claims.sub)), false)
+        (admission.resume(), Some(ListenerId(claims.sub)), None)
     } else if let Some(q) = &req.queue_ticket {
         let q = QueueTicket::verify(app.keys(), q, &room.id, now)?;
-        // A number from the cluster's line goes back to it; this node's own, to its own.
-        let shared = match cluster.filter(|_| q.cluster) {
-            Some(c) => c.admit(Some(q.queue), app.metrics()).await,
-            None => None,
-        };
-        match shared {
-            Some(d) => (d, None, true),
-            None => (admission.rejoin(listeners, q.queue), None, false),
+        // A number from the cluster's line goes back to it; this node's own, to its own. A
+        // cluster number this node's gate decides (the shared one away) is a fresh join here:
+        // as a number it would mean someone else's place.
+        match (cluster, q.cluster) {
+            (Some(c), Some(epoch)) => match c.admit(Some((q.queue, epoch)), app.metrics()).await {
+                Some((d, epoch)) => (d, None, Some(epoch)),
+                None => (admission.join(listeners), None, None),
+            },
+            (_, Some(_)) => (admission.join(listeners), None, None),
+            (_, None) => (admission.rejoin(listeners, q.queue), None, None),
         }
     } else {
         match &req.pow {
@@ -164,10 +168,10 @@ async fn decide(
         }
         match cluster {
             Some(c) => match c.admit(None, app.metrics()).await {
-                Some(d) => (d, None, true),
-                None => (admission.join(listeners), None, false),
+                Some((d, epoch)) => (d, None, Some(epoch)),
+                None => (admission.join(listeners), None, None),
             },
-            None => (admission.join(listeners), None, false),
+            None => (admission.join(listeners), None, None),
         }
     };
     Ok(match decision {
@@ -220,7 +224,7 @@ fn challenge(app: &AppState, room: &LiveRoom, bits: u8, now: u64) -> Response {
 fn queued(
     app: &AppState,
     room: &LiveRoom,
-    (number, shared): (u64, bool),
+    (number, shared): (u64, Option<u64>),
     position: u64,
     eta_s: u64,
     now: u64,

@@ -3,12 +3,13 @@
 //! to the least-loaded edge, with the others as alternates. When the registry cannot be reached
 //! the node says so once (a log line and a gauge) and keeps the last list it read; joins go on.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tribune_core::admission::{Decision, SharedGate};
 use tribune_core::registry::{by_load, NodeEntry, NodeKind, NodeRegistry};
 
@@ -24,6 +25,12 @@ const LEASE: Duration = Duration::from_secs(3);
 const ALTERNATES: usize = 3;
 /// Longest wait for the shared gate before a join is decided here.
 const GATE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long joins decide here after the shared gate failed, before one tries it again.
+const GATE_AWAY: Duration = Duration::from_secs(2);
+/// Most calls waiting on the shared gate at once (past that, joins decide here).
+const GATE_CALLS_MAX: usize = 16;
+
+type Beat = tokio::task::JoinHandle<Result<Vec<NodeEntry>, tribune_core::StoreError>>;
 
 /// This node's place in the registry.
 #[derive(Debug)]
@@ -33,6 +40,10 @@ pub struct Cluster {
     gate: Arc<dyn SharedGate>,
     /// Whether the last decision of the shared gate came back.
     gate_up: AtomicBool,
+    /// After a failure: until when joins decide here without asking.
+    gate_away_until: parking_lot::Mutex<Option<Instant>>,
+    /// Calls waiting on the shared gate now.
+    gate_calls: Arc<AtomicUsize>,
     me: NodeEntry,
     /// The nodes alive as last read (this one included).
     nodes: RwLock<Vec<NodeEntry>>,
@@ -63,6 +74,8 @@ impl Cluster {
             registry,
             gate,
             gate_up: AtomicBool::new(true),
+            gate_away_until: parking_lot::Mutex::new(None),
+            gate_calls: Arc::new(AtomicUsize::new(0)),
             me: NodeEntry {
                 id: format!("{:016x}", rand::random::<u64>()),
                 kind,
@@ -82,8 +95,11 @@ impl Cluster {
     /// rather than landing on one node.
     pub fn listen_bases(&self) -> Vec<String> {
         let mut nodes = self.sent.lock();
+        // Processes sharing one port (--reuse-port) share a URL: one alternate, not several.
+        let mut urls = std::collections::HashSet::new();
         let order: Vec<String> = by_load(&nodes)
             .into_iter()
+            .filter(|n| urls.insert(n.url.clone()))
             .take(1 + ALTERNATES)
             .map(|n| n.id.clone())
             .collect();
@@ -110,25 +126,62 @@ impl Cluster {
         self.nodes.read().iter().map(|n| n.listeners).sum()
     }
 
-    /// A decision of the cluster's gate: a fresh join, or a return with a number from its
-    /// queue. `None` when the gate did not answer in time: the caller decides with its own
-    /// (this says so once per outage, and counts it).
-    pub async fn admit(&self, number: Option<u64>, metrics: &Metrics) -> Option<Decision> {
+    /// Listeners across the cluster as this node knows them: the registry's last count plus
+    /// the listeners it sent to edges since (what its own gate reads while the shared one is
+    /// away: this node's connections alone say nothing on an origin or a busy edge's peer).
+    pub fn listeners_estimate(&self) -> u64 {
+        self.sent.lock().iter().map(|n| n.listeners).sum()
+    }
+
+    /// A decision of the cluster's gate: a fresh join, or (`Some((number, epoch))`) a return
+    /// with a number from its line. `None` when the gate is away: the caller decides with its
+    /// own. After a failure the gate is left alone for a moment (joins decide here at once),
+    /// then tried by one join at a time; at most a few calls wait on it at once. A decision
+    /// that did not come back in time may still be made by Redis later: at worst a seat held
+    /// for nobody, for its hold.
+    pub async fn admit(
+        &self,
+        number: Option<(u64, u64)>,
+        metrics: &Metrics,
+    ) -> Option<(Decision, u64)> {
+        let fallback = || {
+            metrics.admission_fallbacks.inc();
+            None
+        };
+        {
+            let mut away = self.gate_away_until.lock();
+            match *away {
+                Some(until) if Instant::now() < until => return fallback(),
+                // One probe; the others keep deciding here until it answers.
+                Some(_) => *away = Some(Instant::now() + GATE_TIMEOUT),
+                None => {}
+            }
+        }
+        if self.gate_calls.fetch_add(1, Ordering::AcqRel) >= GATE_CALLS_MAX {
+            self.gate_calls.fetch_sub(1, Ordering::AcqRel);
+            return fallback();
+        }
         let gate = self.gate.clone();
         let listeners = self.listeners();
-        let asked = tokio::task::spawn_blocking(move || match number {
-            Some(n) => gate.rejoin(listeners, n),
-            None => gate.join(listeners),
+        let calls = self.gate_calls.clone();
+        let asked = tokio::task::spawn_blocking(move || {
+            let r = match number {
+                Some((n, epoch)) => gate.rejoin(listeners, n, epoch),
+                None => gate.join(listeners),
+            };
+            calls.fetch_sub(1, Ordering::AcqRel);
+            r
         });
         match tokio::time::timeout(GATE_TIMEOUT, asked).await {
             Ok(Ok(Ok(d))) => {
+                *self.gate_away_until.lock() = None;
                 if !self.gate_up.swap(true, Ordering::AcqRel) {
                     tracing::warn!("cluster admission reachable again: joins use the shared gate");
                 }
                 Some(d)
             }
             other => {
-                metrics.admission_fallbacks.inc();
+                *self.gate_away_until.lock() = Some(Instant::now() + GATE_AWAY);
                 if self.gate_up.swap(false, Ordering::AcqRel) {
                     let why = match other {
                         Ok(Ok(Err(e))) => e.to_string(),
@@ -139,7 +192,7 @@ impl Cluster {
                          own capacity, rate and waiting room"
                     );
                 }
-                None
+                fallback()
             }
         }
     }
@@ -153,6 +206,7 @@ impl Cluster {
     ) {
         let mut tick = tokio::time::interval(BEAT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pending: Option<Beat> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -161,12 +215,21 @@ impl Cluster {
             let mut me = self.me.clone();
             me.listeners = counters.listeners();
             let registry = self.registry.clone();
-            let beat = tokio::task::spawn_blocking(move || {
-                registry.beat(&me, LEASE)?;
-                registry.nodes()
-            });
-            // The registry's own deadline bounds each call; this bounds the pair.
-            let read = tokio::time::timeout(LEASE, beat).await;
+            // A beat still blocked on a hung Redis is waited for, not joined by another one.
+            let mut beat = match pending.take() {
+                Some(b) => b,
+                None => tokio::task::spawn_blocking(move || {
+                    registry.beat(&me, LEASE)?;
+                    registry.nodes()
+                }),
+            };
+            let read = match tokio::time::timeout(LEASE, &mut beat).await {
+                Ok(r) => Ok(r),
+                Err(e) => {
+                    pending = Some(beat);
+                    Err(e)
+                }
+            };
             match read {
                 Ok(Ok(Ok(nodes))) => {
                     *self.sent.lock() = nodes.clone();

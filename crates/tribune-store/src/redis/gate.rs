@@ -3,7 +3,13 @@
 //! numbers issued and called, the rate's tokens) and one set of held seats
 //! (`PREFIX:gate:{gate}:held`, a sorted set by expiry: seats of listeners admitted but not yet
 //! counted by the registry, and of called numbers whose holders have not come back). The clock
-//! is the Redis server's (`TIME`), so nodes' clocks do not matter.
+//! is the Redis server's (`TIME`), so nodes' clocks do not matter. The line has an epoch, made
+//! when its hash is: a Redis that lost its data starts a new line, and a number from the old
+//! one comes back as a fresh join instead of taking someone else's place.
+//!
+//! A decision runs once (never repeated after a timeout: it may have taken effect), and an
+//! admitted listener's seat is held 2 s at most: by then the registry counts it (beats every
+//! second), and holding it longer would count it twice.
 
 use tribune_core::admission::{eta_at_rate, Decision, GateConfig, SharedGate};
 use tribune_core::StoreError;
@@ -12,7 +18,8 @@ use super::conn::Conn;
 use super::RedisConfig;
 
 /// ARGV: listeners, max, rate, burst, call hold ms, connect hold ms, op (`join`/`rejoin`),
-/// number, a unique id for a seat. Returns `{admitted (0/1), number, position}`.
+/// number, a unique id for a seat, a fresh epoch (used if the line has none), the epoch of the
+/// number. Returns `{admitted (0/1), number, position, epoch}`.
 const DECIDE: &str = r#"
 local gate, held = KEYS[1], KEYS[2]
 local t = redis.call('TIME')
@@ -21,6 +28,12 @@ local listeners, max = tonumber(ARGV[1]), tonumber(ARGV[2])
 local rate, burst = tonumber(ARGV[3]), tonumber(ARGV[4])
 local call_hold, connect_hold = tonumber(ARGV[5]), tonumber(ARGV[6])
 local op, number, id = ARGV[7], tonumber(ARGV[8]), ARGV[9]
+local epoch = redis.call('HGET', gate, 'epoch')
+if not epoch then
+  epoch = ARGV[10]
+  redis.call('HSET', gate, 'epoch', epoch)
+end
+if ARGV[11] ~= epoch then op = 'join' end
 redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
 local g = redis.call('HMGET', gate, 'issued', 'serving', 'tokens', 'ts')
 local issued = tonumber(g[1] or '0')
@@ -43,14 +56,14 @@ local function tick()
 end
 local function admit()
   redis.call('ZADD', held, now + connect_hold, 'a' .. id)
-  return {1, 0, 0}
+  return {1, 0, 0, epoch}
 end
 local function decide(k)
   if k < serving then
     if redis.call('ZREM', held, 'c' .. k) == 1 or room() then return admit() end
-    return {0, k, 1}
+    return {0, k, 1, epoch}
   end
-  return {0, k, k - serving + 1}
+  return {0, k, k - serving + 1, epoch}
 end
 tick()
 local out
@@ -67,6 +80,9 @@ end
 redis.call('HSET', gate, 'issued', issued, 'serving', serving, 'tokens', tostring(tokens), 'ts', now)
 return out
 "#;
+
+/// Longest hold of an admitted listener's seat (see the module docs).
+const ADMITTED_HOLD_MS: u64 = 2_000;
 
 /// The cluster's admission gate in Redis.
 pub struct RedisGate {
@@ -87,6 +103,11 @@ impl std::fmt::Debug for RedisGate {
 impl RedisGate {
     /// A gate with these settings; Redis is reached on the first decision.
     pub fn new(cfg: RedisConfig, config: GateConfig) -> Result<RedisGate, StoreError> {
+        // A join waits for this at most a second: a slower answer is no answer.
+        let cfg = RedisConfig {
+            timeout: cfg.timeout.min(std::time::Duration::from_millis(900)),
+            ..cfg
+        };
         Ok(RedisGate {
             conn: Conn::new(cfg)?,
             config,
@@ -94,7 +115,13 @@ impl RedisGate {
         })
     }
 
-    fn decide(&self, listeners: u64, op: &str, number: u64) -> Result<Decision, StoreError> {
+    fn decide(
+        &self,
+        listeners: u64,
+        op: &str,
+        number: u64,
+        epoch: u64,
+    ) -> Result<(Decision, u64), StoreError> {
         let prefix = &self.conn.cfg.prefix;
         let (gate, held) = (
             format!("{prefix}:gate:{{gate}}"),
@@ -102,7 +129,9 @@ impl RedisGate {
         );
         let c = &self.config;
         let id = format!("{:016x}", rand_id());
-        let (admitted, number, position): (u64, u64, u64) = self.conn.call(|conn| {
+        let fresh = (rand_id() >> 1).max(1).to_string();
+        let connect_hold_ms = (u64::from(c.connect_hold_s) * 1000).min(ADMITTED_HOLD_MS);
+        let op_once = |conn: &mut redis::Connection| {
             self.script
                 .key(&gate)
                 .key(&held)
@@ -111,13 +140,20 @@ impl RedisGate {
                 .arg(c.join_rate)
                 .arg(c.join_burst.max(1))
                 .arg(u64::from(c.call_hold_s) * 1000)
-                .arg(u64::from(c.connect_hold_s) * 1000)
+                .arg(connect_hold_ms)
                 .arg(op)
                 .arg(number)
                 .arg(&id)
-                .invoke(conn)
-        })?;
-        Ok(if admitted == 1 {
+                .arg(&fresh)
+                .arg(epoch.to_string())
+                .invoke::<(u64, u64, u64, String)>(conn)
+        };
+        let (admitted, number, position, epoch) = self
+            .conn
+            .call_once(&op_once)
+            .map_err(|e| self.conn.backend(e.into()))?;
+        let epoch = epoch.parse().unwrap_or(0);
+        let decision = if admitted == 1 {
             Decision::Admit
         } else {
             Decision::Queue {
@@ -125,7 +161,8 @@ impl RedisGate {
                 position,
                 eta_s: eta_at_rate(position, c.join_rate),
             }
-        })
+        };
+        Ok((decision, epoch))
     }
 }
 
@@ -146,11 +183,16 @@ impl SharedGate for RedisGate {
         &self.config
     }
 
-    fn join(&self, listeners: u64) -> Result<Decision, StoreError> {
-        self.decide(listeners, "join", 0)
+    fn join(&self, listeners: u64) -> Result<(Decision, u64), StoreError> {
+        self.decide(listeners, "join", 0, 0)
     }
 
-    fn rejoin(&self, listeners: u64, number: u64) -> Result<Decision, StoreError> {
-        self.decide(listeners, "rejoin", number)
+    fn rejoin(
+        &self,
+        listeners: u64,
+        number: u64,
+        epoch: u64,
+    ) -> Result<(Decision, u64), StoreError> {
+        self.decide(listeners, "rejoin", number, epoch)
     }
 }

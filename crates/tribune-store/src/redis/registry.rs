@@ -1,6 +1,8 @@
-//! The cluster's node registry in Redis: one key per node, `PREFIX:node:{ID}`, holding its
-//! entry as JSON with an expiry (the lease), renewed by each beat. A node that stops beating
-//! (killed, cut off) is gone from every listing once its lease runs out.
+//! The cluster's node registry in Redis: a hash of entries (`PREFIX:registry:{nodes}`, node id
+//! → its entry as JSON) and a sorted set of leases (`PREFIX:registry:{nodes}:lease`, node id →
+//! expiry on the Redis server's clock). A beat writes both; a listing first drops the entries
+//! whose lease ran out. One hash tag: one shard in a Redis Cluster, and no key scan (a shared
+//! server's other keys cost a listing nothing).
 
 use std::time::Duration;
 
@@ -10,12 +12,30 @@ use tribune_core::StoreError;
 use super::conn::Conn;
 use super::RedisConfig;
 
-/// Keys fetched per round trip when listing.
-const LIST_CHUNK: usize = 200;
+/// Writes node `ARGV[1]`'s entry `ARGV[2]` with a lease of `ARGV[3]` ms.
+const BEAT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+return 1
+"#;
+
+/// Drops the entries whose lease ran out and returns the others.
+const LIST: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, id in ipairs(gone) do redis.call('HDEL', KEYS[1], id) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+return redis.call('HVALS', KEYS[1])
+"#;
 
 /// The node registry in Redis.
 pub struct RedisRegistry {
     conn: Conn,
+    beat: redis::Script,
+    list: redis::Script,
 }
 
 impl std::fmt::Debug for RedisRegistry {
@@ -29,79 +49,76 @@ impl std::fmt::Debug for RedisRegistry {
 impl RedisRegistry {
     /// Checks the settings and reaches the server once (`PING`).
     pub fn open(cfg: RedisConfig) -> Result<RedisRegistry, StoreError> {
-        Ok(RedisRegistry {
-            conn: Conn::open(cfg)?,
-        })
+        Ok(Self::with(Conn::open(cfg)?))
     }
 
     /// Checks the settings only: a node starts while Redis is away, and beats once it is back.
     pub fn lazy(cfg: RedisConfig) -> Result<RedisRegistry, StoreError> {
-        Ok(RedisRegistry {
-            conn: Conn::new(cfg)?,
-        })
+        Ok(Self::with(Conn::new(cfg)?))
     }
 
-    fn key(&self, id: &str) -> String {
-        format!("{}:node:{{{id}}}", self.conn.cfg.prefix)
+    fn with(conn: Conn) -> RedisRegistry {
+        RedisRegistry {
+            conn,
+            beat: redis::Script::new(BEAT),
+            list: redis::Script::new(LIST),
+        }
+    }
+
+    /// The entries' hash and the leases' sorted set.
+    fn keys(&self) -> (String, String) {
+        let prefix = &self.conn.cfg.prefix;
+        (
+            format!("{prefix}:registry:{{nodes}}"),
+            format!("{prefix}:registry:{{nodes}}:lease"),
+        )
     }
 }
 
 impl NodeRegistry for RedisRegistry {
     fn beat(&self, me: &NodeEntry, lease: Duration) -> Result<(), StoreError> {
-        let key = self.key(&me.id);
+        let (entries, leases) = self.keys();
         let json = serde_json::to_string(me).map_err(|e| StoreError::Backend(e.to_string()))?;
         let ms = lease.as_millis().clamp(1, u128::from(u32::MAX)) as u64;
         self.conn.call(|c| {
-            redis::cmd("SET")
-                .arg(&key)
+            self.beat
+                .key(&entries)
+                .key(&leases)
+                .arg(&me.id)
                 .arg(&json)
-                .arg("PX")
                 .arg(ms)
-                .query::<()>(c)
-        })
+                .invoke::<u64>(c)
+        })?;
+        Ok(())
     }
 
     fn nodes(&self) -> Result<Vec<NodeEntry>, StoreError> {
-        let pattern = format!("{}:node:*", self.conn.cfg.prefix);
-        let keys: Vec<String> = self.conn.call(|c| {
-            let mut keys = Vec::new();
-            let mut cursor = 0u64;
-            loop {
-                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(LIST_CHUNK)
-                    .query(c)?;
-                keys.extend(batch);
-                if next == 0 {
-                    return Ok(keys);
-                }
-                cursor = next;
-            }
-        })?;
-        let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(LIST_CHUNK) {
-            let values: Vec<Option<String>> =
-                self.conn.call(|c| redis::cmd("MGET").arg(chunk).query(c))?;
-            // An entry that expired between the scan and the read is simply gone; one that
-            // does not parse (another version, damage) is skipped, not fatal.
-            out.extend(
-                values
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|j| serde_json::from_str::<NodeEntry>(&j).ok()),
-            );
-        }
+        let (entries, leases) = self.keys();
+        let values: Vec<String> = self
+            .conn
+            .call(|c| self.list.key(&entries).key(&leases).invoke(c))?;
+        // One that does not parse (another version, damage) is skipped, not fatal.
+        let mut out: Vec<NodeEntry> = values
+            .iter()
+            .filter_map(|j| serde_json::from_str(j).ok())
+            .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
 
     fn leave(&self, id: &str) -> Result<(), StoreError> {
-        let key = self.key(id);
-        self.conn
-            .call(|c| redis::cmd("DEL").arg(&key).query::<u64>(c))
-            .map(|_| ())
+        let (entries, leases) = self.keys();
+        self.conn.call(|c| {
+            redis::pipe()
+                .cmd("HDEL")
+                .arg(&entries)
+                .arg(id)
+                .ignore()
+                .cmd("ZREM")
+                .arg(&leases)
+                .arg(id)
+                .ignore()
+                .query::<()>(c)
+        })
     }
 }
