@@ -142,6 +142,19 @@ async fn upgrade_status(url: &str, bearer: Option<&str>) -> u16 {
     }
 }
 
+/// Waits (at most 10 s) until joins on `node` name two edges: the registry lists both.
+async fn both_edges_registered(node: &Api, room: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let j = join(node, room).await;
+        if j["alternates"].as_array().is_some_and(|a| a.len() == 1) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "edges not registered: {j}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// `GET path` on `node`: (status, body).
 async fn get_bytes(node: &Api, path: &str) -> (u16, Vec<u8>) {
     let resp = node
@@ -283,6 +296,25 @@ async fn two_edges_carry_a_room_from_its_origin() {
     }
 
     same_hls_everywhere(&room, &[&o, &a, &b]).await;
+
+    // A listener's reaction on an edge counts at the origin (sent up with the edge's report).
+    let (code, answer) = a
+        .call(
+            "POST",
+            &format!("/api/rooms/{room}/reactions"),
+            lb["ticket"].as_str(),
+            json!({"kind": "clap"}),
+        )
+        .await;
+    assert_eq!(code, 202, "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while common::metric(oa, "reactions_total") < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the reaction never reached the origin"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Stage actions belong to the origin.
     let (code, answer) = a
@@ -468,15 +500,7 @@ async fn an_edge_killed_under_a_crowd_loses_none_of_its_listeners() {
     let o = api(oa);
     let (room, host) = create_room(&o).await;
     // Joins on the origin send listeners to the edges once both are in the registry.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let j = join(&o, &room).await;
-        if j["alternates"].as_array().is_some_and(|a| a.len() == 1) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "edges not registered: {j}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    both_edges_registered(&o, &room).await;
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(speaker(
         format!("ws://{oa}/api/rooms/{room}/speak?token={host}"),
@@ -688,14 +712,7 @@ async fn the_cli_listener_moves_to_an_alternate_edge() {
     ];
     let o = api(oa);
     let (room, host) = create_room(&o).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while join(&o, &room).await["alternates"]
-        .as_array()
-        .is_none_or(|a| a.len() != 1)
-    {
-        assert!(Instant::now() < deadline, "edges not registered");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    both_edges_registered(&o, &room).await;
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(speaker(
         format!("ws://{oa}/api/rooms/{room}/speak?token={host}"),

@@ -19,6 +19,10 @@ impl LiveRoom {
         match self.reactions.lock().record(who, kind) {
             Ok(()) => {
                 metrics.reactions.inc();
+                // A pulled room's reactions count at its origin (this node's limits applied).
+                if self.is_relayed() {
+                    self.relay.send_up(who, kind);
+                }
                 Ok(())
             }
             Err(e) => {

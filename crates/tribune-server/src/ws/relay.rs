@@ -14,7 +14,7 @@ use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
-use tribune_core::{unix_micros, RoomState, Seq, TokenKind};
+use tribune_core::{unix_micros, ListenerId, Reactor, RoomState, Seq, TokenKind};
 
 use crate::close;
 use crate::error::ApiError;
@@ -22,15 +22,16 @@ use crate::http::extract::bearer;
 use crate::metrics::Metrics;
 use crate::net::limits::MessageRate;
 use crate::node::state::AppState;
-use crate::room::relay::{Down, Start, Up};
+use crate::room::relay::{Down, Start, Up, REACTIONS_UP_MAX};
 use crate::room::LiveRoom;
 use crate::ws::listen::{CloseReason, Outbox, RETIRED};
 
 /// Messages a second a pulling node may send (its audience once a second, and pings).
 const UP_MESSAGES_PER_S: u32 = 5;
 const UP_MESSAGE_BURST: u32 = 20;
-/// Largest message a pulling node may send.
-const MAX_UP_MESSAGE: usize = 1024;
+/// Largest message a pulling node may send (a second's reactions, at most
+/// `REACTIONS_UP_MAX` of about 30 bytes each).
+const MAX_UP_MESSAGE: usize = 48 * 1024;
 /// Largest audience one pulling node may claim (more is a lie, capped).
 const MAX_AUDIENCE: u64 = 1 << 32;
 /// A pulling node reports once a second; silent for this long, it is gone (its count goes).
@@ -179,6 +180,13 @@ async fn run(mut socket: WebSocket, app: AppState, room: Arc<LiveRoom>, from: Op
                     Ok(Up::Audience { listeners }) => {
                         heard_at = tokio::time::Instant::now();
                         downstream.report(listeners.min(MAX_AUDIENCE));
+                        Ok(())
+                    }
+                    Ok(Up::Reactions { items }) => {
+                        // Each counted as its listener's own, within this room's limits.
+                        for (l, kind) in items.into_iter().take(REACTIONS_UP_MAX) {
+                            let _ = room.react(Reactor::Listener(ListenerId(l)), kind, &metrics);
+                        }
                         Ok(())
                     }
                     Err(_) => {

@@ -25,7 +25,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tribune_core::event::RoomEvent;
-use tribune_core::{unix_micros, ListenerId, RoomInfo, RoomState, RosterRecord};
+use tribune_core::{
+    unix_micros, ListenerId, ReactionKind, Reactor, RoomInfo, RoomState, RosterRecord,
+};
 use tribune_media::cmaf::SegmentStart;
 
 use super::LiveRoom;
@@ -114,7 +116,15 @@ pub enum Up {
         /// How many.
         listeners: u64,
     },
+    /// Reactions of listeners there since the last (each within that node's limits).
+    Reactions {
+        /// (listener id, kind), oldest first.
+        items: Vec<(u64, ReactionKind)>,
+    },
 }
+
+/// Most reactions one node sends up a second (the origin's own per-window limits apply too).
+pub const REACTIONS_UP_MAX: usize = 1_000;
 
 /// A room's relay bookkeeping: the audience of the nodes pulling it, or, on a room this node
 /// pulls, what its upstream counts.
@@ -130,6 +140,8 @@ pub(crate) struct Relaying {
     downstream_total: AtomicU64,
     /// On a pulled room: the whole audience, as the upstream's last event counted it.
     upstream_total: AtomicU64,
+    /// On a pulled room: reactions counted here, for the next report to the upstream.
+    reactions_up: Mutex<Vec<(u64, ReactionKind)>>,
 }
 
 impl Relaying {
@@ -138,6 +150,20 @@ impl Relaying {
             relayed,
             ..Relaying::default()
         }
+    }
+
+    /// Keeps a listener's reaction for the upstream (past a second's worth, dropped).
+    pub(crate) fn send_up(&self, who: Reactor, kind: ReactionKind) {
+        let Reactor::Listener(l) = who else { return };
+        let mut up = self.reactions_up.lock();
+        if up.len() < REACTIONS_UP_MAX {
+            up.push((l.0, kind));
+        }
+    }
+
+    /// The reactions kept for the upstream since the last call.
+    pub(crate) fn take_up(&self) -> Vec<(u64, ReactionKind)> {
+        std::mem::take(&mut *self.reactions_up.lock())
     }
 
     /// Whether a node pulls this room from this one.

@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tribune_core::RoomState;
+use tribune_core::{ReactionKind, RoomState};
 use tribune_media::cmaf::SegmentStart;
 
 use super::upstream::{Hello, Pull, PullError, Socket, Upstream};
@@ -138,7 +138,7 @@ impl PullTask {
                     },
                     _ = second.tick() => match self.second() {
                         Some(end) => Step::Stop(end),
-                        None => report(ws, self.room.audience_below()).await,
+                        None => report(ws, self.room.audience_below(), self.room.relay.take_up()).await,
                     },
                     _ = tokio::time::sleep_until(quiet_at), if !self.flushed => self.flush(),
                     m = rx.recv() => command(m),
@@ -284,11 +284,17 @@ fn command(m: Option<Ingress>) -> Step {
     }
 }
 
-/// Tells the upstream this node's audience, and asks for a pong (so a silent upstream shows).
-async fn report(ws: &mut Socket, listeners: u64) -> Step {
+/// Tells the upstream this node's audience and its listeners' reactions, and asks for a pong
+/// (so a silent upstream shows).
+async fn report(ws: &mut Socket, listeners: u64, reactions: Vec<(u64, ReactionKind)>) -> Step {
     let text = serde_json::to_string(&Up::Audience { listeners }).unwrap_or_default();
+    let reactions = (!reactions.is_empty())
+        .then(|| serde_json::to_string(&Up::Reactions { items: reactions }).unwrap_or_default());
     let sent = tokio::time::timeout(STALL, async {
         ws.send(Message::Text(text.into())).await?;
+        if let Some(r) = reactions {
+            ws.send(Message::Text(r.into())).await?;
+        }
         ws.send(Message::Ping(Bytes::new())).await
     });
     match sent.await {
