@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
+use crate::ids::RoomId;
 use crate::store::StoreError;
 
 /// What a node does in a cluster, as the registry lists it.
@@ -65,6 +66,10 @@ pub trait NodeRegistry: Send + Sync + std::fmt::Debug {
     fn nodes(&self) -> Result<Vec<NodeEntry>, StoreError>;
     /// Takes `id` out at once (a node shutting down).
     fn leave(&self, id: &str) -> Result<(), StoreError>;
+    /// Says the node at `url` is the origin of `rooms` for `lease` (renewed while they run).
+    fn claim_rooms(&self, url: &str, rooms: &[RoomId], lease: Duration) -> Result<(), StoreError>;
+    /// The URL of `room`'s origin, if one claims it.
+    fn room_origin(&self, room: &RoomId) -> Result<Option<String>, StoreError>;
 }
 
 /// A lone node's registry: only itself.
@@ -90,6 +95,15 @@ impl NodeRegistry for LocalRegistry {
     fn leave(&self, _id: &str) -> Result<(), StoreError> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
         Ok(())
+    }
+
+    fn claim_rooms(&self, _url: &str, _rooms: &[RoomId], _: Duration) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn room_origin(&self, _room: &RoomId) -> Result<Option<String>, StoreError> {
+        // A lone node is the origin of its own rooms: nothing to look up elsewhere.
+        Ok(None)
     }
 }
 

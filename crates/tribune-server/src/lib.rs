@@ -266,10 +266,12 @@ impl Server {
         let grace = app.config().shutdown_grace;
         let connections = app.connections().clone();
         if let Some(cluster) = app.cluster() {
+            let rooms = app.clone();
             tokio::spawn(cluster.clone().run(
                 app.counters_arc(),
                 app.metrics().clone(),
                 app.shutdown(),
+                move || rooms.owned_rooms(),
             ));
         }
         let joins = Arc::new(JoinLimiter::new(&app.config().limits));

@@ -365,6 +365,34 @@ fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
     assert_eq!(a.nodes().unwrap(), vec![node("e1", 9)]);
     a.leave("e1").unwrap();
     assert!(a.nodes().unwrap().is_empty());
+    // Rooms' origins: named with a lease, renewed by the next claim, gone after it.
+    let (r1, r2) = (
+        tribune_core::RoomId::parse("abcdefghjk").unwrap(),
+        tribune_core::RoomId::parse("mnpqrstuvw").unwrap(),
+    );
+    a.claim_rooms(
+        "http://o1:8080",
+        std::slice::from_ref(&r1),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    a.claim_rooms(
+        "http://o2:8080",
+        std::slice::from_ref(&r2),
+        Duration::from_millis(200),
+    )
+    .unwrap();
+    assert_eq!(
+        a.room_origin(&r1).unwrap().as_deref(),
+        Some("http://o1:8080")
+    );
+    assert_eq!(
+        a.room_origin(&r2).unwrap().as_deref(),
+        Some("http://o2:8080")
+    );
+    assert_eq!(b.room_origin(&r1).unwrap(), None);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(a.room_origin(&r2).unwrap(), None);
     assert_eq!(b.nodes().unwrap(), vec![node("x", 1)]);
     // Redis away: an error within the deadline, never a hang; back: it works again.
     server.kill();

@@ -250,7 +250,10 @@ impl ServeArgs {
             bail!("--role origin and --role edge need --secret (the same on every node of the cluster)");
         }
         match (role, &self.upstream) {
-            (NodeRole::Edge, None) => bail!("--role edge needs --upstream http://host:port"),
+            (NodeRole::Edge, None) if self.redis.is_none() => {
+                bail!("--role edge needs --upstream http://host:port, or --redis (each room's origin)")
+            }
+            (NodeRole::Edge, None) => {}
             (NodeRole::Edge, Some(u)) => {
                 tribune_server::relay::Upstream::new(u, Keyring::random(), Duration::ZERO)
                     .map_err(|e| anyhow::anyhow!("--upstream {e}"))?;

@@ -794,3 +794,56 @@ async fn two_edge_processes_share_one_port() {
         assert_eq!(lost(&h.lock().unwrap().seqs), 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_finds_each_rooms_origin_in_the_registry() {
+    let (_redis, redis_url, _dir) = common::redis();
+    let (o1, o2, ea) = (free_addr(), free_addr(), free_addr());
+    let with_redis = ["--redis", redis_url.as_str()];
+    let _first = origin_with(o1, None, &with_redis);
+    let _second = origin_with(o2, None, &with_redis);
+    // No --upstream: every room is pulled from the origin the registry names for it.
+    let listen = ea.to_string();
+    let mut args = vec!["serve", "--role", "edge", "--secret", SECRET, "--no-data"];
+    args.extend(["--listen", listen.as_str()]);
+    args.extend(with_redis);
+    let _edge = Proc(tribune(&args).spawn().unwrap());
+    wait_listening(ea);
+    let a = api(ea);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut heard = Vec::new();
+    for origin in [o1, o2] {
+        let (room, host) = create_room(&api(origin)).await;
+        tokio::spawn(speaker(
+            format!("ws://{origin}/api/rooms/{room}/speak?token={host}"),
+            stop.clone(),
+        ));
+        // The origin named itself when it created the room: the edge finds it at once.
+        let joined = join(&a, &room).await;
+        let h = Arc::new(Mutex::new(Heard::default()));
+        tokio::spawn(listener(
+            listen_url(ea, &room, &joined),
+            h.clone(),
+            stop.clone(),
+        ));
+        heard.push(h);
+    }
+    wait_for("both rooms heard through the one edge", 20, || {
+        heard
+            .iter()
+            .all(|h| tone_seconds(&h.lock().unwrap().pcm) >= 2.0)
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for h in &heard {
+        let h = h.lock().unwrap();
+        assert_eq!(lost(&h.seqs), 0);
+        assert!((tone_hz(&h.pcm) - 440.0).abs() <= 10.0);
+    }
+    // A room no origin runs: 404 from the edge, not a hang.
+    let (code, _) = a
+        .call("POST", "/api/rooms/abcdefghjk/join", None, json!({}))
+        .await;
+    assert_eq!(code, 404);
+    assert_eq!(common::metric(ea, "rooms_pulled"), 2);
+}

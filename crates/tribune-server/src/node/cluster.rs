@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tribune_core::admission::{Decision, SharedGate};
 use tribune_core::registry::{by_load, NodeEntry, NodeKind, NodeRegistry};
+use tribune_core::RoomId;
 
 use crate::config::{NodeRole, ServerConfig};
 use crate::counters::NodeCounters;
@@ -21,6 +22,9 @@ use crate::metrics::Metrics;
 const BEAT: Duration = Duration::from_secs(1);
 /// How long an entry lives without a beat: a node killed is gone from joins after this.
 const LEASE: Duration = Duration::from_secs(3);
+/// How long a room's origin stays named without being renewed (an origin killed and back
+/// within it is found again at once).
+const ROOM_LEASE: Duration = Duration::from_secs(30);
 /// Alternates handed out with a listen URL.
 const ALTERNATES: usize = 3;
 /// Longest wait for the shared gate before a join is decided here.
@@ -121,6 +125,22 @@ impl Cluster {
         by_load(&nodes).into_iter().map(|n| n.url.clone()).collect()
     }
 
+    /// Names this node as `room`'s origin now (a room just created is found by edges at once,
+    /// not at the next beat). Best effort: the beat says it again within a second.
+    pub fn claim(&self, room: RoomId) {
+        let (registry, url) = (self.registry.clone(), self.me.url.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = registry.claim_rooms(&url, &[room], ROOM_LEASE) {
+                tracing::debug!("room origin not named yet: {e}");
+            }
+        });
+    }
+
+    /// The registry (an edge asks it for rooms' origins).
+    pub fn registry(&self) -> Arc<dyn NodeRegistry> {
+        self.registry.clone()
+    }
+
     /// Listeners across the cluster, as the registry last counted them.
     pub fn listeners(&self) -> u64 {
         self.nodes.read().iter().map(|n| n.listeners).sum()
@@ -203,6 +223,7 @@ impl Cluster {
         counters: Arc<NodeCounters>,
         metrics: Arc<Metrics>,
         mut shutdown: watch::Receiver<bool>,
+        owned: impl Fn() -> Vec<RoomId> + Send + 'static,
     ) {
         let mut tick = tokio::time::interval(BEAT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -215,11 +236,14 @@ impl Cluster {
             let mut me = self.me.clone();
             me.listeners = counters.listeners();
             let registry = self.registry.clone();
+            // The rooms this node runs: it is their origin (edges find it here).
+            let rooms = owned();
             // A beat still blocked on a hung Redis is waited for, not joined by another one.
             let mut beat = match pending.take() {
                 Some(b) => b,
                 None => tokio::task::spawn_blocking(move || {
                     registry.beat(&me, LEASE)?;
+                    registry.claim_rooms(&me.url, &rooms, ROOM_LEASE)?;
                     registry.nodes()
                 }),
             };

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
-use tribune_core::RoomId;
+use tribune_core::registry::NodeRegistry;
+use tribune_core::{Keyring, RoomId};
 
 use crate::room::relay::{Pull, PullError, Upstream};
 use crate::room::LiveRoom;
@@ -24,9 +25,47 @@ const MISSING_MAX: usize = 10_000;
 /// The outcome of one pull, shared by everyone who asked for it while it was being made.
 type Shared = Arc<OnceCell<Result<Arc<LiveRoom>, PullError>>>;
 
+/// Where an edge pulls a room from.
+pub enum Source {
+    /// Every room from one node (`--upstream`: an origin, or an edge above this one).
+    Fixed(Upstream),
+    /// Each room from the origin the cluster's registry names for it.
+    Registry {
+        /// The registry.
+        registry: Arc<dyn NodeRegistry>,
+        /// The cluster's keys (relay tokens).
+        keys: Keyring,
+        /// How long a pull may take to open.
+        timeout: Duration,
+    },
+}
+
+impl Source {
+    /// The node to pull `room` from.
+    async fn resolve(&self, room: &RoomId) -> Result<Upstream, PullError> {
+        let (registry, keys, timeout) = match self {
+            Source::Fixed(u) => return Ok(u.clone()),
+            Source::Registry {
+                registry,
+                keys,
+                timeout,
+            } => (registry.clone(), keys.clone(), *timeout),
+        };
+        let id = room.clone();
+        let asked = tokio::task::spawn_blocking(move || registry.room_origin(&id));
+        match tokio::time::timeout(timeout, asked).await {
+            Ok(Ok(Ok(Some(url)))) => Upstream::new(&url, keys, timeout)
+                .map_err(|e| PullError::Unavailable(format!("the room's origin: {e}"))),
+            Ok(Ok(Ok(None))) => Err(PullError::NotFound),
+            Ok(Ok(Err(e))) => Err(PullError::Unavailable(format!("registry: {e}"))),
+            _ => Err(PullError::Unavailable("registry: no answer".into())),
+        }
+    }
+}
+
 /// An edge's pulls in flight.
 pub struct Pulls {
-    upstream: Upstream,
+    upstream: Source,
     in_flight: Mutex<HashMap<RoomId, Shared>>,
     missing: Mutex<HashMap<RoomId, (Instant, PullError)>>,
 }
@@ -45,8 +84,8 @@ impl Drop for InFlight<'_> {
 }
 
 impl Pulls {
-    /// Pulls from `upstream`.
-    pub fn new(upstream: Upstream) -> Self {
+    /// Pulls from `upstream`: one node, or each room's origin as the registry names it.
+    pub fn new(upstream: Source) -> Self {
         Pulls {
             upstream,
             in_flight: Mutex::new(HashMap::new()),
@@ -76,7 +115,8 @@ impl Pulls {
         let outcome = shared
             .get_or_init(|| async {
                 let _entry = InFlight { pulls: self, room };
-                self.upstream.open(room, None).await.map(start)
+                let upstream = self.upstream.resolve(room).await?;
+                upstream.open(room, None).await.map(start)
             })
             .await
             .clone();

@@ -18,7 +18,7 @@ use crate::node::admission::Admission;
 use crate::node::cluster::Cluster;
 use crate::node::connections::ConnectionCounter;
 use crate::node::creation::{CreationGate, Creator};
-use crate::node::pulls::Pulls;
+use crate::node::pulls::{Pulls, Source};
 use crate::recording::Recordings;
 use crate::room::relay::{Pull, Upstream};
 use crate::room::{LiveRoom, Restored, RoomSetup};
@@ -75,18 +75,6 @@ impl AppState {
         // A node cannot run without its stage thread; failing to start one thread at start-up
         // means the process is out of resources.
         let stage = StageRuntime::start().expect("starting the stage thread");
-        let pulls = match (&config.cluster.role, &config.cluster.upstream) {
-            (NodeRole::Edge, Some(url)) => {
-                match Upstream::new(url, config.keys.clone(), config.cluster.pull_timeout) {
-                    Ok(u) => Some(Pulls::new(u)),
-                    Err(e) => {
-                        tracing::error!("no upstream: {e}");
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
         let cluster = config.cluster.redis.as_ref().and_then(|r| {
             let opened = tribune_store::RedisRegistry::lazy(r.clone()).and_then(|registry| {
                 let gate = tribune_store::RedisGate::new(r.clone(), config.admission.gate)?;
@@ -100,6 +88,24 @@ impl AppState {
                 }
             }
         });
+        // An edge pulls from its --upstream, or (without one) from each room's origin.
+        let pulls = match (&config.cluster.role, &config.cluster.upstream, &cluster) {
+            (NodeRole::Edge, Some(url), _) => {
+                match Upstream::new(url, config.keys.clone(), config.cluster.pull_timeout) {
+                    Ok(u) => Some(Pulls::new(Source::Fixed(u))),
+                    Err(e) => {
+                        tracing::error!("no upstream: {e}");
+                        None
+                    }
+                }
+            }
+            (NodeRole::Edge, None, Some(c)) => Some(Pulls::new(Source::Registry {
+                registry: c.registry(),
+                keys: config.keys.clone(),
+                timeout: config.cluster.pull_timeout,
+            })),
+            _ => None,
+        };
         AppState {
             inner: Arc::new(Inner {
                 admission,
@@ -331,6 +337,9 @@ impl AppState {
                 .start(id, title, created_at, record, segments);
         }
         self.inner.metrics.rooms_created.inc();
+        if let Some(c) = &self.inner.cluster {
+            c.claim(room.id.clone());
+        }
         Ok(room)
     }
 
@@ -391,6 +400,17 @@ impl AppState {
     /// The node's counts, shared (what the registry beat reports).
     pub fn counters_arc(&self) -> Arc<NodeCounters> {
         self.inner.counters.clone()
+    }
+
+    /// The rooms this node runs itself (live or scheduled, not pulled from elsewhere).
+    pub fn owned_rooms(&self) -> Vec<RoomId> {
+        self.inner
+            .rooms
+            .read()
+            .values()
+            .filter(|r| !r.is_relayed() && r.state().0 != RoomState::Ended)
+            .map(|r| r.id.clone())
+            .collect()
     }
 
     /// Whether this node pulls rooms it does not carry from an upstream (an edge).

@@ -2,12 +2,14 @@
 //! → its entry as JSON) and a sorted set of leases (`PREFIX:registry:{nodes}:lease`, node id →
 //! expiry on the Redis server's clock). A beat writes both; a listing first drops the entries
 //! whose lease ran out. One hash tag: one shard in a Redis Cluster, and no key scan (a shared
-//! server's other keys cost a listing nothing).
+//! server's other keys cost a listing nothing). Each origin also names itself as the origin of
+//! the rooms it runs (`PREFIX:room:{ID}:origin`, a lease renewed with its beat), so an edge
+//! finds any room's origin.
 
 use std::time::Duration;
 
 use tribune_core::registry::{NodeEntry, NodeRegistry};
-use tribune_core::StoreError;
+use tribune_core::{RoomId, StoreError};
 
 use super::conn::Conn;
 use super::RedisConfig;
@@ -65,6 +67,11 @@ impl RedisRegistry {
         }
     }
 
+    /// Where a room's origin is named (the room's own hash tag, beside its record).
+    fn origin_key(&self, room: &RoomId) -> String {
+        format!("{}:room:{{{room}}}:origin", self.conn.cfg.prefix)
+    }
+
     /// The entries' hash and the leases' sorted set.
     fn keys(&self) -> (String, String) {
         let prefix = &self.conn.cfg.prefix;
@@ -104,6 +111,26 @@ impl NodeRegistry for RedisRegistry {
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
+    }
+
+    fn claim_rooms(&self, url: &str, rooms: &[RoomId], lease: Duration) -> Result<(), StoreError> {
+        if rooms.is_empty() {
+            return Ok(());
+        }
+        let ms = lease.as_millis().clamp(1, u128::from(u32::MAX)) as u64;
+        let keys: Vec<String> = rooms.iter().map(|r| self.origin_key(r)).collect();
+        self.conn.call(|c| {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("SET").arg(k).arg(url).arg("PX").arg(ms).ignore();
+            }
+            pipe.query::<()>(c)
+        })
+    }
+
+    fn room_origin(&self, room: &RoomId) -> Result<Option<String>, StoreError> {
+        let key = self.origin_key(room);
+        self.conn.call(|c| redis::cmd("GET").arg(&key).query(c))
     }
 
     fn leave(&self, id: &str) -> Result<(), StoreError> {
