@@ -497,3 +497,109 @@ fn one_gate_for_two_nodes_admits_to_capacity_and_queues_in_arrival_order() {
     assert!(nodes[0].join(0).is_err());
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// A free TCP port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `redis-server` with these arguments in `dir`, once it answers on `port` (killed on drop).
+fn redis_tcp(dir: &Path, port: u16, args: &[&str]) -> ChildGuard {
+    let child = Command::new("redis-server")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis on {port} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ChildGuard(child)
+}
+
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_sentinel_named_primary_is_followed_through_a_failover() {
+    use tribune_core::registry::{NodeEntry, NodeKind, NodeRegistry};
+    use tribune_store::RedisRegistry;
+    let dir = tempfile::tempdir().unwrap();
+    let (p1, p2, ps) = (free_port(), free_port(), free_port());
+    let base = ["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"];
+    let port = |p: u16| p.to_string();
+    let (a, b, s) = (port(p1), port(p2), port(ps));
+    let mut primary = redis_tcp(
+        dir.path(),
+        p1,
+        &[&["--port", a.as_str()][..], &base[..]].concat(),
+    );
+    let _replica = redis_tcp(
+        dir.path(),
+        p2,
+        &[
+            &["--port", b.as_str(), "--replicaof", "127.0.0.1", a.as_str()][..],
+            &base[..],
+        ]
+        .concat(),
+    );
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {ps}\nbind 127.0.0.1\nsentinel monitor tribune 127.0.0.1 {p1} 1\n\
+             sentinel down-after-milliseconds tribune 500\nsentinel failover-timeout tribune 2000\n"
+        ),
+    )
+    .unwrap();
+    let _sentinel = redis_tcp(
+        dir.path(),
+        ps,
+        &[conf.to_str().unwrap(), "--sentinel", "--port", s.as_str()],
+    );
+    let cfg = RedisConfig {
+        timeout: Duration::from_millis(500),
+        ..RedisConfig::new(&format!("redis+sentinel://127.0.0.1:{ps}/tribune"))
+    };
+    let registry = RedisRegistry::open(cfg).unwrap();
+    let node = |listeners| NodeEntry {
+        id: "e1".into(),
+        kind: NodeKind::Edge,
+        url: "http://e1:8080".into(),
+        listeners,
+        capacity: 100,
+    };
+    registry.beat(&node(1), Duration::from_secs(30)).unwrap();
+    assert_eq!(registry.nodes().unwrap(), vec![node(1)]);
+    // The primary dies: the Sentinel promotes the replica, and the next connection goes there
+    // (the entry written before was replicated).
+    primary.0.kill().unwrap();
+    primary.0.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if registry.beat(&node(2), Duration::from_secs(30)).is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reached the promoted replica"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(registry.nodes().unwrap(), vec![node(2)]);
+    // A Sentinel URL without a primary's name is refused at once.
+    assert!(RedisRegistry::lazy(RedisConfig::new("redis+sentinel://127.0.0.1:1/")).is_err());
+}

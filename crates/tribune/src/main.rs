@@ -152,8 +152,9 @@ struct ServeArgs {
     /// The URL clients reach this node at (default: http:// and the --listen address).
     #[arg(long)]
     advertise: Option<String>,
-    /// The Redis the cluster shares (`redis://host:port/db` or `redis+unix:///path`): the
-    /// registry of nodes that joins read to send listeners to the least-loaded edge.
+    /// The Redis the cluster shares (`redis://host:port/db`, `redis+unix:///path`, or
+    /// `redis+sentinel://HOST:PORT[,HOST:PORT]/NAME` for the primary Sentinel names): the
+    /// registry of nodes, rooms' origins and the cluster's admission gate.
     #[arg(long, env = "TRIBUNE_REDIS", hide_env_values = true)]
     redis: Option<String>,
     /// Prefix of this cluster's Redis keys (clusters may share a server).

@@ -1,5 +1,10 @@
 //! One connection to Redis with a deadline on every call: made when first needed, dropped
 //! when it fails (the next call makes a new one).
+//!
+//! `redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTER` names a primary through its Sentinels:
+//! each new connection asks them (in order, each within the deadline) where `MASTER` is now
+//! and checks that the server there says it is a primary, so after a failover the next
+//! connection goes to the new primary. Configuration alone: no other setting changes.
 
 use parking_lot::Mutex;
 use redis::{Connection, RedisError};
@@ -7,9 +12,22 @@ use tribune_core::StoreError;
 
 use super::RedisConfig;
 
+/// Where connections go.
+enum Target {
+    /// One server (or a primary's fixed address).
+    Direct(redis::Client),
+    /// The primary its Sentinels name.
+    Sentinel {
+        /// The Sentinels, in the order they are asked.
+        sentinels: Vec<redis::Client>,
+        /// The monitored primary's name.
+        master: String,
+    },
+}
+
 /// A connection to Redis (shared by the store and the registry).
 pub(crate) struct Conn {
-    client: redis::Client,
+    target: Target,
     conn: Mutex<Option<Connection>>,
     pub(crate) cfg: RedisConfig,
 }
@@ -40,17 +58,84 @@ impl Conn {
                 "redis timeout must be above zero".into(),
             ));
         }
-        let client = redis::Client::open(cfg.url.as_str())
-            .map_err(|e| StoreError::Backend(format!("redis address {:?}: {e}", cfg.url)))?;
+        let bad = |e: &dyn std::fmt::Display| {
+            StoreError::Backend(format!("redis address {:?}: {e}", cfg.url))
+        };
+        let target = match cfg.url.strip_prefix("redis+sentinel://") {
+            Some(rest) => {
+                let (hosts, master) = rest
+                    .split_once('/')
+                    .filter(|(h, m)| !h.is_empty() && !m.is_empty() && !m.contains('/'))
+                    .ok_or_else(|| bad(&"use redis+sentinel://HOST:PORT[,HOST:PORT]/MASTER"))?;
+                let sentinels = hosts
+                    .split(',')
+                    .map(|h| redis::Client::open(format!("redis://{h}")).map_err(|e| bad(&e)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Target::Sentinel {
+                    sentinels,
+                    master: master.to_owned(),
+                }
+            }
+            None => Target::Direct(redis::Client::open(cfg.url.as_str()).map_err(|e| bad(&e))?),
+        };
         Ok(Conn {
-            client,
+            target,
             conn: Mutex::new(None),
             cfg,
         })
     }
 
+    /// The primary's client: the configured one, or the one the Sentinels name now.
+    fn primary(&self) -> Result<redis::Client, RedisError> {
+        let (sentinels, master) = match &self.target {
+            Target::Direct(c) => return Ok(c.clone()),
+            Target::Sentinel { sentinels, master } => (sentinels, master),
+        };
+        let mut last = None;
+        for s in sentinels {
+            let asked = self.with_deadline(s).and_then(|mut c| {
+                redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(master)
+                    .query::<Option<(String, u16)>>(&mut c)
+            });
+            match asked {
+                Ok(Some((host, port))) => {
+                    let client = redis::Client::open(format!("redis://{host}:{port}"))?;
+                    // A Sentinel's answer can be stale in a failover: the server must agree.
+                    let mut c = self.with_deadline(&client)?;
+                    let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c)?;
+                    if matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master") {
+                        return Ok(client);
+                    }
+                    last = Some(RedisError::from((
+                        redis::ErrorKind::Io,
+                        "the server a Sentinel named is not a primary",
+                    )));
+                }
+                Ok(None) => {
+                    last = Some(RedisError::from((
+                        redis::ErrorKind::Io,
+                        "no Sentinel knows this primary",
+                    )))
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RedisError::from((redis::ErrorKind::Io, "no Sentinel"))))
+    }
+
+    /// A connection to `client` whose every call has the deadline.
+    fn with_deadline(&self, client: &redis::Client) -> Result<Connection, RedisError> {
+        let conn = client.get_connection_with_timeout(self.cfg.timeout)?;
+        conn.set_read_timeout(Some(self.cfg.timeout))?;
+        conn.set_write_timeout(Some(self.cfg.timeout))?;
+        Ok(conn)
+    }
+
     fn connect(&self) -> Result<Connection, RedisError> {
-        let conn = self.client.get_connection_with_timeout(self.cfg.timeout)?;
+        let client = self.primary()?;
+        let conn = client.get_connection_with_timeout(self.cfg.timeout)?;
         conn.set_read_timeout(Some(self.cfg.timeout))?;
         conn.set_write_timeout(Some(self.cfg.timeout))?;
         Ok(conn)
