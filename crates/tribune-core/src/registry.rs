@@ -66,10 +66,25 @@ pub trait NodeRegistry: Send + Sync + std::fmt::Debug {
     fn nodes(&self) -> Result<Vec<NodeEntry>, StoreError>;
     /// Takes `id` out at once (a node shutting down).
     fn leave(&self, id: &str) -> Result<(), StoreError>;
-    /// Says the node at `url` is the origin of `rooms` for `lease` (renewed while they run).
-    fn claim_rooms(&self, url: &str, rooms: &[RoomId], lease: Duration) -> Result<(), StoreError>;
-    /// The URL of `room`'s origin, if one claims it.
-    fn room_origin(&self, room: &RoomId) -> Result<Option<String>, StoreError>;
+    /// Names the node at `url` the origin of each of `rooms` for `lease` (renewed while they
+    /// run), unless another node holds that room's lease: answers the rooms held elsewhere.
+    /// Atomic per room: two origins claiming one room cannot both have it.
+    fn claim_rooms(
+        &self,
+        url: &str,
+        rooms: &[RoomId],
+        lease: Duration,
+    ) -> Result<Vec<RoomId>, StoreError>;
+    /// The URL of each room's origin, where one holds its lease (in the order asked).
+    fn room_origins(&self, rooms: &[RoomId]) -> Result<Vec<Option<String>>, StoreError>;
+    /// The URL of `room`'s origin, if one holds its lease.
+    fn room_origin(&self, room: &RoomId) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .room_origins(std::slice::from_ref(room))?
+            .into_iter()
+            .next()
+            .flatten())
+    }
 }
 
 /// A lone node's registry: only itself.
@@ -97,13 +112,18 @@ impl NodeRegistry for LocalRegistry {
         Ok(())
     }
 
-    fn claim_rooms(&self, _url: &str, _rooms: &[RoomId], _: Duration) -> Result<(), StoreError> {
-        Ok(())
+    fn claim_rooms(
+        &self,
+        _url: &str,
+        _rooms: &[RoomId],
+        _: Duration,
+    ) -> Result<Vec<RoomId>, StoreError> {
+        // A lone node is the origin of its own rooms: nobody else holds one.
+        Ok(Vec::new())
     }
 
-    fn room_origin(&self, _room: &RoomId) -> Result<Option<String>, StoreError> {
-        // A lone node is the origin of its own rooms: nothing to look up elsewhere.
-        Ok(None)
+    fn room_origins(&self, rooms: &[RoomId]) -> Result<Vec<Option<String>>, StoreError> {
+        Ok(vec![None; rooms.len()])
     }
 }
 

@@ -106,6 +106,11 @@ pub trait RoomStore: Send + Sync {
 
     /// Forgets a room; whether it was stored.
     fn remove(&self, room: &RoomId) -> Result<bool, StoreError>;
+
+    /// The ids of the stored rooms (a backend may answer without reading the records).
+    fn ids(&self) -> Result<Vec<RoomId>, StoreError> {
+        Ok(self.list()?.into_iter().map(|r| r.info.id).collect())
+    }
 }
 
 /// The revision check every backend applies in [`RoomStore::put`].

@@ -110,6 +110,17 @@ pub struct ClusterConfig {
     pub reuse_port: bool,
 }
 
+impl ClusterConfig {
+    /// Where this node keeps its rooms' records if not on its own disk: an origin with a
+    /// Redis keeps them there, shared with the cluster's other origins (any of them can take
+    /// over a room whose origin died).
+    pub fn shared_rooms(&self) -> Option<&tribune_store::RedisConfig> {
+        self.redis
+            .as_ref()
+            .filter(|_| self.role == NodeRole::Origin)
+    }
+}
+
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {

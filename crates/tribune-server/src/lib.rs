@@ -193,11 +193,14 @@ impl Server {
         };
         let (store, records) = {
             let dir = config.data_dir.clone();
-            tokio::task::spawn_blocking(move || open_store(dir.as_deref()))
+            let shared = config.cluster.shared_rooms().cloned();
+            tokio::task::spawn_blocking(move || open_store(dir.as_deref(), shared))
                 .await
                 .map_err(std::io::Error::other)??
         };
         let app = AppState::with_parts(config, shutdown_rx, metrics, Arc::new(recordings), store);
+        // With rooms shared among origins, this one runs only those no other origin holds.
+        let records = node::takeover::claim_restorable(&app, records).await?;
         let back = app.restore(records).await?;
         if back > 0 {
             tracing::info!(rooms = back, "rooms restored");
@@ -266,13 +269,17 @@ impl Server {
         let grace = app.config().shutdown_grace;
         let connections = app.connections().clone();
         if let Some(cluster) = app.cluster() {
-            let rooms = app.clone();
+            let (rooms, gone) = (app.clone(), app.clone());
             tokio::spawn(cluster.clone().run(
                 app.counters_arc(),
                 app.metrics().clone(),
                 app.shutdown(),
                 move || rooms.owned_rooms(),
+                move |lost| node::takeover::let_go(&gone, lost),
             ));
+            if app.config().cluster.shared_rooms().is_some() {
+                tokio::spawn(node::takeover::adopt_orphans(app.clone()));
+            }
         }
         let joins = Arc::new(JoinLimiter::new(&app.config().limits));
         tokio::spawn(sweep_join_limits(joins.clone(), app.clone()));
@@ -373,20 +380,25 @@ async fn sweep_join_limits(joins: Arc<JoinLimiter>, app: AppState) {
     }
 }
 
-/// The node's room store and what it holds: SQLite under the data directory, or memory
-/// without one. A store that cannot be opened stops the node with its reason (which file, and
-/// why): a node never starts empty over rooms it could not read.
+/// The node's room store and what it holds: Redis for an origin sharing its rooms with the
+/// cluster, else SQLite under the data directory, or memory without one. A store that cannot
+/// be opened or read stops the node with its reason (which file or server, and why): a node
+/// never starts empty over rooms it could not read.
 fn open_store(
     data_dir: Option<&std::path::Path>,
+    shared: Option<tribune_store::RedisConfig>,
 ) -> std::io::Result<(
     Arc<dyn tribune_core::RoomStore>,
     Vec<tribune_core::RoomRecord>,
 )> {
-    let store: Arc<dyn tribune_core::RoomStore> = match data_dir {
-        Some(dir) => {
+    let store: Arc<dyn tribune_core::RoomStore> = match (shared, data_dir) {
+        (Some(redis), _) => {
+            Arc::new(tribune_store::RedisStore::open(redis).map_err(std::io::Error::other)?)
+        }
+        (None, Some(dir)) => {
             Arc::new(tribune_store::SqliteStore::open_dir(dir).map_err(std::io::Error::other)?)
         }
-        None => Arc::new(tribune_core::MemoryStore::default()),
+        (None, None) => Arc::new(tribune_core::MemoryStore::default()),
     };
     let records = store.list().map_err(std::io::Error::other)?;
     Ok((store, records))

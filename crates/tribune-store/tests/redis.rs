@@ -370,12 +370,14 @@ fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
         tribune_core::RoomId::parse("abcdefghjk").unwrap(),
         tribune_core::RoomId::parse("mnpqrstuvw").unwrap(),
     );
-    a.claim_rooms(
-        "http://o1:8080",
-        std::slice::from_ref(&r1),
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    let held_elsewhere = a
+        .claim_rooms(
+            "http://o1:8080",
+            std::slice::from_ref(&r1),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    assert!(held_elsewhere.is_empty());
     a.claim_rooms(
         "http://o2:8080",
         std::slice::from_ref(&r2),
@@ -383,16 +385,47 @@ fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
     )
     .unwrap();
     assert_eq!(
+        a.room_origins(&[r1.clone(), r2.clone()]).unwrap(),
+        vec![Some("http://o1:8080".into()), Some("http://o2:8080".into())]
+    );
+    // One room, one origin: o2 cannot take r1 while o1 holds it, and o1 renews it freely.
+    assert_eq!(
+        a.claim_rooms(
+            "http://o2:8080",
+            &[r1.clone(), r2.clone()],
+            Duration::from_millis(200)
+        )
+        .unwrap(),
+        vec![r1.clone()]
+    );
+    assert!(a
+        .claim_rooms(
+            "http://o1:8080",
+            std::slice::from_ref(&r1),
+            Duration::from_secs(30)
+        )
+        .unwrap()
+        .is_empty());
+    assert_eq!(
         a.room_origin(&r1).unwrap().as_deref(),
         Some("http://o1:8080")
     );
-    assert_eq!(
-        a.room_origin(&r2).unwrap().as_deref(),
-        Some("http://o2:8080")
-    );
     assert_eq!(b.room_origin(&r1).unwrap(), None);
     std::thread::sleep(Duration::from_millis(300));
+    // A lease run out: the room has no origin, and the next claim takes it.
     assert_eq!(a.room_origin(&r2).unwrap(), None);
+    assert!(a
+        .claim_rooms(
+            "http://o1:8080",
+            std::slice::from_ref(&r2),
+            Duration::from_secs(30)
+        )
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        a.room_origin(&r2).unwrap().as_deref(),
+        Some("http://o1:8080")
+    );
     assert_eq!(b.nodes().unwrap(), vec![node("x", 1)]);
     // Redis away: an error within the deadline, never a hang; back: it works again.
     server.kill();

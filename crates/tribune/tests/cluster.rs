@@ -7,6 +7,9 @@
 //! - A tree: origin → edge → edge; a listener on the second tier hears the room.
 //! - The origin killed (`kill -9`) and started again: the edge keeps its listener connected,
 //!   and the audio comes back.
+//! - Two origins sharing their rooms in Redis: one killed, the other takes its room over from
+//!   its record (blocks included) once its lease runs out; the edge's listener stays connected
+//!   and hears the room again from the new origin; the old origin, back, leaves it there.
 //! - The relay endpoint refuses anyone without a relay token.
 
 mod common;
@@ -68,6 +71,16 @@ fn edge_with(addr: SocketAddr, upstream: SocketAddr, extra: &[&str]) -> Proc {
         &listen,
     ];
     args.extend_from_slice(extra);
+    let p = Proc(tribune(&args).spawn().unwrap());
+    wait_listening(addr);
+    p
+}
+
+/// An edge with no `--upstream`: it pulls every room from the origin the registry names.
+fn edge_via_registry(addr: SocketAddr, redis_url: &str) -> Proc {
+    let listen = addr.to_string();
+    let mut args = vec!["serve", "--role", "edge", "--secret", SECRET, "--no-data"];
+    args.extend(["--listen", listen.as_str(), "--redis", redis_url]);
     let p = Proc(tribune(&args).spawn().unwrap());
     wait_listening(addr);
     p
@@ -656,6 +669,24 @@ async fn redis_away_for_10_s_costs_listeners_nothing_and_joins_are_answered() {
         assert!(Instant::now() < deadline, "never back");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // This Redis came back without its data: the origin writes its room's record again (so
+    // the room would survive the origin's own restart), and lists it in the index.
+    let stored = |key: &str| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-s", &socket, "EXISTS", key])
+            .output()
+            .expect("redis-cli (installed with redis-server)");
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    };
+    wait_for("the room's record written again", 10, || {
+        stored(&format!("tribune:room:{{{room}}}"))
+    })
+    .await;
+    let out = std::process::Command::new("redis-cli")
+        .args(["-s", &socket, "SMEMBERS", "tribune:rooms:{index}"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), room);
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let h = heard.lock().unwrap();
@@ -802,13 +833,7 @@ async fn an_edge_finds_each_rooms_origin_in_the_registry() {
     let with_redis = ["--redis", redis_url.as_str()];
     let _first = origin_with(o1, None, &with_redis);
     let _second = origin_with(o2, None, &with_redis);
-    // No --upstream: every room is pulled from the origin the registry names for it.
-    let listen = ea.to_string();
-    let mut args = vec!["serve", "--role", "edge", "--secret", SECRET, "--no-data"];
-    args.extend(["--listen", listen.as_str()]);
-    args.extend(with_redis);
-    let _edge = Proc(tribune(&args).spawn().unwrap());
-    wait_listening(ea);
+    let _edge = edge_via_registry(ea, &redis_url);
     let a = api(ea);
     let stop = Arc::new(AtomicBool::new(false));
     let mut heard = Vec::new();
@@ -846,4 +871,148 @@ async fn an_edge_finds_each_rooms_origin_in_the_registry() {
         .await;
     assert_eq!(code, 404);
     assert_eq!(common::metric(ea, "rooms_pulled"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_origin_takes_over_the_room_of_an_origin_that_died() {
+    let (_redis, redis_url, _dir) = common::redis();
+    let (o1, o2, ea) = (free_addr(), free_addr(), free_addr());
+    let with_redis = ["--redis", redis_url.as_str()];
+    let mut first = origin_with(o1, None, &with_redis);
+    let _second = origin_with(o2, None, &with_redis);
+    let _edge = edge_via_registry(ea, &redis_url);
+    let (one, two, a) = (api(o1), api(o2), api(ea));
+    let (room, host) = create_room(&one).await;
+    // A listener blocked on the first origin: the block must survive the move.
+    let blocked = join(&a, &room).await;
+    let (code, answer) = one
+        .call(
+            "POST",
+            &format!(
+                "/api/rooms/{room}/listeners/{}/remove",
+                blocked["listener_id"]
+            ),
+            Some(&host),
+            json!({"block": true}),
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::spawn(speaker(
+        format!("ws://{o1}/api/rooms/{room}/speak?token={host}"),
+        stop.clone(),
+    ));
+    let joined = join(&a, &room).await;
+    let heard = Arc::new(Mutex::new(Heard::default()));
+    tokio::spawn(listener(
+        listen_url(ea, &room, &joined),
+        heard.clone(),
+        stop.clone(),
+    ));
+    wait_for("tone through the edge", 20, || {
+        tone_seconds(&heard.lock().unwrap().pcm) >= 1.0
+    })
+    .await;
+    // The second origin does not run a room the first one holds.
+    assert_eq!(get_bytes(&two, &format!("/api/rooms/{room}")).await.0, 404);
+
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let killed = Instant::now();
+    // Its lease (10 s) runs out, then the second origin finds the room without an origin
+    // twice (2 s apart) and takes it over from its record in Redis.
+    wait_for("the room taken over by the other origin", 30, || {
+        common::metric(o2, "rooms_taken_over_total") == 1
+    })
+    .await;
+    let took = killed.elapsed();
+    println!(
+        "room taken over {:.1} s after its origin died",
+        took.as_secs_f64()
+    );
+    assert!(
+        took >= Duration::from_secs(9),
+        "{took:?}: before the lease ran out"
+    );
+    let (code, info) = two
+        .call("GET", &format!("/api/rooms/{room}"), None, json!({}))
+        .await;
+    assert_eq!(code, 200, "{info}");
+    assert_eq!(info["title"], "cluster");
+    assert_eq!(info["state"], "live");
+    assert_eq!(
+        upgrade_status(&listen_url(o2, &room, &blocked), None).await,
+        403
+    );
+    // The host's token (signed with the cluster's secret) speaks on the new origin.
+    let again = Arc::new(AtomicBool::new(false));
+    tokio::spawn(speaker(
+        format!("ws://{o2}/api/rooms/{room}/speak?token={host}"),
+        again.clone(),
+    ));
+    let (tone_before, frames_before) = {
+        let h = heard.lock().unwrap();
+        (tone_seconds(&h.pcm), h.seqs.len())
+    };
+    wait_for(
+        "tone again through the edge, from the new origin",
+        20,
+        || tone_seconds(&heard.lock().unwrap().pcm) >= tone_before + 2.0,
+    )
+    .await;
+    // The first origin back: the room stays where it is now.
+    let _first_back = origin_with(o1, None, &with_redis);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(get_bytes(&one, &format!("/api/rooms/{room}")).await.0, 404);
+    assert_eq!(common::metric(o1, "rooms"), 0);
+    stop.store(true, Ordering::Relaxed);
+    again.store(true, Ordering::Relaxed);
+    let h = heard.lock().unwrap();
+    // The edge kept the listener's connection through the move; numbers only went up.
+    assert_eq!(h.closed, None);
+    assert!(h.seqs.len() > frames_before);
+    assert!(h.seqs.windows(2).all(|w| w[1] > w[0]));
+    let hz = tone_hz(&h.pcm);
+    assert!((hz - 440.0).abs() <= 10.0, "{hz} Hz");
+    assert!(common::metric(ea, "pull_reconnects_total") >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_lets_go_of_a_room_another_origin_holds() {
+    let (_redis, redis_url, _dir) = common::redis();
+    let socket = redis_url.trim_start_matches("redis+unix://").to_owned();
+    let oa = free_addr();
+    let _origin = origin_with(oa, None, &["--redis", redis_url.as_str()]);
+    let o = api(oa);
+    let (room, _host) = create_room(&o).await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-s", &socket])
+            .args(args)
+            .output()
+            .expect("redis-cli (installed with redis-server)");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let record = format!("tribune:room:{{{room}}}");
+    wait_for("the room's record stored", 10, || {
+        cli(&["EXISTS", &record]) == "1"
+    })
+    .await;
+    // Another origin holds the room now (as if this one's lease had run out while it could not
+    // reach Redis, and the other had taken the room over).
+    let lease = format!("{record}:origin");
+    assert_eq!(
+        cli(&["SET", &lease, "http://127.0.0.9:1", "PX", "60000"]),
+        "OK"
+    );
+    let rev = cli(&["HGET", &record, "rev"]);
+    wait_for("the room let go", 10, || {
+        common::metric(oa, "rooms_handed_over_total") == 1
+    })
+    .await;
+    assert_eq!(get_bytes(&o, &format!("/api/rooms/{room}")).await.0, 404);
+    // It writes nothing more to the record, and does not claim the room back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(cli(&["HGET", &record, "rev"]), rev);
+    assert_eq!(cli(&["GET", &lease]), "http://127.0.0.9:1");
 }

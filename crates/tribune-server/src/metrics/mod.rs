@@ -174,6 +174,10 @@ pub struct Metrics {
     pub registry_errors: Counter,
     /// Joins decided by this node's own gate because the cluster's did not answer.
     pub admission_fallbacks: Counter,
+    /// Rooms this origin took over from an origin that stopped renewing them.
+    pub rooms_taken_over: Counter,
+    /// Rooms this origin let go because another origin took them over.
+    pub rooms_handed_over: Counter,
     /// Rooms this node pulls from its upstream.
     pub rooms_pulled: Gauge,
     /// Pull connections made again after a break (the upstream went away or stalled).
@@ -523,6 +527,18 @@ impl Metrics {
             "counter",
             "Joins decided by this node's own gate because the cluster's did not answer.",
             self.admission_fallbacks.get(),
+        );
+        put(
+            "rooms_taken_over_total",
+            "counter",
+            "Rooms this origin took over from an origin that stopped renewing them.",
+            self.rooms_taken_over.get(),
+        );
+        put(
+            "rooms_handed_over_total",
+            "counter",
+            "Rooms this origin let go because another origin took them over.",
+            self.rooms_handed_over.get(),
         );
         put(
             "rooms_pulled",

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tribune_core::admission::{Decision, SharedGate};
 use tribune_core::registry::{by_load, NodeEntry, NodeKind, NodeRegistry};
-use tribune_core::RoomId;
+use tribune_core::{RoomId, StoreError};
 
 use crate::config::{NodeRole, ServerConfig};
 use crate::counters::NodeCounters;
@@ -22,9 +22,9 @@ use crate::metrics::Metrics;
 const BEAT: Duration = Duration::from_secs(1);
 /// How long an entry lives without a beat: a node killed is gone from joins after this.
 const LEASE: Duration = Duration::from_secs(3);
-/// How long a room's origin stays named without being renewed (an origin killed and back
-/// within it is found again at once).
-const ROOM_LEASE: Duration = Duration::from_secs(30);
+/// How long a room's origin stays named without being renewed: an origin killed and back
+/// within it takes its rooms up again; past it, another origin takes them over.
+pub(crate) const ROOM_LEASE: Duration = Duration::from_secs(10);
 /// Alternates handed out with a listen URL.
 const ALTERNATES: usize = 3;
 /// Longest wait for the shared gate before a join is decided here.
@@ -34,7 +34,9 @@ const GATE_AWAY: Duration = Duration::from_secs(2);
 /// Most calls waiting on the shared gate at once (past that, joins decide here).
 const GATE_CALLS_MAX: usize = 16;
 
-type Beat = tokio::task::JoinHandle<Result<Vec<NodeEntry>, tribune_core::StoreError>>;
+/// What a beat read: the nodes alive, and the rooms this node ran that another origin holds.
+type Beat =
+    tokio::task::JoinHandle<Result<(Vec<NodeEntry>, Vec<RoomId>), tribune_core::StoreError>>;
 
 /// This node's place in the registry.
 #[derive(Debug)]
@@ -136,6 +138,23 @@ impl Cluster {
         });
     }
 
+    /// Names this node the origin of `rooms` unless another holds them: answers those held
+    /// elsewhere (an error: the registry could not be reached in time).
+    pub async fn claim_now(&self, rooms: Vec<RoomId>) -> Result<Vec<RoomId>, StoreError> {
+        let (registry, url) = (self.registry.clone(), self.me.url.clone());
+        let asked =
+            tokio::task::spawn_blocking(move || registry.claim_rooms(&url, &rooms, ROOM_LEASE));
+        match tokio::time::timeout(LEASE, asked).await {
+            Ok(Ok(r)) => r,
+            _ => Err(StoreError::Backend("registry: no answer".into())),
+        }
+    }
+
+    /// This node's URL, as the registry lists it.
+    pub fn url(&self) -> &str {
+        &self.me.url
+    }
+
     /// The registry (an edge asks it for rooms' origins).
     pub fn registry(&self) -> Arc<dyn NodeRegistry> {
         self.registry.clone()
@@ -217,13 +236,16 @@ impl Cluster {
         }
     }
 
-    /// Beats every second until shutdown, then leaves the registry.
+    /// Beats every second until shutdown, then leaves the registry. `owned` lists the rooms
+    /// this node runs (it renews their leases); `lost` is given those another origin holds now
+    /// (this node's lease ran out while it could not reach the registry).
     pub async fn run(
         self: Arc<Self>,
         counters: Arc<NodeCounters>,
         metrics: Arc<Metrics>,
         mut shutdown: watch::Receiver<bool>,
         owned: impl Fn() -> Vec<RoomId> + Send + 'static,
+        lost: impl Fn(Vec<RoomId>) + Send + 'static,
     ) {
         let mut tick = tokio::time::interval(BEAT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -243,8 +265,8 @@ impl Cluster {
                 Some(b) => b,
                 None => tokio::task::spawn_blocking(move || {
                     registry.beat(&me, LEASE)?;
-                    registry.claim_rooms(&me.url, &rooms, ROOM_LEASE)?;
-                    registry.nodes()
+                    let lost = registry.claim_rooms(&me.url, &rooms, ROOM_LEASE)?;
+                    Ok((registry.nodes()?, lost))
                 }),
             };
             let read = match tokio::time::timeout(LEASE, &mut beat).await {
@@ -255,7 +277,15 @@ impl Cluster {
                 }
             };
             match read {
-                Ok(Ok(Ok(nodes))) => {
+                Ok(Ok(Ok((nodes, gone)))) => {
+                    if !gone.is_empty() {
+                        tracing::error!(
+                            rooms = ?gone,
+                            "another origin took over rooms this node runs (its lease ran out \
+                             while the registry was away): letting them go"
+                        );
+                        lost(gone);
+                    }
                     *self.sent.lock() = nodes.clone();
                     *self.nodes.write() = nodes;
                     if !self.up.swap(true, Ordering::AcqRel) {

@@ -7,3 +7,4 @@ pub(crate) mod connections;
 pub mod creation;
 pub(crate) mod pulls;
 pub(crate) mod state;
+pub(crate) mod takeover;

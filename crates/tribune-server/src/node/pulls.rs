@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
-use tribune_core::registry::NodeRegistry;
-use tribune_core::{Keyring, RoomId};
+use tribune_core::RoomId;
 
-use crate::room::relay::{Pull, PullError, Upstream};
+use crate::room::relay::{Pull, PullError, Source};
 use crate::room::LiveRoom;
 
 /// How long an edge remembers that its upstream has no such room (or that it ended).
@@ -25,47 +24,9 @@ const MISSING_MAX: usize = 10_000;
 /// The outcome of one pull, shared by everyone who asked for it while it was being made.
 type Shared = Arc<OnceCell<Result<Arc<LiveRoom>, PullError>>>;
 
-/// Where an edge pulls a room from.
-pub enum Source {
-    /// Every room from one node (`--upstream`: an origin, or an edge above this one).
-    Fixed(Upstream),
-    /// Each room from the origin the cluster's registry names for it.
-    Registry {
-        /// The registry.
-        registry: Arc<dyn NodeRegistry>,
-        /// The cluster's keys (relay tokens).
-        keys: Keyring,
-        /// How long a pull may take to open.
-        timeout: Duration,
-    },
-}
-
-impl Source {
-    /// The node to pull `room` from.
-    async fn resolve(&self, room: &RoomId) -> Result<Upstream, PullError> {
-        let (registry, keys, timeout) = match self {
-            Source::Fixed(u) => return Ok(u.clone()),
-            Source::Registry {
-                registry,
-                keys,
-                timeout,
-            } => (registry.clone(), keys.clone(), *timeout),
-        };
-        let id = room.clone();
-        let asked = tokio::task::spawn_blocking(move || registry.room_origin(&id));
-        match tokio::time::timeout(timeout, asked).await {
-            Ok(Ok(Ok(Some(url)))) => Upstream::new(&url, keys, timeout)
-                .map_err(|e| PullError::Unavailable(format!("the room's origin: {e}"))),
-            Ok(Ok(Ok(None))) => Err(PullError::NotFound),
-            Ok(Ok(Err(e))) => Err(PullError::Unavailable(format!("registry: {e}"))),
-            _ => Err(PullError::Unavailable("registry: no answer".into())),
-        }
-    }
-}
-
 /// An edge's pulls in flight.
 pub struct Pulls {
-    upstream: Source,
+    upstream: Arc<Source>,
     in_flight: Mutex<HashMap<RoomId, Shared>>,
     missing: Mutex<HashMap<RoomId, (Instant, PullError)>>,
 }
@@ -87,7 +48,7 @@ impl Pulls {
     /// Pulls from `upstream`: one node, or each room's origin as the registry names it.
     pub fn new(upstream: Source) -> Self {
         Pulls {
-            upstream,
+            upstream: Arc::new(upstream),
             in_flight: Mutex::new(HashMap::new()),
             missing: Mutex::new(HashMap::new()),
         }
@@ -116,7 +77,10 @@ impl Pulls {
             .get_or_init(|| async {
                 let _entry = InFlight { pulls: self, room };
                 let upstream = self.upstream.resolve(room).await?;
-                upstream.open(room, None).await.map(start)
+                let pull = upstream.open(room, None).await?;
+                // The pull task connects again through the source: after an origin's room
+                // moved, the registry names the new one.
+                Ok(start(pull.reopened_through(self.upstream.clone())))
             })
             .await
             .clone();

@@ -18,9 +18,9 @@ use crate::node::admission::Admission;
 use crate::node::cluster::Cluster;
 use crate::node::connections::ConnectionCounter;
 use crate::node::creation::{CreationGate, Creator};
-use crate::node::pulls::{Pulls, Source};
+use crate::node::pulls::Pulls;
 use crate::recording::Recordings;
-use crate::room::relay::{Pull, Upstream};
+use crate::room::relay::{Pull, Source, Upstream};
 use crate::room::{LiveRoom, Restored, RoomSetup};
 use crate::stage_runtime::StageRuntime;
 use bytes::Bytes;
@@ -408,7 +408,7 @@ impl AppState {
             .rooms
             .read()
             .values()
-            .filter(|r| !r.is_relayed() && r.state().0 != RoomState::Ended)
+            .filter(|r| !r.is_relayed() && !r.is_retired() && r.state().0 != RoomState::Ended)
             .map(|r| r.id.clone())
             .collect()
     }

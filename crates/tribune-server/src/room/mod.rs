@@ -625,6 +625,15 @@ impl LiveRoom {
         changed
     }
 
+    /// Lets go of a room another origin holds now (its lease here ran out and that origin took
+    /// it): nothing more is written to its record, its connections are told to reconnect
+    /// (edges and listeners find it at the new origin), and its mixer stops.
+    pub async fn hand_over(&self) {
+        self.persist.hand_over();
+        self.retire();
+        let _ = self.ingress.send(Ingress::End).await;
+    }
+
     /// Publishes the room-state event if its text changed; says whether it did.
     fn publish_snapshot(&self, stage: &Stage) -> bool {
         let info = self.info.lock().clone();

@@ -16,7 +16,7 @@
 //! back after a crash starts past the reservation, so no number a listener, a cache or the
 //! recording holds is ever used again for other audio (whatever the wall clock did).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::runtime::Handle;
@@ -45,6 +45,8 @@ pub(crate) struct Persist {
     changes: AtomicU64,
     /// Changes known to be in the store.
     saved: AtomicU64,
+    /// Set when another origin holds the room now: its record is theirs to write.
+    handed_over: AtomicBool,
 }
 
 impl std::fmt::Debug for Persist {
@@ -70,6 +72,7 @@ impl Persist {
             stored: tokio::sync::Mutex::new(rev),
             changes: AtomicU64::new(pending),
             saved: AtomicU64::new(0),
+            handed_over: AtomicBool::new(false),
         }
     }
 
@@ -80,7 +83,13 @@ impl Persist {
 
     /// Whether a change is not in the store yet.
     pub(crate) fn dirty(&self) -> bool {
-        self.saved.load(Ordering::Acquire) < self.changes.load(Ordering::Acquire)
+        !self.handed_over.load(Ordering::Acquire)
+            && self.saved.load(Ordering::Acquire) < self.changes.load(Ordering::Acquire)
+    }
+
+    /// Writes nothing more: another origin holds the room (see [`LiveRoom::hand_over`]).
+    pub(crate) fn hand_over(&self) {
+        self.handed_over.store(true, Ordering::Release);
     }
 }
 
@@ -105,6 +114,12 @@ impl LiveRoom {
     /// The write itself, on a task of its own (see [`LiveRoom::save`]).
     async fn write_pending(self: Arc<Self>) -> Result<(), ApiError> {
         let p = &self.persist;
+        if p.handed_over.load(Ordering::Acquire) {
+            // Another origin runs the room: a write from here would undo theirs.
+            return Err(ApiError::Misdirected(
+                "this room moved to another origin".into(),
+            ));
+        }
         let wanted = p.changes.load(Ordering::Acquire);
         let mut stored = p.stored.lock().await;
         if p.saved.load(Ordering::Acquire) >= wanted {

@@ -177,6 +177,24 @@ impl Conn {
         })
     }
 
+    /// Runs `cmds` (each a read, or a write that may be repeated) and answers their replies in
+    /// order: one pipeline on one server. Keys of several hash slots are fine.
+    pub(crate) fn each<T: redis::FromRedisValue>(
+        &self,
+        cmds: &[redis::Cmd],
+    ) -> Result<Vec<T>, StoreError> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(|c| {
+            let mut pipe = redis::pipe();
+            for cmd in cmds {
+                pipe.add_command(cmd.clone());
+            }
+            pipe.query(c)
+        })
+    }
+
     /// A failed call as a store error naming the deployment.
     pub(crate) fn backend(&self, e: RedisError) -> StoreError {
         StoreError::Backend(format!("redis ({}): {e}", self.cfg.prefix))

@@ -1,8 +1,11 @@
 //! Room records in Redis: the store nodes share when rooms must be found from any of them.
 //!
 //! One hash per room, `PREFIX:room:{ID}` (fields `rev` and `record`, the record as JSON). The
-//! braces are a Redis Cluster hash tag: whatever else is kept for a room later (counts, blocks)
-//! goes under keys with the same tag and lands on the same shard. A `put` is one Lua script
+//! braces are a Redis Cluster hash tag: whatever else is kept for a room (its origin's lease)
+//! goes under keys with the same tag and lands on the same shard. The rooms' ids are also in a
+//! set, `PREFIX:rooms:{index}` (added before a record is first written, taken out after it is
+//! removed), so a listing reads that set rather than scanning every key of the server or of
+//! every shard; an id whose record is not there (a write that failed) is passed over. A `put` is one Lua script
 //! (compare the revision, then write), so two nodes racing on one room cannot both win and a
 //! client that dies mid-write leaves the room at one revision or the other. A `put` whose reply
 //! was lost with the connection is looked up on a new one: if the record it wrote is there, the
@@ -13,7 +16,6 @@
 //! disk; with `wait_replicas` set, it has also reached that many replicas (`WAIT`). Every call
 //! has a deadline (`timeout`): a Redis that hangs costs the caller an error, never a hang.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tribune_core::store::sort_records;
@@ -100,11 +102,19 @@ impl RedisStore {
         format!("{}:room:{{{room}}}", self.conn.cfg.prefix)
     }
 
-    /// The room id in `key`, if it is a record key of this store.
-    fn room_of<'k>(&self, key: &'k str) -> Option<&'k str> {
-        key.strip_prefix(self.conn.cfg.prefix.as_str())?
-            .strip_prefix(":room:{")?
-            .strip_suffix('}')
+    /// The set of the rooms' ids.
+    fn index(&self) -> String {
+        format!("{}:rooms:{{index}}", self.conn.cfg.prefix)
+    }
+
+    /// The ids in the index, sorted (one not a room id is damage: reported).
+    fn ids(&self) -> Result<Vec<String>, StoreError> {
+        let index = self.index();
+        let mut ids: Vec<String> = self
+            .conn
+            .call(|c| redis::cmd("SMEMBERS").arg(&index).query(c))?;
+        ids.sort();
+        Ok(ids)
     }
 }
 
@@ -118,39 +128,20 @@ impl RoomStore for RedisStore {
     }
 
     fn list(&self) -> Result<Vec<RoomRecord>, StoreError> {
-        let pattern = format!("{}:room:*", self.conn.cfg.prefix);
-        // SCAN may return a key twice; a set keeps each once.
-        let keys: BTreeSet<String> = self.conn.call(|c| {
-            let mut keys = BTreeSet::new();
-            let mut cursor = 0u64;
-            loop {
-                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(c)?;
-                keys.extend(batch);
-                if next == 0 {
-                    return Ok(keys);
-                }
-                cursor = next;
-            }
-        })?;
-        let keys: Vec<String> = keys.into_iter().collect();
-        let mut all = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(LIST_CHUNK) {
-            let values: Vec<Option<String>> = self.conn.call(|c| {
-                let mut pipe = redis::pipe();
-                for key in chunk {
-                    pipe.cmd("HGET").arg(key).arg("record");
-                }
-                pipe.query(c)
-            })?;
-            for (key, json) in chunk.iter().zip(values) {
-                let room = self.room_of(key).unwrap_or(key);
-                // Removed between the scan and the read: gone, not damaged.
+        let ids = self.ids()?;
+        let mut all = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(LIST_CHUNK) {
+            let reads: Vec<redis::Cmd> = chunk
+                .iter()
+                .map(|id| {
+                    let mut c = redis::cmd("HGET");
+                    c.arg(self.key(id)).arg("record");
+                    c
+                })
+                .collect();
+            let values: Vec<Option<String>> = self.conn.each(&reads)?;
+            for (room, json) in chunk.iter().zip(values) {
+                // Indexed but not written (a first write that failed), or removed meanwhile.
                 let Some(json) = json else { continue };
                 let record = parse(room, &json)?;
                 if record.id().as_str() != room {
@@ -166,10 +157,25 @@ impl RoomStore for RedisStore {
         Ok(all)
     }
 
+    fn ids(&self) -> Result<Vec<RoomId>, StoreError> {
+        Ok(self
+            .ids()?
+            .iter()
+            .filter_map(|id| RoomId::parse(id))
+            .collect())
+    }
+
     fn put(&self, record: &RoomRecord) -> Result<(), StoreError> {
         let json = serde_json::to_string(record)
             .map_err(|e| StoreError::Backend(format!("encoding room {}: {e}", record.id())))?;
         let key = self.key(record.id().as_str());
+        if record.rev == 1 {
+            // Indexed first: a record is never written where a listing cannot find it.
+            let index = self.index();
+            let id = record.id().as_str();
+            self.conn
+                .call(|c| redis::cmd("SADD").arg(&index).arg(id).query::<()>(c))?;
+        }
         let write = |c: &mut Connection| {
             self.put
                 .key(&key)
@@ -220,6 +226,13 @@ impl RoomStore for RedisStore {
     fn remove(&self, room: &RoomId) -> Result<bool, StoreError> {
         let key = self.key(room.as_str());
         let n: u64 = self.conn.call(|c| redis::cmd("DEL").arg(&key).query(c))?;
+        let index = self.index();
+        self.conn.call(|c| {
+            redis::cmd("SREM")
+                .arg(&index)
+                .arg(room.as_str())
+                .query::<()>(c)
+        })?;
         Ok(n > 0)
     }
 }

@@ -33,6 +33,15 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 return redis.call('HVALS', KEYS[1])
 "#;
 
+/// Names `ARGV[1]` the origin of the room whose lease is `KEYS[1]` for `ARGV[2]` ms, unless
+/// another origin holds it: 1 if it does now, 0 if another does.
+const CLAIM: &str = r#"
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
 /// The node registry in Redis.
 pub struct RedisRegistry {
     conn: Conn,
@@ -113,24 +122,41 @@ impl NodeRegistry for RedisRegistry {
         Ok(out)
     }
 
-    fn claim_rooms(&self, url: &str, rooms: &[RoomId], lease: Duration) -> Result<(), StoreError> {
-        if rooms.is_empty() {
-            return Ok(());
-        }
+    fn claim_rooms(
+        &self,
+        url: &str,
+        rooms: &[RoomId],
+        lease: Duration,
+    ) -> Result<Vec<RoomId>, StoreError> {
         let ms = lease.as_millis().clamp(1, u128::from(u32::MAX)) as u64;
-        let keys: Vec<String> = rooms.iter().map(|r| self.origin_key(r)).collect();
-        self.conn.call(|c| {
-            let mut pipe = redis::pipe();
-            for k in &keys {
-                pipe.cmd("SET").arg(k).arg(url).arg("PX").arg(ms).ignore();
-            }
-            pipe.query::<()>(c)
-        })
+        // EVAL, not EVALSHA: one script per room in one round trip (the server caches it).
+        let claims: Vec<redis::Cmd> = rooms
+            .iter()
+            .map(|r| {
+                let mut c = redis::cmd("EVAL");
+                c.arg(CLAIM).arg(1).arg(self.origin_key(r)).arg(url).arg(ms);
+                c
+            })
+            .collect();
+        let won: Vec<u8> = self.conn.each(&claims)?;
+        Ok(rooms
+            .iter()
+            .zip(won)
+            .filter(|(_, w)| *w == 0)
+            .map(|(r, _)| r.clone())
+            .collect())
     }
 
-    fn room_origin(&self, room: &RoomId) -> Result<Option<String>, StoreError> {
-        let key = self.origin_key(room);
-        self.conn.call(|c| redis::cmd("GET").arg(&key).query(c))
+    fn room_origins(&self, rooms: &[RoomId]) -> Result<Vec<Option<String>>, StoreError> {
+        let reads: Vec<redis::Cmd> = rooms
+            .iter()
+            .map(|r| {
+                let mut c = redis::cmd("GET");
+                c.arg(self.origin_key(r));
+                c
+            })
+            .collect();
+        self.conn.each(&reads)
     }
 
     fn leave(&self, id: &str) -> Result<(), StoreError> {

@@ -16,7 +16,7 @@ mod pull;
 mod upstream;
 
 pub(super) use pull::run;
-pub use upstream::{Pull, PullError, Upstream};
+pub use upstream::{Pull, PullError, Source, Upstream};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -9,10 +9,10 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tribune_core::{ReactionKind, RoomState};
+use tribune_core::{ReactionKind, RoomState, Seq};
 use tribune_media::cmaf::SegmentStart;
 
-use super::upstream::{Hello, Pull, PullError, Socket, Upstream};
+use super::upstream::{Hello, Pull, PullError, Socket, Source, Upstream};
 use super::{Down, Up};
 use crate::metrics::Metrics;
 use crate::room::batching::Batching;
@@ -50,7 +50,10 @@ pub(in crate::room) async fn run(
     grace: Duration,
 ) {
     let Pull {
-        upstream, socket, ..
+        upstream,
+        source,
+        socket,
+        ..
     } = pull;
     metrics.rooms_pulled.inc();
     let mut task = PullTask {
@@ -58,6 +61,7 @@ pub(in crate::room) async fn run(
         room,
         metrics: metrics.clone(),
         upstream,
+        source,
         last_frame: None,
         flushed: true,
         idle_since: None,
@@ -84,6 +88,8 @@ struct PullTask {
     room: Arc<LiveRoom>,
     metrics: Arc<Metrics>,
     upstream: Upstream,
+    /// Where the node to connect to again is asked for (a room's origin can move).
+    source: Option<Arc<Source>>,
     program: Program,
     /// When the last frame came.
     last_frame: Option<Instant>,
@@ -146,7 +152,7 @@ impl PullTask {
                 None => tokio::select! {
                     _ = tokio::time::sleep_until(retry_at) => {
                         let from = self.room.head();
-                        match self.upstream.open(&self.room.id, Some(from)).await {
+                        match self.reopen(from).await {
                             Ok(pull) => {
                                 self.metrics.pull_reconnects.inc();
                                 socket = Some(pull.socket);
@@ -184,6 +190,25 @@ impl PullTask {
                 }
             }
         }
+    }
+
+    /// Opens the pull again from `from`: at the node the source names now (a room's origin
+    /// that died is replaced by the one that took the room over), else the same node. While
+    /// no origin holds the room (between the old one's lease and the new one's claim) the
+    /// pull waits; the room ending is said on the relay itself.
+    async fn reopen(&mut self, from: Seq) -> Result<Pull, PullError> {
+        if let Some(source) = &self.source {
+            match source.resolve(&self.room.id).await {
+                Ok(up) => self.upstream = up,
+                Err(PullError::NotFound) => {
+                    return Err(PullError::Unavailable(
+                        "no origin holds the room now".into(),
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.upstream.open(&self.room.id, Some(from)).await
     }
 
     /// Every group gets what came (the upstream went quiet or away).

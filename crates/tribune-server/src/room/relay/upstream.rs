@@ -1,5 +1,6 @@
 //! The connection to the node upstream: opening a pull of one room and reading its hello.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -8,6 +9,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tribune_core::registry::NodeRegistry;
 use tribune_core::{
     unix_micros, Claims, Keyring, Role, RoomId, RoomInfo, RosterRecord, Seq, TokenKind,
 };
@@ -71,9 +73,59 @@ pub struct Hello {
 /// An open pull: the connection and its hello.
 pub struct Pull {
     pub(super) upstream: Upstream,
+    /// Where the pull task asks for the node to connect to again (`None`: `upstream`).
+    pub(super) source: Option<Arc<Source>>,
     pub(super) socket: Socket,
     /// What the upstream said first.
     pub hello: Hello,
+}
+
+impl Pull {
+    /// The same pull, connecting again through `source` after a break.
+    pub fn reopened_through(self, source: Arc<Source>) -> Pull {
+        Pull {
+            source: Some(source),
+            ..self
+        }
+    }
+}
+
+/// Where an edge pulls a room from.
+pub enum Source {
+    /// Every room from one node (`--upstream`: an origin, or an edge above this one).
+    Fixed(Upstream),
+    /// Each room from the origin the cluster's registry names for it.
+    Registry {
+        /// The registry.
+        registry: Arc<dyn NodeRegistry>,
+        /// The cluster's keys (relay tokens).
+        keys: Keyring,
+        /// How long a pull may take to open.
+        timeout: Duration,
+    },
+}
+
+impl Source {
+    /// The node to pull `room` from ([`PullError::NotFound`]: no origin holds it now).
+    pub async fn resolve(&self, room: &RoomId) -> Result<Upstream, PullError> {
+        let (registry, keys, timeout) = match self {
+            Source::Fixed(u) => return Ok(u.clone()),
+            Source::Registry {
+                registry,
+                keys,
+                timeout,
+            } => (registry.clone(), keys.clone(), *timeout),
+        };
+        let id = room.clone();
+        let asked = tokio::task::spawn_blocking(move || registry.room_origin(&id));
+        match tokio::time::timeout(timeout, asked).await {
+            Ok(Ok(Ok(Some(url)))) => Upstream::new(&url, keys, timeout)
+                .map_err(|e| PullError::Unavailable(format!("the room's origin: {e}"))),
+            Ok(Ok(Ok(None))) => Err(PullError::NotFound),
+            Ok(Ok(Err(e))) => Err(PullError::Unavailable(format!("registry: {e}"))),
+            _ => Err(PullError::Unavailable("registry: no answer".into())),
+        }
+    }
 }
 
 impl std::fmt::Debug for Pull {
@@ -173,6 +225,7 @@ impl Upstream {
                     };
                     return Ok(Pull {
                         upstream: self.clone(),
+                        source: None,
                         socket,
                         hello,
                     });
