@@ -87,6 +87,15 @@ pub enum StoreError {
         /// What was wrong with it.
         reason: String,
     },
+    /// Another node holds the room now (a cluster's origins share one store): only it
+    /// writes the room's record.
+    #[error("room {room} is run by another origin now ({holder})")]
+    Moved {
+        /// The room.
+        room: RoomId,
+        /// The node that holds it.
+        holder: String,
+    },
     /// The backend failed (disk, connection).
     #[error("room store: {0}")]
     Backend(String),

@@ -110,6 +110,16 @@ pub struct ClusterConfig {
     pub reuse_port: bool,
 }
 
+impl ServerConfig {
+    /// The base URL others reach this node at: `--advertise`, else its listening address.
+    pub fn own_url(&self) -> String {
+        self.cluster
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
 impl ClusterConfig {
     /// Where this node keeps its rooms' records if not on its own disk: an origin with a
     /// Redis keeps them there, shared with the cluster's other origins (any of them can take

@@ -193,15 +193,17 @@ impl Server {
         };
         let (store, records) = {
             let dir = config.data_dir.clone();
-            let shared = config.cluster.shared_rooms().cloned();
+            let shared = config
+                .cluster
+                .shared_rooms()
+                .map(|r| (r.clone(), config.own_url()));
             tokio::task::spawn_blocking(move || open_store(dir.as_deref(), shared))
                 .await
                 .map_err(std::io::Error::other)??
         };
         let app = AppState::with_parts(config, shutdown_rx, metrics, Arc::new(recordings), store);
-        // With rooms shared among origins, this one runs only those no other origin holds.
-        let records = node::takeover::claim_restorable(&app, records).await?;
-        let back = app.restore(records).await?;
+        // With rooms shared among origins, this one runs those whose lease names it.
+        let back = node::takeover::restore_at_start(&app, records).await?;
         if back > 0 {
             tracing::info!(rooms = back, "rooms restored");
         }
@@ -386,14 +388,20 @@ async fn sweep_join_limits(joins: Arc<JoinLimiter>, app: AppState) {
 /// never starts empty over rooms it could not read.
 fn open_store(
     data_dir: Option<&std::path::Path>,
-    shared: Option<tribune_store::RedisConfig>,
+    shared: Option<(tribune_store::RedisConfig, String)>,
 ) -> std::io::Result<(
     Arc<dyn tribune_core::RoomStore>,
     Vec<tribune_core::RoomRecord>,
 )> {
     let store: Arc<dyn tribune_core::RoomStore> = match (shared, data_dir) {
-        (Some(redis), _) => {
-            Arc::new(tribune_store::RedisStore::open(redis).map_err(std::io::Error::other)?)
+        (Some((redis, me)), dir) => {
+            let store = tribune_store::RedisStore::open(redis)
+                .map_err(std::io::Error::other)?
+                .fenced_by(&me);
+            if let Some(dir) = dir {
+                import_local_rooms(dir, &store)?;
+            }
+            Arc::new(store)
         }
         (None, Some(dir)) => {
             Arc::new(tribune_store::SqliteStore::open_dir(dir).map_err(std::io::Error::other)?)
@@ -402,6 +410,48 @@ fn open_store(
     };
     let records = store.list().map_err(std::io::Error::other)?;
     Ok((store, records))
+}
+
+/// Moves the rooms an origin kept on its own disk (before it shared them in Redis) into the
+/// shared store, once: each room not in Redis yet is written there, then the file is renamed
+/// (`….imported`) so rooms removed from Redis later never come back from it.
+fn import_local_rooms(
+    dir: &std::path::Path,
+    shared: &tribune_store::RedisStore,
+) -> std::io::Result<()> {
+    use tribune_core::RoomStore;
+    let file = dir.join(tribune_store::FILE_NAME);
+    if !file.exists() {
+        return Ok(());
+    }
+    let local = tribune_store::SqliteStore::open_dir(dir).map_err(std::io::Error::other)?;
+    let mut moved = 0;
+    for mut record in local.list().map_err(std::io::Error::other)? {
+        if record.info.state == tribune_core::RoomState::Ended {
+            continue;
+        }
+        if shared
+            .get(record.id())
+            .map_err(std::io::Error::other)?
+            .is_some()
+        {
+            continue;
+        }
+        record.rev = 1;
+        shared.put(&record).map_err(std::io::Error::other)?;
+        moved += 1;
+    }
+    drop(local);
+    let mut done = file.clone().into_os_string();
+    done.push(".imported");
+    std::fs::rename(&file, &done)?;
+    tracing::warn!(
+        rooms = moved,
+        "rooms moved from {} into Redis (the file is now {})",
+        file.display(),
+        std::path::Path::new(&done).display()
+    );
+    Ok(())
 }
 
 /// The init segment of every recording (the program track's).

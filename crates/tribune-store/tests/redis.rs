@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -14,85 +14,8 @@ use tribune_core::store::suite;
 use tribune_core::{RoomStore, StoreError};
 use tribune_store::{RedisConfig, RedisStore};
 
-/// A `redis-server` of its own, killed when dropped.
-struct Server {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let socket = dir.path().join("redis.sock");
-        let child = spawn_redis(&socket, dir.path());
-        wait_for(&socket);
-        Server {
-            child,
-            socket,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        url(&self.socket)
-    }
-
-    /// Kills the server (SIGKILL) and starts a new one on the same socket.
-    fn kill(&mut self) {
-        self.child.kill().expect("kill redis");
-        self.child.wait().expect("reap redis");
-        let _ = std::fs::remove_file(&self.socket);
-    }
-
-    fn restart(&mut self) {
-        let dir = self.socket.parent().expect("socket dir").to_path_buf();
-        self.child = spawn_redis(&self.socket, &dir);
-        wait_for(&self.socket);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn url(socket: &Path) -> String {
-    format!("redis+unix://{}", socket.display())
-}
-
-fn spawn_redis(socket: &Path, dir: &Path) -> Child {
-    Command::new("redis-server")
-        .args(["--port", "0", "--unixsocket"])
-        .arg(socket)
-        .args([
-            "--unixsocketperm",
-            "700",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server is needed for these tests (scripts/test-all.sh installs it)")
-}
-
-fn wait_for(socket: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if RedisStore::open(RedisConfig::new(&url(socket))).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("redis-server did not answer on {}", socket.display());
-}
+/// A `redis-server` of the test's own (killed when dropped).
+type Server = tribune_testkit::Redis;
 
 /// A store with a prefix of its own (a fresh, empty store on a shared server).
 fn store(server: &Server, prefix: &str) -> RedisStore {
@@ -243,7 +166,7 @@ fn a_server_that_stalls_past_the_deadline_is_an_error_in_time() {
     let room = suite::busy_room("staaaaaaa2", 1);
     let signal = |sig: &str| {
         let ok = Command::new("kill")
-            .args([sig, &server.child.id().to_string()])
+            .args([sig, &server.pid().to_string()])
             .status()
             .expect("kill")
             .success();
@@ -531,15 +454,6 @@ fn one_gate_for_two_nodes_admits_to_capacity_and_queues_in_arrival_order() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
-/// A free TCP port on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `redis-server` with these arguments in `dir`, once it answers on `port` (killed on drop).
 fn redis_tcp(dir: &Path, port: u16, args: &[&str]) -> ChildGuard {
     let child = Command::new("redis-server")
@@ -571,7 +485,11 @@ fn a_sentinel_named_primary_is_followed_through_a_failover() {
     use tribune_core::registry::{NodeEntry, NodeKind, NodeRegistry};
     use tribune_store::RedisRegistry;
     let dir = tempfile::tempdir().unwrap();
-    let (p1, p2, ps) = (free_port(), free_port(), free_port());
+    let (p1, p2, ps) = (
+        tribune_testkit::free_port(),
+        tribune_testkit::free_port(),
+        tribune_testkit::free_port(),
+    );
     let base = ["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"];
     let port = |p: u16| p.to_string();
     let (a, b, s) = (port(p1), port(p2), port(ps));
@@ -635,4 +553,118 @@ fn a_sentinel_named_primary_is_followed_through_a_failover() {
     assert_eq!(registry.nodes().unwrap(), vec![node(2)]);
     // A Sentinel URL without a primary's name is refused at once.
     assert!(RedisRegistry::lazy(RedisConfig::new("redis+sentinel://127.0.0.1:1/")).is_err());
+}
+
+#[test]
+fn a_redis_cluster_by_configuration_alone() {
+    use tribune_core::admission::{Decision, GateConfig, SharedGate};
+    use tribune_core::registry::{NodeEntry, NodeKind, NodeRegistry};
+    use tribune_store::{RedisGate, RedisRegistry};
+    let servers = tribune_testkit::RedisCluster::start(3);
+    let url = servers.url();
+    let cfg = RedisConfig::new(&url);
+    // The store: the whole suite, each check under a prefix of its own.
+    let n = AtomicUsize::new(0);
+    suite::run_all(&|| {
+        Box::new(
+            RedisStore::open(RedisConfig {
+                prefix: format!("suite{}", n.fetch_add(1, Ordering::Relaxed)),
+                ..cfg.clone()
+            })
+            .expect("open on the cluster"),
+        )
+    });
+    // The registry, and rooms' origins on keys of many slots in one call.
+    let reg = RedisRegistry::open(cfg.clone()).unwrap();
+    let me = NodeEntry {
+        id: "e1".into(),
+        kind: NodeKind::Edge,
+        url: "http://e1:8080".into(),
+        listeners: 3,
+        capacity: 100,
+    };
+    reg.beat(&me, Duration::from_secs(30)).unwrap();
+    assert_eq!(reg.nodes().unwrap(), vec![me.clone()]);
+    let rooms: Vec<tribune_core::RoomId> = ["abcdefghjk", "mnpqrstuvw", "2345678922"]
+        .iter()
+        .map(|r| tribune_core::RoomId::parse(r).unwrap())
+        .collect();
+    assert!(reg
+        .claim_rooms("http://o1:8080", &rooms[..2], Duration::from_secs(30))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        reg.claim_rooms("http://o2:8080", &rooms, Duration::from_secs(30))
+            .unwrap(),
+        rooms[..2].to_vec()
+    );
+    assert_eq!(
+        reg.room_origins(&rooms).unwrap(),
+        vec![
+            Some("http://o1:8080".to_owned()),
+            Some("http://o1:8080".to_owned()),
+            Some("http://o2:8080".to_owned())
+        ]
+    );
+    reg.leave("e1").unwrap();
+    assert!(reg.nodes().unwrap().is_empty());
+    // The gate: one script per decision, on the gate's shard.
+    let gate = RedisGate::new(
+        cfg,
+        GateConfig {
+            max_listeners: 2,
+            join_rate: 1_000,
+            join_burst: 1_000,
+            call_hold_s: 1,
+            connect_hold_s: 1,
+        },
+    )
+    .unwrap();
+    let decisions: Vec<Decision> = (0..3).map(|_| gate.join(0).unwrap().0).collect();
+    assert_eq!(decisions[..2], [Decision::Admit, Decision::Admit]);
+    assert!(matches!(
+        decisions[2],
+        Decision::Queue {
+            number: 0,
+            position: 1,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn cluster_addresses_that_cannot_work_are_refused() {
+    for url in ["redis+cluster://", "redis+cluster://h:1/extra"] {
+        assert!(
+            RedisStore::open(RedisConfig::new(url)).is_err(),
+            "{url} accepted"
+        );
+    }
+}
+
+#[test]
+fn writes_are_fenced_by_the_rooms_origin_lease() {
+    let server = Server::start();
+    let a = store(&server, "fence").fenced_by("http://a:1");
+    let b = store(&server, "fence").fenced_by("http://b:1");
+    let mut room = suite::busy_room("fencedrmaa", 1);
+    // No lease yet (a new room, or one Redis lost): written.
+    a.put(&room).expect("first write");
+    let lease = "fence:room:{fencedrmaa}:origin";
+    assert_eq!(server.cli(&["SET", lease, "http://b:1"]), "OK");
+    room.rev = 2;
+    // a lost the room to b: a's write is refused and changes nothing; b's goes through.
+    match a.put(&room) {
+        Err(StoreError::Moved { room: r, holder }) => {
+            assert_eq!(r.as_str(), "fencedrmaa");
+            assert_eq!(holder, "http://b:1");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(a.get(room.id()).unwrap().unwrap().rev, 1);
+    b.put(&room).expect("the holder writes");
+    assert_eq!(a.get(room.id()).unwrap().unwrap().rev, 2);
+    // An unfenced store (tools, a lone node's tests) writes regardless.
+    room.rev = 3;
+    store(&server, "fence").put(&room).expect("unfenced");
 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use common::live::{ffmpeg_decode, listener, speaker, tone_hz, tone_seconds, wait_for, Api, Heard};
 use common::{free_addr, tribune, wait_listening, Proc, API_KEY};
 use serde_json::{json, Value};
+use tribune_testkit::Redis;
 
 /// The secret every node of the test cluster shares.
 const SECRET: &str = "cluster-test-secret-0123456789";
@@ -502,7 +503,8 @@ async fn an_edge_keeps_its_listeners_through_an_origin_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_killed_under_a_crowd_loses_none_of_its_listeners() {
-    let (_redis, redis_url, _dir) = common::redis();
+    let redis = Redis::start();
+    let redis_url = redis.url();
     let (oa, ea, eb) = (free_addr(), free_addr(), free_addr());
     let with_redis = ["--redis", redis_url.as_str()];
     let _origin = origin_with(oa, None, &with_redis);
@@ -587,7 +589,8 @@ async fn an_edge_killed_under_a_crowd_loses_none_of_its_listeners() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_away_for_10_s_costs_listeners_nothing_and_joins_are_answered() {
-    let (mut redis, redis_url, redis_dir) = common::redis();
+    let mut redis = Redis::start();
+    let redis_url = redis.url();
     let (oa, ea) = (free_addr(), free_addr());
     let with_redis = ["--redis", redis_url.as_str()];
     let _origin = origin_with(oa, None, &with_redis);
@@ -620,8 +623,7 @@ async fn redis_away_for_10_s_costs_listeners_nothing_and_joins_are_answered() {
     .await;
 
     // Redis goes away for 10 s. Joins on either node are answered at once meanwhile.
-    redis.0.kill().unwrap();
-    redis.0.wait().unwrap();
+    redis.kill();
     let went = Instant::now();
     let mut answered = 0;
     while went.elapsed() < Duration::from_secs(10) {
@@ -646,24 +648,7 @@ async fn redis_away_for_10_s_costs_listeners_nothing_and_joins_are_answered() {
     assert!(common::metric(oa, "admission_fallbacks_total") > 0);
     assert!(common::metric(ea, "admission_fallbacks_total") > 0);
     // Back: the nodes register again.
-    let socket = redis_url.trim_start_matches("redis+unix://").to_owned();
-    let _ = std::fs::remove_file(&socket);
-    redis.0 = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--unixsocket",
-            &socket,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(redis_dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
     while common::metric(oa, "registry_up") != 1 || common::metric(ea, "registry_up") != 1 {
         assert!(Instant::now() < deadline, "never back");
@@ -671,22 +656,11 @@ async fn redis_away_for_10_s_costs_listeners_nothing_and_joins_are_answered() {
     }
     // This Redis came back without its data: the origin writes its room's record again (so
     // the room would survive the origin's own restart), and lists it in the index.
-    let stored = |key: &str| {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-s", &socket, "EXISTS", key])
-            .output()
-            .expect("redis-cli (installed with redis-server)");
-        String::from_utf8_lossy(&out.stdout).trim() == "1"
-    };
     wait_for("the room's record written again", 10, || {
-        stored(&format!("tribune:room:{{{room}}}"))
+        redis.cli(&["EXISTS", &format!("tribune:room:{{{room}}}")]) == "1"
     })
     .await;
-    let out = std::process::Command::new("redis-cli")
-        .args(["-s", &socket, "SMEMBERS", "tribune:rooms:{index}"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), room);
+    assert_eq!(redis.cli(&["SMEMBERS", "tribune:rooms:{index}"]), room);
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let h = heard.lock().unwrap();
@@ -699,7 +673,8 @@ async fn redis_away_for_10_s_costs_listeners_nothing_and_joins_are_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_capacity_and_one_line_across_two_edges() {
-    let (_redis, redis_url, _dir) = common::redis();
+    let redis = Redis::start();
+    let redis_url = redis.url();
     let (oa, ea, eb) = (free_addr(), free_addr(), free_addr());
     let shared = ["--redis", redis_url.as_str(), "--max-listeners", "1000"];
     let _origin = origin_with(oa, None, &shared);
@@ -733,7 +708,8 @@ async fn one_capacity_and_one_line_across_two_edges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_listener_moves_to_an_alternate_edge() {
-    let (_redis, redis_url, _dir) = common::redis();
+    let redis = Redis::start();
+    let redis_url = redis.url();
     let (oa, ea, eb) = (free_addr(), free_addr(), free_addr());
     let with_redis = ["--redis", redis_url.as_str()];
     let _origin = origin_with(oa, None, &with_redis);
@@ -828,7 +804,9 @@ async fn two_edge_processes_share_one_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_finds_each_rooms_origin_in_the_registry() {
-    let (_redis, redis_url, _dir) = common::redis();
+    // On a Redis Cluster of three servers: configuration alone (`redis+cluster://`).
+    let redis = tribune_testkit::RedisCluster::start(3);
+    let redis_url = redis.url();
     let (o1, o2, ea) = (free_addr(), free_addr(), free_addr());
     let with_redis = ["--redis", redis_url.as_str()];
     let _first = origin_with(o1, None, &with_redis);
@@ -875,7 +853,8 @@ async fn an_edge_finds_each_rooms_origin_in_the_registry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_origin_takes_over_the_room_of_an_origin_that_died() {
-    let (_redis, redis_url, _dir) = common::redis();
+    let redis = Redis::start();
+    let redis_url = redis.url();
     let (o1, o2, ea) = (free_addr(), free_addr(), free_addr());
     let with_redis = ["--redis", redis_url.as_str()];
     let mut first = origin_with(o1, None, &with_redis);
@@ -979,20 +958,32 @@ async fn another_origin_takes_over_the_room_of_an_origin_that_died() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_origin_lets_go_of_a_room_another_origin_holds() {
-    let (_redis, redis_url, _dir) = common::redis();
-    let socket = redis_url.trim_start_matches("redis+unix://").to_owned();
+    let redis = Redis::start();
+    let redis_url = redis.url();
     let oa = free_addr();
     let _origin = origin_with(oa, None, &["--redis", redis_url.as_str()]);
     let o = api(oa);
-    let (room, _host) = create_room(&o).await;
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-s", &socket])
-            .args(args)
-            .output()
-            .expect("redis-cli (installed with redis-server)");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let (room, host) = create_room(&o).await;
+    // A speaker on stage: told to reconnect when the room moves, not left talking to nobody.
+    let (mut speaking, _) =
+        tokio_tungstenite::connect_async(format!("ws://{oa}/api/rooms/{room}/speak?token={host}"))
+            .await
+            .expect("speak");
+    let closed = tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            match tokio::time::timeout(Duration::from_millis(500), speaking.next()).await {
+                Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(f)))) => {
+                    return f.map(|f| u16::from(f.code));
+                }
+                Ok(None | Some(Err(_))) => return None,
+                _ => {}
+            }
+        }
+        None
+    });
+    let cli = |args: &[&str]| redis.cli(args);
     let record = format!("tribune:room:{{{room}}}");
     wait_for("the room's record stored", 10, || {
         cli(&["EXISTS", &record]) == "1"
@@ -1015,4 +1006,44 @@ async fn an_origin_lets_go_of_a_room_another_origin_holds() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(cli(&["HGET", &record, "rev"]), rev);
     assert_eq!(cli(&["GET", &lease]), "http://127.0.0.9:1");
+    assert_eq!(closed.await.unwrap(), Some(1012));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_moves_its_rooms_from_its_disk_into_redis_once() {
+    let data = tempfile::tempdir().unwrap();
+    let oa = free_addr();
+    // Rooms kept on the origin's own disk (a lone origin, before the cluster shared them).
+    let mut alone = origin(oa, Some(data.path()));
+    let (room, _host) = create_room(&api(oa)).await;
+    alone.0.kill().unwrap();
+    alone.0.wait().unwrap();
+    drop(alone);
+    let redis = Redis::start();
+    let _shared = origin_with(oa, Some(data.path()), &["--redis", redis.url().as_str()]);
+    let o = api(oa);
+    assert_eq!(redis.cli(&["SMEMBERS", "tribune:rooms:{index}"]), room);
+    // No origin holds it yet: taken up as any such room is, after two looks (until then its
+    // recording answers for it, as an ended room's does).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, info) = o
+            .call("GET", &format!("/api/rooms/{room}"), None, json!({}))
+            .await;
+        if code == 200 && info["state"] == "live" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the imported room never ran: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        redis.cli(&["GET", &format!("tribune:room:{{{room}}}:origin")]),
+        format!("http://{oa}")
+    );
+    // Once: the file is set aside, so a room later removed from Redis never comes back from it.
+    assert!(!data.path().join("rooms.sqlite3").exists());
+    assert!(data.path().join("rooms.sqlite3.imported").exists());
 }

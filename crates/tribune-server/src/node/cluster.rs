@@ -71,11 +71,7 @@ impl Cluster {
             NodeRole::Origin => NodeKind::Origin,
             NodeRole::Edge => NodeKind::Edge,
         };
-        let url = config
-            .cluster
-            .advertise
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", config.listen));
+        let url = config.own_url();
         Cluster {
             registry,
             gate,

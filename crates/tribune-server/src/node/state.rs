@@ -7,7 +7,7 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 use tribune_core::{
     Claims, Keyring, MemoryStore, Role, RoomId, RoomInfo, RoomRecord, RoomState, RoomStore,
-    TokenKind,
+    StoreError, TokenKind,
 };
 
 use crate::config::{NodeRole, ServerConfig};
@@ -171,7 +171,17 @@ impl AppState {
                     .await
                     .map_err(std::io::Error::other)?
             };
-            saved.map_err(|e| std::io::Error::other(format!("restoring room {id}: {e}")))?;
+            match saved {
+                Ok(()) => {}
+                // Another origin took it, or wrote it, since it was read: it is theirs.
+                Err(e @ (StoreError::Moved { .. } | StoreError::Conflict { .. })) => {
+                    tracing::warn!(room = %id, "room not restored here: {e}");
+                    continue;
+                }
+                Err(e) => {
+                    return Err(std::io::Error::other(format!("restoring room {id}: {e}")));
+                }
+            }
             let setup = RoomSetup {
                 info: record.info.clone(),
                 creator: record.creator,

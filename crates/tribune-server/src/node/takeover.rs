@@ -1,7 +1,8 @@
-//! Rooms shared among origins (their records in Redis, each held by one origin's lease): at
-//! start an origin runs only the rooms no other origin holds; while it runs it takes over the
-//! rooms whose origin died (their lease ran out and nobody renewed it), and it lets go of the
-//! rooms another origin took from it.
+//! Rooms shared among origins (their records in Redis, each room held by one origin's lease):
+//! at start an origin runs the stored rooms whose lease names it; while it runs it takes over
+//! the rooms no origin holds (their origin died, or stayed away past its lease), and it lets go
+//! of the rooms another origin took from it. Writes to a room's record are fenced by its lease
+//! (`RedisStore::fenced_by`), so an origin that lost a room cannot overwrite it.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -10,70 +11,85 @@ use tribune_core::{RoomId, RoomRecord, RoomState};
 
 use super::state::AppState;
 
-/// How often an origin looks for rooms nobody holds.
+/// How often an origin looks for rooms nobody holds (plus up to half a second at random, so
+/// origins started together do not look at the same moments).
 const LOOK_EVERY: Duration = Duration::from_secs(2);
+/// Most rooms one look takes over: a dead origin's rooms spread over the origins that look.
+const ADOPT_MAX: usize = 32;
+/// Rooms claimed and restored at a time at start (well within a lease).
+const START_CHUNK: usize = 100;
 /// Most ended rooms remembered as not worth reading again (past this the memory starts over).
 const ENDED_MAX: usize = 10_000;
 
-/// Of the records read at start, those this origin runs: ended ones (the restore lets them
-/// go) and open ones no other origin holds, which it claims now. A node on its own runs all.
-pub async fn claim_restorable(
-    app: &AppState,
-    records: Vec<RoomRecord>,
-) -> std::io::Result<Vec<RoomRecord>> {
-    let Some(cluster) = app
-        .cluster()
-        .filter(|_| app.config().cluster.shared_rooms().is_some())
-    else {
-        return Ok(records);
+/// Brings back the rooms of `records` this node runs and answers how many: all of them on a
+/// node with its own store; with a shared one, those whose lease names this origin (claimed a
+/// chunk at a time, just before each is restored). The others are left to their origin, or to
+/// whichever origin finds them without one (see [`adopt_orphans`]).
+pub async fn restore_at_start(app: &AppState, records: Vec<RoomRecord>) -> std::io::Result<usize> {
+    if app.config().cluster.shared_rooms().is_none() {
+        return app.restore(records).await;
+    }
+    let Some(cluster) = app.cluster() else {
+        return Err(std::io::Error::other(
+            "rooms shared in Redis need the cluster registry: check --redis",
+        ));
     };
-    let open: Vec<RoomId> = records
-        .iter()
-        .filter(|r| r.info.state != RoomState::Ended)
-        .map(|r| r.id().clone())
-        .collect();
-    if open.is_empty() {
-        return Ok(records);
-    }
-    let held: HashSet<RoomId> = cluster
-        .claim_now(open)
+    let (ended, open): (Vec<RoomRecord>, Vec<RoomRecord>) = records
+        .into_iter()
+        .partition(|r| r.info.state == RoomState::Ended);
+    let mut back = app.restore(ended).await?;
+    let ids: Vec<RoomId> = open.iter().map(|r| r.id().clone()).collect();
+    let registry = cluster.registry();
+    let origins = tokio::task::spawn_blocking(move || registry.room_origins(&ids))
         .await
-        .map_err(|e| std::io::Error::other(format!("claiming rooms at start: {e}")))?
+        .map_err(std::io::Error::other)?
+        .map_err(|e| std::io::Error::other(format!("reading rooms' origins at start: {e}")))?;
+    let mine: Vec<RoomRecord> = open
         .into_iter()
+        .zip(origins)
+        .filter(|(_, o)| o.as_deref() == Some(cluster.url()))
+        .map(|(r, _)| r)
         .collect();
-    if !held.is_empty() {
-        tracing::info!(
-            rooms = held.len(),
-            "rooms run by other origins left to them"
-        );
+    let mut chunks = mine.into_iter().peekable();
+    while chunks.peek().is_some() {
+        let chunk: Vec<RoomRecord> = chunks.by_ref().take(START_CHUNK).collect();
+        let ids = chunk.iter().map(|r| r.id().clone()).collect();
+        let held: HashSet<RoomId> = cluster
+            .claim_now(ids)
+            .await
+            .map_err(|e| std::io::Error::other(format!("claiming rooms at start: {e}")))?
+            .into_iter()
+            .collect();
+        let chunk = chunk.into_iter().filter(|r| !held.contains(r.id()));
+        back += app.restore(chunk.collect()).await?;
     }
-    Ok(records
-        .into_iter()
-        .filter(|r| r.info.state == RoomState::Ended || !held.contains(r.id()))
-        .collect())
+    Ok(back)
 }
 
-/// Until shutdown: every two seconds, finds the stored rooms no origin holds, and takes over
-/// each one found so twice in a row (its own origin, back after a restart of Redis, had a
-/// whole look's time to claim it first). A room taken over goes on from its record: its id,
-/// roster and blocks, its numbers past the old origin's; edges pulling it find it here.
+/// Until shutdown: every two seconds or so, finds the stored rooms no origin holds, and takes
+/// over (at most [`ADOPT_MAX`] per look) each one found so twice in a row: its own origin, back
+/// after a restart of Redis, had a whole look's time to claim it first. A room taken over goes
+/// on from its record (its id, roster and blocks, its numbers past the old origin's); edges
+/// pulling it find it here at their next reconnect. Also writes again the record of a room
+/// running here that the store lost, and forgets ids with no record and rooms long ended.
 pub async fn adopt_orphans(app: AppState) {
     let Some(cluster) = app.cluster().cloned() else {
         return;
     };
     let mut shutdown = app.shutdown();
-    let mut every = tokio::time::interval(LOOK_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen: HashSet<RoomId> = HashSet::new();
     let mut ended: HashSet<RoomId> = HashSet::new();
+    // Ids listed without a record at the last look (a first write that failed, a removal).
+    let mut empty: HashSet<RoomId> = HashSet::new();
     loop {
+        let wait = LOOK_EVERY + Duration::from_millis(rand::random::<u64>() % 500);
         tokio::select! {
-            _ = every.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
         let here: HashSet<RoomId> = app.rooms().into_iter().map(|r| r.id.clone()).collect();
         let (store, registry) = (app.store().clone(), cluster.registry());
-        let (skip, known) = (here.clone(), ended.clone());
+        let (skip, known) = (here, ended.clone());
         let looked = tokio::task::spawn_blocking(move || {
             let stored = store.ids()?;
             let ids: Vec<RoomId> = stored
@@ -99,51 +115,101 @@ pub async fn adopt_orphans(app: AppState) {
             _ => continue,
         };
         rewrite_missing(&app, &stored);
-        let adopt: Vec<RoomId> = orphans.intersection(&seen).cloned().collect();
+        let mut adopt: Vec<RoomId> = orphans.intersection(&seen).cloned().collect();
         seen = orphans;
-        if adopt.is_empty() {
-            continue;
-        }
-        let held: HashSet<RoomId> = match cluster.claim_now(adopt.clone()).await {
-            Ok(h) => h.into_iter().collect(),
-            Err(e) => {
-                tracing::debug!("rooms without an origin not claimed: {e}");
-                continue;
-            }
-        };
-        for id in adopt.into_iter().filter(|id| !held.contains(id)) {
-            let store = app.store().clone();
-            let read = {
-                let id = id.clone();
-                tokio::task::spawn_blocking(move || store.get(&id)).await
-            };
-            let record = match read {
-                Ok(Ok(Some(r))) if r.info.state != RoomState::Ended => r,
-                Ok(Ok(Some(_))) => {
-                    // Ended where it ran: nothing to take over (its origin lets it go).
-                    if ended.len() >= ENDED_MAX {
-                        ended.clear();
+        adopt.truncate(ADOPT_MAX);
+        let mut now_empty = HashSet::new();
+        for id in adopt {
+            match adopt_one(&app, &cluster, &id).await {
+                Adopted::Ended { at } => {
+                    let keep = app.config().rooms.ended_keep.as_secs();
+                    let now = tribune_core::unix_micros() / 1_000_000;
+                    if at.is_some_and(|at| at.saturating_add(keep) <= now) {
+                        // Ended long ago where it ran, and its origin is gone: nobody else
+                        // would ever remove it.
+                        forget(&app, &id).await;
+                    } else {
+                        if ended.len() >= ENDED_MAX {
+                            ended.clear();
+                        }
+                        ended.insert(id);
                     }
-                    ended.insert(id);
-                    continue;
                 }
-                Ok(Ok(None)) => continue,
-                Ok(Err(e)) => {
-                    tracing::warn!(room = %id, "room without an origin not read: {e}");
-                    continue;
+                Adopted::NoRecord if empty.contains(&id) => forget(&app, &id).await,
+                Adopted::NoRecord => {
+                    now_empty.insert(id);
                 }
-                Err(_) => continue,
-            };
-            // Its lease is not renewed unless the room runs here: a failed restore lets it
-            // run out, for this or another origin to try again.
-            match app.restore(vec![record]).await {
-                Ok(_) => {
-                    app.metrics().rooms_taken_over.inc();
-                    tracing::warn!(room = %id, "room taken over: its origin stopped renewing it");
-                }
-                Err(e) => tracing::error!(room = %id, "room without an origin not taken over: {e}"),
+                Adopted::Yes | Adopted::No => {}
             }
         }
+        empty = now_empty;
+    }
+}
+
+/// What became of a room found without an origin.
+enum Adopted {
+    Yes,
+    No,
+    /// Its record says it ended (when).
+    Ended {
+        at: Option<u64>,
+    },
+    /// Listed, but no record is stored.
+    NoRecord,
+}
+
+/// Reads `id`'s record, claims it and restores it here. The claim comes just before the
+/// restore, so an edge the registry sends here finds the room at once.
+async fn adopt_one(app: &AppState, cluster: &super::cluster::Cluster, id: &RoomId) -> Adopted {
+    let store = app.store().clone();
+    let read = {
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || store.get(&id)).await
+    };
+    let record = match read {
+        Ok(Ok(Some(r))) if r.info.state != RoomState::Ended => r,
+        Ok(Ok(Some(r))) => {
+            return Adopted::Ended {
+                at: r.info.ended_at,
+            }
+        }
+        Ok(Ok(None)) => return Adopted::NoRecord,
+        Ok(Err(e)) => {
+            tracing::warn!(room = %id, "room without an origin not read: {e}");
+            return Adopted::No;
+        }
+        Err(_) => return Adopted::No,
+    };
+    match cluster.claim_now(vec![id.clone()]).await {
+        Ok(held) if held.is_empty() => {}
+        Ok(_) => return Adopted::No,
+        Err(e) => {
+            tracing::debug!(room = %id, "room without an origin not claimed: {e}");
+            return Adopted::No;
+        }
+    }
+    // Its lease is renewed only while the room runs here: a failed restore lets it run out,
+    // for this or another origin to try again.
+    match app.restore(vec![record]).await {
+        Ok(1) => {
+            app.metrics().rooms_taken_over.inc();
+            tracing::warn!(room = %id, "room taken over: its origin stopped renewing it");
+            Adopted::Yes
+        }
+        Ok(_) => Adopted::No,
+        Err(e) => {
+            tracing::error!(room = %id, "room without an origin not taken over: {e}");
+            Adopted::No
+        }
+    }
+}
+
+/// Takes a room nobody runs out of the store (record and index).
+async fn forget(app: &AppState, id: &RoomId) {
+    let (store, id) = (app.store().clone(), id.clone());
+    let gone = tokio::task::spawn_blocking(move || store.remove(&id)).await;
+    if let Ok(Err(e)) = gone {
+        tracing::debug!("stale room not removed from the store: {e}");
     }
 }
 

@@ -631,6 +631,11 @@ impl LiveRoom {
     pub async fn hand_over(&self) {
         self.persist.hand_over();
         self.retire();
+        // Speakers reconnect (1012) rather than talk into a room nobody hears any more.
+        self.seats.remove_all(&seats::Removal {
+            code: crate::close::RESTART,
+            reason: "this room moved to another origin; reconnect".into(),
+        });
         let _ = self.ingress.send(Ingress::End).await;
     }
 

@@ -140,6 +140,12 @@ impl LiveRoom {
                     p.saved.fetch_max(covers, Ordering::AcqRel);
                     return Ok(());
                 }
+                Err(e @ StoreError::Moved { .. }) => {
+                    // This origin's lease ran out and another took the room: it is theirs.
+                    tracing::error!(room = %self.id, "room not saved: {e}; letting it go");
+                    self.hand_over().await;
+                    return Err(ApiError::Misdirected(e.to_string()));
+                }
                 Err(StoreError::Conflict { stored: s, .. }) => {
                     // Someone else wrote this room (another process on the same store): the
                     // whole record is ours to write, so go on from their revision.

@@ -148,6 +148,13 @@ impl Seats {
         n
     }
 
+    /// Removes every seat, telling each `removal` (the room moved to another node).
+    pub fn remove_all(&self, removal: &Removal) {
+        for (_, e) in std::mem::take(&mut self.inner.lock().by_slot) {
+            e.removed.send_replace(Some(removal.clone()));
+        }
+    }
+
     /// Mixer slots of a participant.
     pub fn slots_of(&self, participant: ParticipantId) -> Vec<u64> {
         self.inner

@@ -5,9 +5,17 @@
 //! each new connection asks them (in order, each within the deadline) where `MASTER` is now
 //! and checks that the server there says it is a primary, so after a failover the next
 //! connection goes to the new primary. Configuration alone: no other setting changes.
+//!
+//! `redis+cluster://HOST:PORT[,HOST:PORT…]` speaks to a Redis Cluster through those seed
+//! nodes (redis-rs's cluster client, which follows `MOVED` and `ASK`). Every key a script
+//! touches shares one hash tag, so each script runs on one shard; batches over several rooms
+//! are sent one command at a time (the cluster client does not pipeline across shards). Each
+//! attempt has a third of the deadline, and at most two retries, so a call is still bounded.
+
+use std::time::Duration;
 
 use parking_lot::Mutex;
-use redis::{Connection, RedisError};
+use redis::{ConnectionLike, RedisError};
 use tribune_core::StoreError;
 
 use super::RedisConfig;
@@ -23,7 +31,16 @@ enum Target {
         /// The monitored primary's name.
         master: String,
     },
+    /// A Redis Cluster, through its seed nodes.
+    Cluster(redis::cluster::ClusterClient),
 }
+
+/// A connection of any target.
+type Connection = Box<dyn ConnectionLike + Send>;
+
+/// Retries of a cluster call (a redirection, a shard failing over); each attempt has a third
+/// of the deadline.
+const CLUSTER_RETRIES: u32 = 2;
 
 /// A connection to Redis (shared by the store and the registry).
 pub(crate) struct Conn {
@@ -61,22 +78,44 @@ impl Conn {
         let bad = |e: &dyn std::fmt::Display| {
             StoreError::Backend(format!("redis address {:?}: {e}", cfg.url))
         };
-        let target = match cfg.url.strip_prefix("redis+sentinel://") {
-            Some(rest) => {
-                let (hosts, master) = rest
-                    .split_once('/')
-                    .filter(|(h, m)| !h.is_empty() && !m.is_empty() && !m.contains('/'))
-                    .ok_or_else(|| bad(&"use redis+sentinel://HOST:PORT[,HOST:PORT]/MASTER"))?;
-                let sentinels = hosts
-                    .split(',')
-                    .map(|h| redis::Client::open(format!("redis://{h}")).map_err(|e| bad(&e)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Target::Sentinel {
-                    sentinels,
-                    master: master.to_owned(),
-                }
+        let target = if let Some(rest) = cfg.url.strip_prefix("redis+cluster://") {
+            let seeds: Vec<String> = rest
+                .trim_end_matches('/')
+                .split(',')
+                .filter(|h| !h.is_empty())
+                .map(|h| format!("redis://{h}"))
+                .collect();
+            if seeds.is_empty() || rest.trim_end_matches('/').contains('/') {
+                return Err(bad(&"use redis+cluster://HOST:PORT[,HOST:PORT]"));
             }
-            None => Target::Direct(redis::Client::open(cfg.url.as_str()).map_err(|e| bad(&e))?),
+            let attempt = (cfg.timeout / 3).max(Duration::from_millis(1));
+            let client = redis::cluster::ClusterClientBuilder::new(seeds)
+                .connection_timeout(attempt)
+                .response_timeout(attempt)
+                .retries(CLUSTER_RETRIES)
+                .min_retry_wait(10)
+                .max_retry_wait(100)
+                .build()
+                .map_err(|e| bad(&e))?;
+            Target::Cluster(client)
+        } else {
+            match cfg.url.strip_prefix("redis+sentinel://") {
+                Some(rest) => {
+                    let (hosts, master) = rest
+                        .split_once('/')
+                        .filter(|(h, m)| !h.is_empty() && !m.is_empty() && !m.contains('/'))
+                        .ok_or_else(|| bad(&"use redis+sentinel://HOST:PORT[,HOST:PORT]/MASTER"))?;
+                    let sentinels = hosts
+                        .split(',')
+                        .map(|h| redis::Client::open(format!("redis://{h}")).map_err(|e| bad(&e)))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Target::Sentinel {
+                        sentinels,
+                        master: master.to_owned(),
+                    }
+                }
+                None => Target::Direct(redis::Client::open(cfg.url.as_str()).map_err(|e| bad(&e))?),
+            }
         };
         Ok(Conn {
             target,
@@ -90,6 +129,12 @@ impl Conn {
         let (sentinels, master) = match &self.target {
             Target::Direct(c) => return Ok(c.clone()),
             Target::Sentinel { sentinels, master } => (sentinels, master),
+            Target::Cluster(_) => {
+                return Err(RedisError::from((
+                    redis::ErrorKind::Client,
+                    "a cluster has no one primary",
+                )))
+            }
         };
         let mut last = None;
         for s in sentinels {
@@ -126,7 +171,7 @@ impl Conn {
     }
 
     /// A connection to `client` whose every call has the deadline.
-    fn with_deadline(&self, client: &redis::Client) -> Result<Connection, RedisError> {
+    fn with_deadline(&self, client: &redis::Client) -> Result<redis::Connection, RedisError> {
         let conn = client.get_connection_with_timeout(self.cfg.timeout)?;
         conn.set_read_timeout(Some(self.cfg.timeout))?;
         conn.set_write_timeout(Some(self.cfg.timeout))?;
@@ -134,18 +179,17 @@ impl Conn {
     }
 
     fn connect(&self) -> Result<Connection, RedisError> {
-        let client = self.primary()?;
-        let conn = client.get_connection_with_timeout(self.cfg.timeout)?;
-        conn.set_read_timeout(Some(self.cfg.timeout))?;
-        conn.set_write_timeout(Some(self.cfg.timeout))?;
-        Ok(conn)
+        if let Target::Cluster(client) = &self.target {
+            return Ok(Box::new(client.get_connection()?));
+        }
+        Ok(Box::new(self.with_deadline(&self.primary()?)?))
     }
 
     /// Runs `op` on the connection, connecting first if needed. A connection that failed is
     /// dropped and `op` tried once more on a new one (for reads: they may be repeated).
     pub(crate) fn call<T>(
         &self,
-        op: impl Fn(&mut Connection) -> Result<T, RedisError>,
+        op: impl Fn(&mut dyn ConnectionLike) -> Result<T, RedisError>,
     ) -> Result<T, StoreError> {
         match self.call_once(&op) {
             Err(Failed::Broken(_)) => self.call_once(&op).map_err(|e| self.backend(e.into())),
@@ -156,14 +200,14 @@ impl Conn {
     /// Runs `op` once; a connection that failed is dropped (the next call makes a new one).
     pub(crate) fn call_once<T>(
         &self,
-        op: &impl Fn(&mut Connection) -> Result<T, RedisError>,
+        op: &impl Fn(&mut dyn ConnectionLike) -> Result<T, RedisError>,
     ) -> Result<T, Failed> {
         let mut slot = self.conn.lock();
         let conn = match slot.as_mut() {
             Some(c) => c,
             None => slot.insert(self.connect().map_err(Failed::Broken)?),
         };
-        op(conn).map_err(|e| {
+        op(conn.as_mut()).map_err(|e| {
             let broken = e.is_io_error()
                 || e.is_connection_dropped()
                 || e.is_connection_refusal()
@@ -178,13 +222,17 @@ impl Conn {
     }
 
     /// Runs `cmds` (each a read, or a write that may be repeated) and answers their replies in
-    /// order: one pipeline on one server. Keys of several hash slots are fine.
+    /// order: one pipeline on one server, one command at a time on a cluster (whose shards
+    /// each hold some of the keys).
     pub(crate) fn each<T: redis::FromRedisValue>(
         &self,
         cmds: &[redis::Cmd],
     ) -> Result<Vec<T>, StoreError> {
         if cmds.is_empty() {
             return Ok(Vec::new());
+        }
+        if matches!(self.target, Target::Cluster(_)) {
+            return self.call(|c| cmds.iter().map(|cmd| cmd.query(c)).collect());
         }
         self.call(|c| {
             let mut pipe = redis::pipe();

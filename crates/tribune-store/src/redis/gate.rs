@@ -131,7 +131,7 @@ impl RedisGate {
         let id = format!("{:016x}", rand_id());
         let fresh = (rand_id() >> 1).max(1).to_string();
         let connect_hold_ms = (u64::from(c.connect_hold_s) * 1000).min(ADMITTED_HOLD_MS);
-        let op_once = |conn: &mut redis::Connection| {
+        let op_once = |conn: &mut dyn redis::ConnectionLike| {
             self.script
                 .key(&gate)
                 .key(&held)

@@ -30,11 +30,19 @@ pub use registry::RedisRegistry;
 
 use crate::parse;
 use conn::{Conn, Failed};
-use redis::Connection;
 
 /// Compares the stored revision with the offered one (`ARGV[1]`) and writes the record
-/// (`ARGV[2]`) if it is the next. Returns -1 when written, else the stored revision.
+/// (`ARGV[2]`) if it is the next. Returns -1 when written, else the stored revision. With an
+/// owner (`ARGV[3]`, not empty) it first checks the room's origin lease (`KEYS[2]`, the same
+/// hash tag): -2 when another node holds it, so an origin that lost a room cannot overwrite the
+/// record of the origin that took it over (a fenced write).
 const PUT: &str = r#"
+if ARGV[3] ~= '' then
+  local holder = redis.call('GET', KEYS[2])
+  if holder and holder ~= ARGV[3] then
+    return -2
+  end
+end
 local stored = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
 local offered = tonumber(ARGV[1])
 if stored + 1 ~= offered then
@@ -77,6 +85,8 @@ impl RedisConfig {
 pub struct RedisStore {
     conn: Conn,
     put: redis::Script,
+    /// The node whose writes are fenced by rooms' origin leases (its URL), if any.
+    owner: Option<String>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -94,7 +104,23 @@ impl RedisStore {
         Ok(RedisStore {
             conn: Conn::open(cfg)?,
             put: redis::Script::new(PUT),
+            owner: None,
         })
+    }
+
+    /// The same store writing for the origin at `url`: a write to a room whose origin lease
+    /// names another node is refused ([`StoreError::Moved`]); a room with no lease (new, or
+    /// lost with a Redis restarted empty) is written.
+    pub fn fenced_by(self, url: &str) -> RedisStore {
+        RedisStore {
+            owner: Some(url.to_owned()),
+            ..self
+        }
+    }
+
+    /// The key naming a room's origin (written by the registry; beside the room's record).
+    pub(crate) fn origin_key(prefix: &str, room: &str) -> String {
+        format!("{prefix}:room:{{{room}}}:origin")
     }
 
     /// The key of a room's record.
@@ -176,11 +202,15 @@ impl RoomStore for RedisStore {
             self.conn
                 .call(|c| redis::cmd("SADD").arg(&index).arg(id).query::<()>(c))?;
         }
-        let write = |c: &mut Connection| {
+        let lease = Self::origin_key(&self.conn.cfg.prefix, record.id().as_str());
+        let owner = self.owner.as_deref().unwrap_or("");
+        let write = |c: &mut dyn redis::ConnectionLike| {
             self.put
                 .key(&key)
+                .key(&lease)
                 .arg(record.rev)
                 .arg(&json)
+                .arg(owner)
                 .invoke::<i64>(c)
         };
         let stored = match self.conn.call_once(&write) {
@@ -201,6 +231,14 @@ impl RoomStore for RedisStore {
             }
             Err(Failed::Refused(e)) => return Err(self.conn.backend(e)),
         };
+        if stored == -2 {
+            let holder: Option<String> =
+                self.conn.call(|c| redis::cmd("GET").arg(&lease).query(c))?;
+            return Err(StoreError::Moved {
+                room: record.id().clone(),
+                holder: holder.unwrap_or_default(),
+            });
+        }
         if stored >= 0 {
             return tribune_core::store::check_next(record.id(), stored as u64, record.rev);
         }

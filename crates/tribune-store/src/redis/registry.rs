@@ -78,7 +78,7 @@ impl RedisRegistry {
 
     /// Where a room's origin is named (the room's own hash tag, beside its record).
     fn origin_key(&self, room: &RoomId) -> String {
-        format!("{}:room:{{{room}}}:origin", self.conn.cfg.prefix)
+        super::RedisStore::origin_key(&self.conn.cfg.prefix, room.as_str())
     }
 
     /// The entries' hash and the leases' sorted set.
@@ -161,17 +161,11 @@ impl NodeRegistry for RedisRegistry {
 
     fn leave(&self, id: &str) -> Result<(), StoreError> {
         let (entries, leases) = self.keys();
-        self.conn.call(|c| {
-            redis::pipe()
-                .cmd("HDEL")
-                .arg(&entries)
-                .arg(id)
-                .ignore()
-                .cmd("ZREM")
-                .arg(&leases)
-                .arg(id)
-                .ignore()
-                .query::<()>(c)
-        })
+        let mut hdel = redis::cmd("HDEL");
+        hdel.arg(&entries).arg(id);
+        let mut zrem = redis::cmd("ZREM");
+        zrem.arg(&leases).arg(id);
+        self.conn.each::<()>(&[hdel, zrem])?;
+        Ok(())
     }
 }

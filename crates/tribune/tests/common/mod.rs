@@ -159,43 +159,6 @@ pub fn post_json_as(
     )
 }
 
-/// A `redis-server` of the test's own on a unix socket (Debian's package; the test script
-/// installs it): the process (killed on drop), its URL, and its directory.
-pub fn redis() -> (Proc, String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("redis.sock");
-    let child = Command::new("redis-server")
-        .args(["--port", "0", "--unixsocket"])
-        .arg(&socket)
-        .args([
-            "--unixsocketperm",
-            "700",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server is needed (scripts/test-all.sh installs it)");
-    let start = Instant::now();
-    while !socket.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "redis did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (
-        Proc(child),
-        format!("redis+unix://{}", socket.display()),
-        dir,
-    )
-}
-
 /// One gauge or counter from a node's `/metrics`.
 pub fn metric(addr: SocketAddr, name: &str) -> u64 {
     let (_, body) = http_get(addr, "/metrics");

@@ -28,6 +28,9 @@ const QUIET: Duration = Duration::from_millis(500);
 /// First wait before connecting again after a break; it doubles up to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+/// How long a pulled room waits for an origin to run it again (its origin died: the lease runs
+/// out, then another origin takes it over) before it ends here.
+const ORPHANED_MAX: Duration = Duration::from_secs(30);
 /// How long the last audio may take to come once the upstream said the room ended.
 const LAST_AUDIO: Duration = Duration::from_secs(2);
 
@@ -62,6 +65,7 @@ pub(in crate::room) async fn run(
         metrics: metrics.clone(),
         upstream,
         source,
+        broken_since: None,
         last_frame: None,
         flushed: true,
         idle_since: None,
@@ -90,6 +94,8 @@ struct PullTask {
     upstream: Upstream,
     /// Where the node to connect to again is asked for (a room's origin can move).
     source: Option<Arc<Source>>,
+    /// Since when the pull is broken (none while connected).
+    broken_since: Option<Instant>,
     program: Program,
     /// When the last frame came.
     last_frame: Option<Instant>,
@@ -154,6 +160,7 @@ impl PullTask {
                         let from = self.room.head();
                         match self.reopen(from).await {
                             Ok(pull) => {
+                                self.broken_since = None;
                                 self.metrics.pull_reconnects.inc();
                                 socket = Some(pull.socket);
                                 last_rx = Instant::now();
@@ -184,6 +191,7 @@ impl PullTask {
                     }
                     if socket.take().is_some() {
                         tracing::warn!(room = %self.room.id, "pull broken ({why}); connecting again");
+                        self.broken_since = Some(Instant::now());
                     }
                     retry_at = Instant::now() + retry;
                     retry = (retry * 2).min(RETRY_MAX);
@@ -197,18 +205,26 @@ impl PullTask {
     /// no origin holds the room (between the old one's lease and the new one's claim) the
     /// pull waits; the room ending is said on the relay itself.
     async fn reopen(&mut self, from: Seq) -> Result<Pull, PullError> {
-        if let Some(source) = &self.source {
-            match source.resolve(&self.room.id).await {
-                Ok(up) => self.upstream = up,
-                Err(PullError::NotFound) => {
-                    return Err(PullError::Unavailable(
-                        "no origin holds the room now".into(),
-                    ))
-                }
-                Err(e) => return Err(e),
+        let Some(source) = &self.source else {
+            return self.upstream.open(&self.room.id, Some(from)).await;
+        };
+        // Between its origin's death and another origin's takeover, nobody runs the room (the
+        // registry names nobody, or a node that does not run it yet): that is a wait, up to a
+        // bound, not the room's end.
+        let waiting = self
+            .broken_since
+            .is_some_and(|t| t.elapsed() < ORPHANED_MAX);
+        let orphaned = |e: PullError| match e {
+            PullError::NotFound if waiting => {
+                PullError::Unavailable("no origin runs the room now".into())
             }
-        }
-        self.upstream.open(&self.room.id, Some(from)).await
+            e => e,
+        };
+        self.upstream = source.resolve(&self.room.id).await.map_err(orphaned)?;
+        self.upstream
+            .open(&self.room.id, Some(from))
+            .await
+            .map_err(orphaned)
     }
 
     /// Every group gets what came (the upstream went quiet or away).
