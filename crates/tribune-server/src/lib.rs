@@ -124,6 +124,16 @@ fn router_with(app: AppState, joins: Arc<JoinLimiter>) -> Router {
         .route("/host/{id}", get(http::web::host_page))
         .route("/web/{*path}", get(http::web::asset))
         .fallback(http::rooms::not_found)
+        // Innermost: what an edge refuses as misdirected goes on to the room's origin, with
+        // the client's address (vouched for by a relay token) for the origin's limits.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            http::forward::misdirected_upstream,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            http::forward::forwarded_client,
+        ))
         .layer(axum::middleware::from_fn(
             http::same_origin::refuse_cross_site_writes,
         ))

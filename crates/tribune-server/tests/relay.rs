@@ -219,7 +219,7 @@ async fn expect_close_within(ws: &mut Ws, within: Duration) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_refuses_what_it_cannot_pull_and_lets_rooms_go() {
     let o = origin().await;
-    let (room, _) = create_room(&o.url()).await;
+    let (room, host) = create_room(&o.url()).await;
     let e = edge(&o.url(), Duration::from_secs(1)).await;
     let get = |path: String| {
         let url = format!("{}{path}", e.url());
@@ -247,7 +247,8 @@ async fn an_edge_refuses_what_it_cannot_pull_and_lets_rooms_go() {
     assert_eq!(get(format!("/api/rooms/{room}")).await.0, 200);
     assert_eq!(metric(&e.url(), "rooms_pulled").await, 1);
 
-    // Stage actions are the origin's.
+    // Stage actions are the origin's. A token the edge can check itself and refuses is
+    // refused there; a request it accepts is sent on, and the origin's answer is the client's.
     let (code, _) = common::call(
         reqwest::Method::POST,
         &format!("{}/api/rooms/{room}/end", e.url()),
@@ -255,7 +256,64 @@ async fn an_edge_refuses_what_it_cannot_pull_and_lets_rooms_go() {
         None,
     )
     .await;
-    assert!(code == 421 || code == 403 || code == 401, "{code}");
+    assert!(code == 401 || code == 403, "{code}");
+    assert_eq!(metric(&e.url(), "forwarded_total").await, 0);
+    let http = reqwest::Client::new();
+    let stage = format!("{}/api/rooms/{room}/speakers", e.url());
+    let minted = http
+        .post(&stage)
+        .bearer_auth(&host)
+        .json(&serde_json::json!({}))
+        .send();
+    assert_eq!(minted.await.unwrap().status(), 201);
+    assert_eq!(metric(&e.url(), "forwarded_total").await, 1);
+    // Too big: refused here, never sent on.
+    let big = http
+        .post(&stage)
+        .bearer_auth(&host)
+        .body(vec![b'{'; 32 << 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 413);
+    // Sent on too many times (a loop of misconfigured nodes): refused, not sent on again.
+    let looped = http
+        .post(&stage)
+        .bearer_auth(&host)
+        .header("x-tribune-hops", "8")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(looped.status(), 508);
+    // Junk in the hop count is no count.
+    let junk = http
+        .post(&stage)
+        .bearer_auth(&host)
+        .header("x-tribune-hops", "many")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(junk.status(), 201);
+    assert_eq!(metric(&e.url(), "forwarded_total").await, 2);
+    // A room nobody listens to on this edge: found upstream and sent on all the same.
+    let (quiet, quiet_host) = create_room(&o.url()).await;
+    let minted = http
+        .post(format!("{}/api/rooms/{quiet}/speakers", e.url()))
+        .bearer_auth(&quiet_host)
+        .json(&serde_json::json!({}))
+        .send();
+    assert_eq!(minted.await.unwrap().status(), 201);
+    assert_eq!(metric(&e.url(), "forwarded_total").await, 3);
+    // One the upstream does not have either: 404, not sent on.
+    let made_up = http
+        .post(format!("{}/api/rooms/abcdefghjk/speakers", e.url()))
+        .bearer_auth(&quiet_host)
+        .json(&serde_json::json!({}))
+        .send();
+    assert_eq!(made_up.await.unwrap().status(), 404);
+    assert_eq!(metric(&e.url(), "forwarded_total").await, 3);
 
     // The origin goes away: the room the edge holds stays; a room it has not pulled is
     // answered 503 with Retry-After, in about the pull timeout, never hung.
@@ -274,4 +332,21 @@ async fn an_edge_refuses_what_it_cannot_pull_and_lets_rooms_go() {
         "{:?}",
         started.elapsed()
     );
+    // A stage request for the room it holds: the origin does not answer, so 503 (with
+    // Retry-After) within the forward's deadline, counted.
+    let started = Instant::now();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/rooms/{room}/end", e.url()))
+        .bearer_auth(&host)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(metric(&e.url(), "forward_errors_total").await, 1);
 }

@@ -330,7 +330,8 @@ async fn two_edges_carry_a_room_from_its_origin() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // Stage actions belong to the origin.
+    // Stage actions belong to the origin: an edge sends them on, and the origin's answer is
+    // the client's (here a speaker's token, good for publishing on the origin).
     let (code, answer) = a
         .call(
             "POST",
@@ -339,7 +340,22 @@ async fn two_edges_carry_a_room_from_its_origin() {
             json!({"role": "speaker", "name": "S"}),
         )
         .await;
-    assert_eq!(code, 421, "{answer}");
+    assert_eq!(code, 201, "{answer}");
+    assert_eq!(
+        upgrade_status(
+            &format!("ws://{oa}/api/rooms/{room}/speak"),
+            answer["token"].as_str()
+        )
+        .await,
+        0,
+        "the speaker's token was refused by the origin"
+    );
+    assert!(common::metric(ea, "forwarded_total") >= 1);
+    // Publishing itself is not relayed: the origin's address is where media goes.
+    assert_eq!(
+        upgrade_status(&format!("ws://{ea}/api/rooms/{room}/speak"), Some(&host)).await,
+        421
+    );
 
     // A block on the origin: the listener on edge A is closed (4001) within 1 s, and its
     // ticket is refused on edge B.
@@ -1046,4 +1062,67 @@ async fn an_origin_moves_its_rooms_from_its_disk_into_redis_once() {
     // Once: the file is set aside, so a room later removed from Redis never comes back from it.
     assert!(!data.path().join("rooms.sqlite3").exists());
     assert!(data.path().join("rooms.sqlite3.imported").exists());
+}
+
+/// An `Api` whose requests leave from `ip` (one of loopback's many addresses).
+fn api_from(addr: SocketAddr, ip: [u8; 4]) -> Api {
+    Api {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap(),
+        base: format!("http://{addr}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_raises_through_an_edge_count_per_listener_address_at_the_origin() {
+    let (oa, ea) = (free_addr(), free_addr());
+    let _origin = origin(oa, None);
+    let _edge = edge(ea, oa);
+    let (room, _host) = create_room(&api(oa)).await;
+    // Listeners from one address ask to speak through the edge: the origin allows an address
+    // three at once (six a minute), so the fourth from it is refused, although it claims another
+    // address in the header edges use (it has no relay token to vouch for it).
+    let crowded = api_from(ea, [127, 0, 0, 2]);
+    for i in 0..4 {
+        let joined = join(&crowded, &room).await;
+        let ticket = joined["ticket"].as_str().unwrap().to_owned();
+        let mut ask = crowded
+            .http
+            .post(format!("http://{ea}/api/rooms/{room}/requests"))
+            .bearer_auth(&ticket)
+            .json(&json!({"name": format!("L{i}")}));
+        if i == 3 {
+            ask = ask.header("x-tribune-client", "127.0.0.9");
+        }
+        let status = ask.send().await.unwrap().status().as_u16();
+        assert_eq!(status, if i < 3 { 202 } else { 429 }, "ask {i}");
+    }
+    // A listener on the same edge from another address is not held back by them: the origin
+    // counts the client, not the edge all of them came through.
+    let other = api_from(ea, [127, 0, 0, 3]);
+    let joined = join(&other, &room).await;
+    let (code, answer) = other
+        .call(
+            "POST",
+            &format!("/api/rooms/{room}/requests"),
+            joined["ticket"].as_str(),
+            json!({"name": "other"}),
+        )
+        .await;
+    assert_eq!(code, 202, "{answer}");
+    assert_eq!(common::metric(ea, "forwarded_total"), 5);
+    // The listener's own view of its request, through the edge, is the origin's.
+    let (code, answer) = other
+        .call(
+            "GET",
+            &format!("/api/rooms/{room}/requests/me"),
+            joined["ticket"].as_str(),
+            json!({}),
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["state"], "pending");
 }

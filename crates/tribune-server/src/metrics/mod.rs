@@ -178,6 +178,10 @@ pub struct Metrics {
     pub rooms_taken_over: Counter,
     /// Rooms this origin let go because another origin took them over.
     pub rooms_handed_over: Counter,
+    /// Stage requests this edge sent on to the room's upstream.
+    pub forwarded: Counter,
+    /// Of those, the ones the upstream did not answer.
+    pub forward_errors: Counter,
     /// Rooms this node pulls from its upstream.
     pub rooms_pulled: Gauge,
     /// Pull connections made again after a break (the upstream went away or stalled).
@@ -539,6 +543,18 @@ impl Metrics {
             "counter",
             "Rooms this origin let go because another origin took them over.",
             self.rooms_handed_over.get(),
+        );
+        put(
+            "forwarded_total",
+            "counter",
+            "Stage requests this edge sent on to the room's upstream.",
+            self.forwarded.get(),
+        );
+        put(
+            "forward_errors_total",
+            "counter",
+            "Stage requests sent upstream that were not answered.",
+            self.forward_errors.get(),
         );
         put(
             "rooms_pulled",

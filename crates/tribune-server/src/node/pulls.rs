@@ -54,6 +54,11 @@ impl Pulls {
         }
     }
 
+    /// Where rooms are pulled from.
+    pub fn source(&self) -> &Source {
+        &self.upstream
+    }
+
     /// The room `room` pulled from upstream and started by `start`, or the one another
     /// request is pulling at the same time.
     pub async fn room(

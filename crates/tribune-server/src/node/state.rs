@@ -423,6 +423,15 @@ impl AppState {
             .collect()
     }
 
+    /// The node `room` is pulled from now (an edge's upstream, or the room's origin as the
+    /// registry names it); `None` on a node that pulls nothing.
+    pub async fn upstream_for(
+        &self,
+        room: &RoomId,
+    ) -> Option<Result<Upstream, crate::room::relay::PullError>> {
+        Some(self.inner.pulls.as_ref()?.source().resolve(room).await)
+    }
+
     /// Whether this node pulls rooms it does not carry from an upstream (an edge).
     pub fn pulls_rooms(&self) -> bool {
         self.inner.pulls.is_some()

@@ -104,6 +104,8 @@ pub async fn my_status(
     let room = app.room(&id)?;
     let listener = authenticate(&app, &room, bearer(&headers))?.listener()?;
     ensure_open(&room)?;
+    // Requests to speak are kept at the origin (an edge's mirror holds the lasting roster).
+    room.ensure_origin()?;
     let status = room.roster.lock().status(listener);
     ok(match status {
         ListenerStatus::None => json!({"state": "none"}),

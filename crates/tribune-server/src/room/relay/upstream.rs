@@ -154,6 +154,24 @@ impl Upstream {
         })
     }
 
+    /// A relay token for `room` (a minute long): proves to the node upstream that this one is
+    /// part of the cluster.
+    pub fn relay_token(&self, room: &RoomId) -> String {
+        self.keys.sign(&Claims {
+            kid: String::new(),
+            kind: TokenKind::Relay,
+            room: room.clone(),
+            role: Role::Listener,
+            sub: 0,
+            exp: unix_micros() / 1_000_000 + 60,
+        })
+    }
+
+    /// The node's HTTP base URL (`http://host:port`).
+    pub fn http_base(&self) -> String {
+        self.base.replacen("ws://", "http://", 1)
+    }
+
     /// Opens a pull of `room`, from sequence number `from` (its live edge if `None`).
     pub async fn open(&self, room: &RoomId, from: Option<Seq>) -> Result<Pull, PullError> {
         match tokio::time::timeout(self.timeout, self.connect(room, from)).await {
@@ -172,14 +190,7 @@ impl Upstream {
             url.push_str(&format!("?from={n}"));
         }
         let mut request = url.into_client_request().map_err(|e| unavailable(&e))?;
-        let token = self.keys.sign(&Claims {
-            kid: String::new(),
-            kind: TokenKind::Relay,
-            room: room.clone(),
-            role: Role::Listener,
-            sub: 0,
-            exp: unix_micros() / 1_000_000 + 60,
-        });
+        let token = self.relay_token(room);
         let auth = format!("Bearer {token}")
             .parse()
             .map_err(|e| unavailable(&e))?;

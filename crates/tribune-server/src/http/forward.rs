@@ -1,0 +1,234 @@
+//! Stage requests that reach an edge. An edge relays a room's program and mirrors its roster;
+//! the stage, moderation, recording and the room's end belong to the room's origin. A request
+//! an edge's handlers refuse as misdirected (`421`) is sent on to the node the edge pulls the
+//! room from (its `--upstream`, or the room's origin as the registry names it), and that node's
+//! answer is the client's: a host's page or a listener's hand raise works through any node.
+//!
+//! The client's address travels with it, vouched for by a relay token for that room (signed
+//! with the cluster's secret): the origin's per-address limits count the client, not the edge,
+//! so one listener cannot use up what every listener on its edge shares. The header is ignored
+//! without a valid token, so a client cannot claim another address.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tribune_core::{unix_micros, RoomId, TokenKind};
+
+use crate::error::ApiError;
+use crate::net::limits::JoinLimiter;
+use crate::node::state::AppState;
+
+/// The client's address, on a request one cluster node forwards to another.
+pub const CLIENT_HEADER: &str = "x-tribune-client";
+/// The relay token vouching for [`CLIENT_HEADER`].
+pub const RELAY_HEADER: &str = "x-tribune-relay";
+/// How many nodes a request has been sent on through (a tree of edges forwards it once per
+/// tier); past [`MAX_HOPS`] it is refused, so nodes misconfigured into a loop stop at once.
+pub const HOPS_HEADER: &str = "x-tribune-hops";
+/// Most forwards of one request.
+const MAX_HOPS: u32 = 8;
+/// Longest wait for the node upstream to answer a forwarded request.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest answer passed back (stage answers are small JSON).
+const MAX_ANSWER: usize = 1 << 20;
+/// Headers of the client's request sent on, and of the answer passed back.
+const SENT_ON: [header::HeaderName; 3] =
+    [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
+const PASSED_BACK: [header::HeaderName; 3] = [
+    header::CONTENT_TYPE,
+    header::RETRY_AFTER,
+    header::CACHE_CONTROL,
+];
+
+/// The room a `/api/rooms/{id}/…` path names.
+fn room_of(path: &str) -> Option<RoomId> {
+    let rest = path.strip_prefix("/api/rooms/")?;
+    RoomId::parse(rest.split('/').next()?)
+}
+
+/// On an edge: runs the request here, and sends it on upstream if it was misdirected.
+pub async fn misdirected_upstream(
+    State(app): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let forwardable = app.pulls_rooms()
+        && !req.headers().contains_key(header::UPGRADE)
+        // A publisher's media goes to the origin's own UDP port: WHIP is not relayed.
+        && !req.uri().path().contains("/whip")
+        && room_of(req.uri().path()).is_some();
+    if !forwardable {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    // Read once, so it can be sent again (the body deadline and size limit still apply).
+    let body = match axum::body::to_bytes(body, app.config().max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) if crate::error::is_body_timeout(&e) => {
+            return (StatusCode::REQUEST_TIMEOUT, "request body too slow").into_response()
+        }
+        Err(_) => return ApiError::TooLarge.into_response(),
+    };
+    let Some(room) = room_of(parts.uri.path()) else {
+        return next.run(Request::from_parts(parts, Body::from(body))).await;
+    };
+    let carried = app.room(room.as_str()).is_ok();
+    let here = next
+        .run(Request::from_parts(parts.clone(), Body::from(body.clone())))
+        .await;
+    let send_on = match here.status() {
+        StatusCode::MISDIRECTED_REQUEST => true,
+        // A room this edge does not carry (nobody listens to it here): sent on if the upstream
+        // has it, which pulling it finds out (rooms the upstream lacks are remembered a
+        // moment, so a scan of made-up ids costs the upstream little).
+        StatusCode::NOT_FOUND if !carried => app.room_or_pull(room.as_str()).await.is_ok(),
+        _ => false,
+    };
+    if !send_on {
+        return here;
+    }
+    let hops: u32 = parts
+        .headers
+        .get(HOPS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if hops >= MAX_HOPS {
+        return (
+            StatusCode::LOOP_DETECTED,
+            axum::Json(serde_json::json!({
+                "error": "loop_detected",
+                "message": "sent on through too many nodes: check the cluster's --upstream settings",
+            })),
+        )
+            .into_response();
+    }
+    let upstream = match app.upstream_for(&room).await {
+        Some(Ok(u)) => u,
+        Some(Err(e)) => return ApiError::from(e).into_response(),
+        None => return here,
+    };
+    let client = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .map(|peer| match parts.extensions.get::<Arc<JoinLimiter>>() {
+            Some(l) => l.client_ip(peer, &parts.headers),
+            None => peer,
+        });
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    let mut out = http_client()
+        .request(
+            parts.method.clone(),
+            format!("{}{path}", upstream.http_base()),
+        )
+        .header(RELAY_HEADER, upstream.relay_token(&room))
+        .header(HOPS_HEADER, hops + 1)
+        .body(body);
+    for name in SENT_ON {
+        if let Some(v) = parts.headers.get(&name) {
+            out = out.header(name, v.clone());
+        }
+    }
+    if let Some(ip) = client {
+        out = out.header(CLIENT_HEADER, ip.to_string());
+    }
+    app.metrics().forwarded.inc();
+    match answer(out).await {
+        Ok(r) => r,
+        Err(why) => {
+            app.metrics().forward_errors.inc();
+            tracing::warn!(room = %room, "stage request not forwarded upstream: {why}");
+            ApiError::UpstreamUnavailable(format!("the room's origin did not answer: {why}"))
+                .into_response()
+        }
+    }
+}
+
+/// Sends `out` and turns the answer into this node's response (bounded in time and size).
+async fn answer(out: reqwest::RequestBuilder) -> Result<Response, String> {
+    let mut got = out.send().await.map_err(|e| e.to_string())?;
+    let status = StatusCode::from_u16(got.status().as_u16()).map_err(|e| e.to_string())?;
+    let mut headers = HeaderMap::new();
+    for name in PASSED_BACK {
+        if let Some(v) = got.headers().get(name.as_str()) {
+            if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
+                headers.insert(name, v);
+            }
+        }
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = got.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err("answer too large".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, headers, body).into_response())
+}
+
+/// The HTTP client forwarded requests go out on (kept connections, no redirects).
+fn http_client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(FORWARD_TIMEOUT)
+            .connect_timeout(FORWARD_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+/// On any node: a request forwarded by another node of the cluster counts as its client's
+/// (the address in [`CLIENT_HEADER`], when [`RELAY_HEADER`] holds a valid relay token for the
+/// room in the path). Both headers are taken out either way.
+pub async fn forwarded_client(
+    State(app): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let claimed = req.headers_mut().remove(CLIENT_HEADER);
+    let token = req.headers_mut().remove(RELAY_HEADER);
+    if let (Some(claimed), Some(token)) = (claimed, token) {
+        let vouched = room_of(req.uri().path()).is_some_and(|room| {
+            token.to_str().is_ok_and(|t| {
+                app.keys()
+                    .verify_for(t, TokenKind::Relay, &room, unix_micros() / 1_000_000)
+                    .is_ok()
+            })
+        });
+        let ip = claimed.to_str().ok().and_then(|s| s.parse::<IpAddr>().ok());
+        if let (true, Some(ip)) = (vouched, ip) {
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::new(ip, 0)));
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::room_of;
+
+    #[test]
+    fn only_room_paths_name_a_room() {
+        assert_eq!(
+            room_of("/api/rooms/abcdefghjk/requests").map(|r| r.to_string()),
+            Some("abcdefghjk".into())
+        );
+        assert!(room_of("/api/rooms").is_none());
+        assert!(room_of("/api/rooms/").is_none());
+        assert!(room_of("/api/rooms/not-a-room/end").is_none());
+        assert!(room_of("/hls/abcdefghjk/live.m3u8").is_none());
+    }
+}
