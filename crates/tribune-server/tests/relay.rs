@@ -259,17 +259,22 @@ async fn an_edge_refuses_what_it_cannot_pull_and_lets_rooms_go() {
     assert!(code == 401 || code == 403, "{code}");
     assert_eq!(metric(&e.url(), "forwarded_total").await, 0);
     let http = reqwest::Client::new();
-    let stage = format!("{}/api/rooms/{room}/speakers", e.url());
-    let minted = http
-        .post(&stage)
-        .bearer_auth(&host)
-        .json(&serde_json::json!({}))
-        .send();
-    assert_eq!(minted.await.unwrap().status(), 201);
+    // Mints a speaker through the edge: `POST /api/rooms/{room}/speakers` with `hops`.
+    let mint = |room: String, token: String, hops: Option<&'static str>| {
+        let mut req = http
+            .post(format!("{}/api/rooms/{room}/speakers", e.url()))
+            .bearer_auth(token)
+            .json(&serde_json::json!({}));
+        if let Some(h) = hops {
+            req = req.header("x-tribune-hops", h);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(mint(room.clone(), host.clone(), None).await, 201);
     assert_eq!(metric(&e.url(), "forwarded_total").await, 1);
     // Too big: refused here, never sent on.
     let big = http
-        .post(&stage)
+        .post(format!("{}/api/rooms/{room}/speakers", e.url()))
         .bearer_auth(&host)
         .body(vec![b'{'; 32 << 10])
         .send()
@@ -277,42 +282,16 @@ async fn an_edge_refuses_what_it_cannot_pull_and_lets_rooms_go() {
         .unwrap();
     assert_eq!(big.status(), 413);
     // Sent on too many times (a loop of misconfigured nodes): refused, not sent on again.
-    let looped = http
-        .post(&stage)
-        .bearer_auth(&host)
-        .header("x-tribune-hops", "8")
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(looped.status(), 508);
+    assert_eq!(mint(room.clone(), host.clone(), Some("8")).await, 508);
     // Junk in the hop count is no count.
-    let junk = http
-        .post(&stage)
-        .bearer_auth(&host)
-        .header("x-tribune-hops", "many")
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(junk.status(), 201);
+    assert_eq!(mint(room.clone(), host.clone(), Some("many")).await, 201);
     assert_eq!(metric(&e.url(), "forwarded_total").await, 2);
     // A room nobody listens to on this edge: found upstream and sent on all the same.
     let (quiet, quiet_host) = create_room(&o.url()).await;
-    let minted = http
-        .post(format!("{}/api/rooms/{quiet}/speakers", e.url()))
-        .bearer_auth(&quiet_host)
-        .json(&serde_json::json!({}))
-        .send();
-    assert_eq!(minted.await.unwrap().status(), 201);
+    assert_eq!(mint(quiet, quiet_host.clone(), None).await, 201);
     assert_eq!(metric(&e.url(), "forwarded_total").await, 3);
     // One the upstream does not have either: 404, not sent on.
-    let made_up = http
-        .post(format!("{}/api/rooms/abcdefghjk/speakers", e.url()))
-        .bearer_auth(&quiet_host)
-        .json(&serde_json::json!({}))
-        .send();
-    assert_eq!(made_up.await.unwrap().status(), 404);
+    assert_eq!(mint("abcdefghjk".into(), quiet_host, None).await, 404);
     assert_eq!(metric(&e.url(), "forwarded_total").await, 3);
 
     // The origin goes away: the room the edge holds stays; a room it has not pulled is
