@@ -293,6 +293,18 @@ async fn an_edge_refuses_what_it_cannot_pull_and_lets_rooms_go() {
     // One the upstream does not have either: 404, not sent on.
     assert_eq!(mint("abcdefghjk".into(), quiet_host, None).await, 404);
     assert_eq!(metric(&e.url(), "forwarded_total").await, 3);
+    // A path that names a room and then climbs out of it (sent raw: a client library would
+    // rewrite it): not a stage route, never sent on, so the edge cannot be made to fetch
+    // another route of its upstream (its metrics here).
+    let (climb, _) = create_room(&o.url()).await;
+    let (code, answer) =
+        common::raw_get(e.addr, &format!("/api/rooms/{climb}/end/../../../metrics")).await;
+    assert_ne!(code, 200, "{answer}");
+    assert!(!answer.contains("tribune_rooms_pulled"), "{answer}");
+    let (code, _) =
+        common::raw_get(e.addr, &format!("/api/rooms/{climb}/requests/%2e%2e/me")).await;
+    assert_ne!(code, 200);
+    assert_eq!(metric(&e.url(), "forwarded_total").await, 3);
 
     // The origin goes away: the room the edge holds stays; a room it has not pulled is
     // answered 503 with Retry-After, in about the pull timeout, never hung.

@@ -37,13 +37,37 @@ const MAX_HOPS: u32 = 8;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest answer passed back (stage answers are small JSON).
 const MAX_ANSWER: usize = 1 << 20;
-/// Headers of the client's request sent on, and of the answer passed back.
+/// Most requests being sent on at once (past that: `503`, so a flood costs the upstream little).
+const MAX_IN_FLIGHT: usize = 64;
+/// Headers of the client's request sent on.
 const SENT_ON: [header::HeaderName; 3] =
     [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
-const PASSED_BACK: [header::HeaderName; 3] = [
-    header::CONTENT_TYPE,
-    header::RETRY_AFTER,
-    header::CACHE_CONTROL,
+/// Headers of an answer that belong to one connection, not passed back.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+/// The stage's routes under `/api/rooms/{id}/`: the only requests sent on (what a room's
+/// origin decides, with small JSON answers). Publishing, playing, listening, recordings'
+/// files and anything else are not.
+const STAGE: [&str; 10] = [
+    "end",
+    "speakers",
+    "stage",
+    "requests",
+    "invites",
+    "participants",
+    "listeners",
+    "blocks",
+    "recording",
+    "clips",
 ];
 
 /// The room a `/api/rooms/{id}/…` path names.
@@ -52,20 +76,37 @@ fn room_of(path: &str) -> Option<RoomId> {
     RoomId::parse(rest.split('/').next()?)
 }
 
+/// The room of a stage request that may be sent on: a path of the stage's routes, each part
+/// plain (letters, digits, `-`, `_`: no dot segment or escape a URL library would rewrite into
+/// another path), `recording` and `clips` without a file.
+fn stage_room(path: &str) -> Option<RoomId> {
+    let room = room_of(path)?;
+    let tail: Vec<&str> = path
+        .strip_prefix("/api/rooms/")?
+        .split('/')
+        .skip(1)
+        .collect();
+    let plain = |p: &&str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let first = *tail.first()?;
+    let whole = matches!(first, "recording" | "clips");
+    let ok = STAGE.contains(&first) && tail.iter().all(plain) && !(whole && tail.len() > 1);
+    ok.then_some(room)
+}
+
 /// On an edge: runs the request here, and sends it on upstream if it was misdirected.
 pub async fn misdirected_upstream(
     State(app): State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
-    let forwardable = app.pulls_rooms()
-        && !req.headers().contains_key(header::UPGRADE)
-        // A publisher's media goes to the origin's own UDP port: WHIP is not relayed.
-        && !req.uri().path().contains("/whip")
-        && room_of(req.uri().path()).is_some();
-    if !forwardable {
-        return next.run(req).await;
-    }
+    let room = match stage_room(req.uri().path()) {
+        Some(room) if app.pulls_rooms() && !req.headers().contains_key(header::UPGRADE) => room,
+        _ => return next.run(req).await,
+    };
     let (parts, body) = req.into_parts();
     // Read once, so it can be sent again (the body deadline and size limit still apply).
     let body = match axum::body::to_bytes(body, app.config().max_body_bytes).await {
@@ -73,10 +114,10 @@ pub async fn misdirected_upstream(
         Err(e) if crate::error::is_body_timeout(&e) => {
             return (StatusCode::REQUEST_TIMEOUT, "request body too slow").into_response()
         }
-        Err(_) => return ApiError::TooLarge.into_response(),
-    };
-    let Some(room) = room_of(parts.uri.path()) else {
-        return next.run(Request::from_parts(parts, Body::from(body))).await;
+        Err(e) if e.to_string().contains("length limit") => {
+            return ApiError::TooLarge.into_response()
+        }
+        Err(_) => return ApiError::BadRequest("request body unreadable".into()).into_response(),
     };
     let carried = app.room(room.as_str()).is_ok();
     let here = next
@@ -109,6 +150,14 @@ pub async fn misdirected_upstream(
         )
             .into_response();
     }
+    let Ok(_slot) = in_flight().try_acquire() else {
+        app.metrics().forward_errors.inc();
+        return ApiError::UpstreamUnavailable("too many stage requests being sent on".into())
+            .into_response();
+    };
+    let Some(http) = http_client() else {
+        return ApiError::Internal.into_response();
+    };
     let upstream = match app.upstream_for(&room).await {
         Some(Ok(u)) => u,
         Some(Err(e)) => return ApiError::from(e).into_response(),
@@ -126,7 +175,7 @@ pub async fn misdirected_upstream(
         .uri
         .path_and_query()
         .map_or(parts.uri.path(), |p| p.as_str());
-    let mut out = http_client()
+    let mut out = http
         .request(
             parts.method.clone(),
             format!("{}{path}", upstream.http_base()),
@@ -159,11 +208,15 @@ async fn answer(out: reqwest::RequestBuilder) -> Result<Response, String> {
     let mut got = out.send().await.map_err(|e| e.to_string())?;
     let status = StatusCode::from_u16(got.status().as_u16()).map_err(|e| e.to_string())?;
     let mut headers = HeaderMap::new();
-    for name in PASSED_BACK {
-        if let Some(v) = got.headers().get(name.as_str()) {
-            if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
-                headers.insert(name, v);
-            }
+    for (name, v) in got.headers() {
+        if HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        if let (Ok(name), Ok(v)) = (
+            header::HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(v.as_bytes()),
+        ) {
+            headers.append(name, v);
         }
     }
     let mut body = Vec::new();
@@ -176,17 +229,28 @@ async fn answer(out: reqwest::RequestBuilder) -> Result<Response, String> {
     Ok((status, headers, body).into_response())
 }
 
-/// The HTTP client forwarded requests go out on (kept connections, no redirects).
-fn http_client() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .timeout(FORWARD_TIMEOUT)
-            .connect_timeout(FORWARD_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default()
-    })
+/// The HTTP client forwarded requests go out on (kept connections, no redirects, no proxy
+/// from the environment: relay tokens go to the upstream and nowhere else).
+fn http_client() -> Option<&'static reqwest::Client> {
+    static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(FORWARD_TIMEOUT)
+                .connect_timeout(FORWARD_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .map_err(|e| tracing::error!("no HTTP client for stage requests: {e}"))
+                .ok()
+        })
+        .as_ref()
+}
+
+/// The requests being sent on now.
+fn in_flight() -> &'static tokio::sync::Semaphore {
+    static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_IN_FLIGHT);
+    &SLOTS
 }
 
 /// On any node: a request forwarded by another node of the cluster counts as its client's
@@ -218,7 +282,43 @@ pub async fn forwarded_client(
 
 #[cfg(test)]
 mod tests {
-    use super::room_of;
+    use super::{room_of, stage_room};
+
+    #[test]
+    fn only_the_stage_routes_are_sent_on() {
+        let sent = |p: &str| stage_room(p).is_some();
+        assert!(sent("/api/rooms/abcdefghjk/end"));
+        assert!(sent("/api/rooms/abcdefghjk/requests/me"));
+        assert!(sent("/api/rooms/abcdefghjk/participants/1234/mute"));
+        assert!(sent("/api/rooms/abcdefghjk/recording"));
+        assert!(sent("/api/rooms/abcdefghjk/clips"));
+        // Not the stage: joins, listening, publishing, playing, files.
+        for p in [
+            "/api/rooms/abcdefghjk/join",
+            "/api/rooms/abcdefghjk/listen",
+            "/api/rooms/abcdefghjk/speak",
+            "/api/rooms/abcdefghjk/whip",
+            "/api/rooms/abcdefghjk/whep",
+            "/api/rooms/abcdefghjk/recording.m4a",
+            "/api/rooms/abcdefghjk/clips/a.m4a",
+            "/api/rooms/abcdefghjk/recording/x",
+            "/api/rooms/abcdefghjk",
+            "/api/rooms",
+            "/metrics",
+        ] {
+            assert!(!sent(p), "{p}");
+        }
+        // No path a URL library would rewrite into another one.
+        for p in [
+            "/api/rooms/abcdefghjk/end/../../../metrics",
+            "/api/rooms/abcdefghjk/requests/%2e%2e/x",
+            "/api/rooms/abcdefghjk/requests/./me",
+            "/api/rooms/abcdefghjk/requests//me",
+            "/api/rooms/abcdefghjk/end/",
+        ] {
+            assert!(!sent(p), "{p}");
+        }
+    }
 
     #[test]
     fn only_room_paths_name_a_room() {

@@ -7,12 +7,12 @@
 //! connection goes to the new primary. Configuration alone: no other setting changes.
 //!
 //! `redis+cluster://HOST:PORT[,HOST:PORT…]` speaks to a Redis Cluster through those seed
-//! nodes (redis-rs's cluster client, which follows `MOVED` and `ASK`). Every key a script
-//! touches shares one hash tag, so each script runs on one shard; batches over several rooms
-//! are sent one command at a time (the cluster client does not pipeline across shards). Each
-//! attempt has a third of the deadline, and at most two retries, so a call is still bounded.
-
-use std::time::Duration;
+//! nodes (redis-rs's cluster client, which learns the slots and follows them). Every key a
+//! script touches shares one hash tag, so each script runs on one shard; batches over several
+//! rooms go as a cluster pipeline (one per shard). The client retries nothing itself: a script
+//! that timed out may have run, and a decision or a write must not run twice; a connection that
+//! failed is made again by the next call, which learns the slots afresh. Each connect, read and
+//! write has the deadline.
 
 use parking_lot::Mutex;
 use redis::{ConnectionLike, RedisError};
@@ -36,11 +36,21 @@ enum Target {
 }
 
 /// A connection of any target.
-type Connection = Box<dyn ConnectionLike + Send>;
+enum Connection {
+    /// To one server.
+    One(redis::Connection),
+    /// To a cluster's shards (boxed: it is several times the size of one connection).
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
 
-/// Retries of a cluster call (a redirection, a shard failing over); each attempt has a third
-/// of the deadline.
-const CLUSTER_RETRIES: u32 = 2;
+impl Connection {
+    fn as_dyn(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Connection::One(c) => c,
+            Connection::Cluster(c) => c.as_mut(),
+        }
+    }
+}
 
 /// A connection to Redis (shared by the store and the registry).
 pub(crate) struct Conn {
@@ -88,13 +98,15 @@ impl Conn {
             if seeds.is_empty() || rest.trim_end_matches('/').contains('/') {
                 return Err(bad(&"use redis+cluster://HOST:PORT[,HOST:PORT]"));
             }
-            let attempt = (cfg.timeout / 3).max(Duration::from_millis(1));
+            if cfg.wait_replicas > 0 {
+                return Err(bad(
+                    &"waiting for replicas (WAIT) is per shard: not with a cluster",
+                ));
+            }
             let client = redis::cluster::ClusterClientBuilder::new(seeds)
-                .connection_timeout(attempt)
-                .response_timeout(attempt)
-                .retries(CLUSTER_RETRIES)
-                .min_retry_wait(10)
-                .max_retry_wait(100)
+                .connection_timeout(cfg.timeout)
+                .response_timeout(cfg.timeout)
+                .retries(0)
                 .build()
                 .map_err(|e| bad(&e))?;
             Target::Cluster(client)
@@ -180,9 +192,12 @@ impl Conn {
 
     fn connect(&self) -> Result<Connection, RedisError> {
         if let Target::Cluster(client) = &self.target {
-            return Ok(Box::new(client.get_connection()?));
+            let conn = client.get_connection()?;
+            conn.set_read_timeout(Some(self.cfg.timeout))?;
+            conn.set_write_timeout(Some(self.cfg.timeout))?;
+            return Ok(Connection::Cluster(Box::new(conn)));
         }
-        Ok(Box::new(self.with_deadline(&self.primary()?)?))
+        Ok(Connection::One(self.with_deadline(&self.primary()?)?))
     }
 
     /// Runs `op` on the connection, connecting first if needed. A connection that failed is
@@ -202,12 +217,21 @@ impl Conn {
         &self,
         op: &impl Fn(&mut dyn ConnectionLike) -> Result<T, RedisError>,
     ) -> Result<T, Failed> {
+        self.on_link(&|link: &mut Connection| op(link.as_dyn()))
+    }
+
+    /// Runs `op` once on the connection itself (connecting first if needed); a connection that
+    /// failed is dropped.
+    fn on_link<T>(
+        &self,
+        op: &impl Fn(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, Failed> {
         let mut slot = self.conn.lock();
         let conn = match slot.as_mut() {
             Some(c) => c,
             None => slot.insert(self.connect().map_err(Failed::Broken)?),
         };
-        op(conn.as_mut()).map_err(|e| {
+        op(conn).map_err(|e| {
             let broken = e.is_io_error()
                 || e.is_connection_dropped()
                 || e.is_connection_refusal()
@@ -222,8 +246,7 @@ impl Conn {
     }
 
     /// Runs `cmds` (each a read, or a write that may be repeated) and answers their replies in
-    /// order: one pipeline on one server, one command at a time on a cluster (whose shards
-    /// each hold some of the keys).
+    /// order: one pipeline on one server, a cluster pipeline (one per shard) on a cluster.
     pub(crate) fn each<T: redis::FromRedisValue>(
         &self,
         cmds: &[redis::Cmd],
@@ -231,16 +254,26 @@ impl Conn {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
-        if matches!(self.target, Target::Cluster(_)) {
-            return self.call(|c| cmds.iter().map(|cmd| cmd.query(c)).collect());
-        }
-        self.call(|c| {
-            let mut pipe = redis::pipe();
-            for cmd in cmds {
-                pipe.add_command(cmd.clone());
+        let op = |link: &mut Connection| match link {
+            Connection::One(c) => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd.clone());
+                }
+                pipe.query(c)
             }
-            pipe.query(c)
-        })
+            Connection::Cluster(c) => {
+                let mut pipe = redis::cluster::cluster_pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd.clone());
+                }
+                pipe.query(c.as_mut())
+            }
+        };
+        match self.on_link(&op) {
+            Err(Failed::Broken(_)) => self.on_link(&op).map_err(|e| self.backend(e.into())),
+            other => other.map_err(|e| self.backend(e.into())),
+        }
     }
 
     /// A failed call as a store error naming the deployment.
