@@ -831,8 +831,10 @@ async fn an_edge_finds_each_rooms_origin_in_the_registry() {
     let a = api(ea);
     let stop = Arc::new(AtomicBool::new(false));
     let mut heard = Vec::new();
+    let mut rooms = Vec::new();
     for origin in [o1, o2] {
         let (room, host) = create_room(&api(origin)).await;
+        rooms.push((room.clone(), host.clone()));
         tokio::spawn(speaker(
             format!("ws://{origin}/api/rooms/{room}/speak?token={host}"),
             stop.clone(),
@@ -859,8 +861,33 @@ async fn an_edge_finds_each_rooms_origin_in_the_registry() {
         assert_eq!(lost(&h.seqs), 0);
         assert!((tone_hz(&h.pcm) - 440.0).abs() <= 10.0);
     }
-    // A room no origin runs: 404 from the edge, not a hang.
+    // A join asked of the origin that does not run the room is sent on to the one that does:
+    // any node answers a join. So is a stage request (a speaker minted there).
+    let (first_room, first_host) = rooms[0].clone();
+    let other = api(o2);
+    let joined = join(&other, &first_room).await;
+    assert!(
+        joined["listen_url"]
+            .as_str()
+            .is_some_and(|u| u.contains(&first_room)),
+        "{joined}"
+    );
+    let (code, minted) = other
+        .call(
+            "POST",
+            &format!("/api/rooms/{first_room}/speakers"),
+            Some(&first_host),
+            json!({}),
+        )
+        .await;
+    assert_eq!(code, 201, "{minted}");
+    assert!(common::metric(o2, "forwarded_total") >= 2);
+    // A room no origin runs: 404 from the edge and from an origin, not a hang.
     let (code, _) = a
+        .call("POST", "/api/rooms/abcdefghjk/join", None, json!({}))
+        .await;
+    assert_eq!(code, 404);
+    let (code, _) = other
         .call("POST", "/api/rooms/abcdefghjk/join", None, json!({}))
         .await;
     assert_eq!(code, 404);

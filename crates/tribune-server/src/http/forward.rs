@@ -54,10 +54,12 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
     "content-length",
 ];
-/// The stage's routes under `/api/rooms/{id}/`: the only requests sent on (what a room's
-/// origin decides, with small JSON answers). Publishing, playing, listening, recordings'
-/// files and anything else are not.
-const STAGE: [&str; 10] = [
+/// The routes under `/api/rooms/{id}/` whose requests may be sent on: the stage's (what a
+/// room's origin decides, with small JSON answers), and joins (an origin asked for a room that
+/// another origin runs). Publishing, playing, listening, recordings' files and anything else
+/// are not.
+const STAGE: [&str; 11] = [
+    "join",
     "end",
     "speakers",
     "stage",
@@ -104,7 +106,7 @@ pub async fn misdirected_upstream(
     next: Next,
 ) -> Response {
     let room = match stage_room(req.uri().path()) {
-        Some(room) if app.pulls_rooms() && !req.headers().contains_key(header::UPGRADE) => room,
+        Some(room) if app.sends_on() && !req.headers().contains_key(header::UPGRADE) => room,
         _ => return next.run(req).await,
     };
     let (parts, body) = req.into_parts();
@@ -128,7 +130,11 @@ pub async fn misdirected_upstream(
         // A room this edge does not carry (nobody listens to it here): sent on if the upstream
         // has it, which pulling it finds out (rooms the upstream lacks are remembered a
         // moment, so a scan of made-up ids costs the upstream little).
-        StatusCode::NOT_FOUND if !carried => app.room_or_pull(room.as_str()).await.is_ok(),
+        StatusCode::NOT_FOUND if !carried && app.pulls_rooms() => {
+            app.room_or_pull(room.as_str()).await.is_ok()
+        }
+        // An origin asked about a room another origin runs: sent on to that one.
+        StatusCode::NOT_FOUND if !carried => true,
         _ => false,
     };
     if !send_on {
@@ -160,8 +166,9 @@ pub async fn misdirected_upstream(
     };
     let upstream = match app.upstream_for(&room).await {
         Some(Ok(u)) => u,
+        // No node runs the room: this node's own answer stands.
+        Some(Err(crate::room::relay::PullError::NotFound)) | None => return here,
         Some(Err(e)) => return ApiError::from(e).into_response(),
-        None => return here,
     };
     let client = parts
         .extensions

@@ -429,7 +429,30 @@ impl AppState {
         &self,
         room: &RoomId,
     ) -> Option<Result<Upstream, crate::room::relay::PullError>> {
-        Some(self.inner.pulls.as_ref()?.source().resolve(room).await)
+        if let Some(pulls) = &self.inner.pulls {
+            return Some(pulls.source().resolve(room).await);
+        }
+        // An origin sharing rooms: the origin that runs this one, if it is another.
+        let cluster = self
+            .inner
+            .cluster
+            .as_ref()
+            .filter(|_| self.inner.config.cluster.shared_rooms().is_some())?;
+        let source = Source::Registry {
+            registry: cluster.registry(),
+            keys: self.inner.config.keys.clone(),
+            timeout: self.inner.config.cluster.pull_timeout,
+        };
+        match source.resolve(room).await {
+            Ok(up) if up.http_base() == cluster.url().trim_end_matches('/') => None,
+            other => Some(other),
+        }
+    }
+
+    /// Whether requests for rooms this node does not run may go to the node that does: an
+    /// edge (its upstream), or an origin sharing rooms with others (the room's origin).
+    pub fn sends_on(&self) -> bool {
+        self.pulls_rooms() || self.inner.config.cluster.shared_rooms().is_some()
     }
 
     /// Whether this node pulls rooms it does not carry from an upstream (an edge).
