@@ -1,8 +1,10 @@
 //! How many admission decisions a node gets from the cluster's gate in Redis: `threads`
 //! callers at once (a node allows 16 in flight) for `seconds`, through one `RedisGate` the way
-//! a node holds it, then through one gate per caller (a connection each), against a
-//! `redis-server` of its own on a Unix socket. Prints one JSON line per way: decisions per
-//! second and the p50/p99 of one decision. `bench/redis-gate.sh` runs it.
+//! a node holds it, then through one gate per caller (a connection each), then the same script
+//! through redis-rs's async connection manager (one multiplexed connection, `threads` tasks on
+//! a 2-thread runtime), against a `redis-server` of its own on a Unix socket. Prints one JSON
+//! line per way: decisions per second and the p50/p99 of one decision. `bench/redis-gate.sh`
+//! runs it.
 //!
 //! `cargo run --release -p tribune-store --example gate_throughput -- [threads] [seconds]`
 
@@ -44,6 +46,48 @@ fn main() {
         .collect();
     let each = run(threads, seconds, |i| own[i].clone());
     print("a gate per caller", threads, &each, seconds);
+    let managed = managed(&redis.url(), open("managed"), threads, seconds);
+    print("async connection manager", threads, &managed, seconds);
+}
+
+/// The gate's script through one `redis::aio::ConnectionManager` shared by `tasks` tasks.
+fn managed(url: &str, gate: RedisGate, tasks: usize, seconds: f64) -> Vec<Duration> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = redis::Client::open(url).expect("client");
+    let gate = Arc::new(gate);
+    rt.block_on(async move {
+        let manager = redis::aio::ConnectionManager::new(client)
+            .await
+            .expect("connection manager");
+        let until = Instant::now() + Duration::from_secs_f64(seconds);
+        let callers: Vec<_> = (0..tasks)
+            .map(|_| {
+                let (gate, mut conn) = (gate.clone(), manager.clone());
+                tokio::spawn(async move {
+                    let mut took = Vec::new();
+                    while Instant::now() < until {
+                        let t = Instant::now();
+                        let call = gate.join_invocation(0);
+                        call.invoke_async::<(u64, u64, u64, String)>(&mut conn)
+                            .await
+                            .expect("decision");
+                        took.push(t.elapsed());
+                    }
+                    took
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for c in callers {
+            all.extend(c.await.expect("caller"));
+        }
+        all.sort_unstable();
+        all
+    })
 }
 
 /// Runs `threads` callers for `seconds`, caller `i` deciding through `gate(i)`: every

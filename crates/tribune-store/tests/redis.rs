@@ -525,7 +525,7 @@ fn a_sentinel_named_primary_is_followed_through_a_failover() {
         timeout: Duration::from_millis(500),
         ..RedisConfig::new(&format!("redis+sentinel://127.0.0.1:{ps}/tribune"))
     };
-    let registry = RedisRegistry::open(cfg).unwrap();
+    let registry = RedisRegistry::open(cfg.clone()).unwrap();
     let node = |listeners| NodeEntry {
         id: "e1".into(),
         kind: NodeKind::Edge,
@@ -535,6 +535,34 @@ fn a_sentinel_named_primary_is_followed_through_a_failover() {
     };
     registry.beat(&node(1), Duration::from_secs(30)).unwrap();
     assert_eq!(registry.nodes().unwrap(), vec![node(1)]);
+    // A store that waits for a replica: a write returns once the replica has it (once the
+    // replica is in sync); asking for two replicas where there is one is an error, not a hang.
+    let waiting = |n| {
+        RedisStore::open(RedisConfig {
+            wait_replicas: n,
+            prefix: format!("wait{n}"),
+            ..cfg.clone()
+        })
+        .unwrap()
+    };
+    let one = waiting(1);
+    let room = suite::busy_room("waitedrmaa", 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = one.put(&room) {
+        // Until the replica is in sync: refused whole, or written and not confirmed.
+        one.remove(room.id()).unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "the replica never confirmed: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let started = Instant::now();
+    match waiting(2).put(&room) {
+        Err(StoreError::Backend(why)) => assert!(why.contains("1 of 2 replicas"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
     // The primary dies: the Sentinel promotes the replica, and the next connection goes there
     // (the entry written before was replicated).
     primary.0.kill().unwrap();

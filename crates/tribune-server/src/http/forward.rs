@@ -1,8 +1,11 @@
-//! Stage requests that reach an edge. An edge relays a room's program and mirrors its roster;
-//! the stage, moderation, recording and the room's end belong to the room's origin. A request
-//! an edge's handlers refuse as misdirected (`421`) is sent on to the node the edge pulls the
-//! room from (its `--upstream`, or the room's origin as the registry names it), and that node's
-//! answer is the client's: a host's page or a listener's hand raise works through any node.
+//! Stage requests (and joins) that reach a node that does not run the room. An edge relays a
+//! room's program and mirrors its roster; the stage, moderation, recording and the room's end
+//! belong to the room's origin. A request an edge's handlers refuse as misdirected (`421`) is
+//! sent on to the node the edge pulls the room from (its `--upstream`, or the room's origin as
+//! the registry names it); an origin sharing rooms sends on a join or stage request for a room
+//! another origin runs (the registry names it, looked up at most once per room per 2 s). That
+//! node's answer is the client's: a host's page or a listener's hand raise works through any
+//! node.
 //!
 //! The client's address travels with it, vouched for by a relay token for that room (signed
 //! with the cluster's secret): the origin's per-address limits count the client, not the edge,
@@ -99,13 +102,18 @@ fn stage_room(path: &str) -> Option<RoomId> {
     ok.then_some(room)
 }
 
-/// On an edge: runs the request here, and sends it on upstream if it was misdirected.
+/// On an edge or an origin sharing rooms: runs the request here, and sends it on to the node
+/// that runs the room if this one does not.
 pub async fn misdirected_upstream(
     State(app): State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
     let room = match stage_room(req.uri().path()) {
+        // An edge decides joins itself (its join limiter runs before any body is read).
+        _ if app.pulls_rooms() && req.uri().path().ends_with("/join") => {
+            return next.run(req).await
+        }
         Some(room) if app.sends_on() && !req.headers().contains_key(header::UPGRADE) => room,
         _ => return next.run(req).await,
     };
@@ -168,6 +176,8 @@ pub async fn misdirected_upstream(
         Some(Ok(u)) => u,
         // No node runs the room: this node's own answer stands.
         Some(Err(crate::room::relay::PullError::NotFound)) | None => return here,
+        // An origin that cannot ask the registry keeps its own answer (a room it does not run).
+        Some(Err(_)) if !app.pulls_rooms() => return here,
         Some(Err(e)) => return ApiError::from(e).into_response(),
     };
     let client = parts
@@ -214,9 +224,18 @@ pub async fn misdirected_upstream(
 async fn answer(out: reqwest::RequestBuilder) -> Result<Response, String> {
     let mut got = out.send().await.map_err(|e| e.to_string())?;
     let status = StatusCode::from_u16(got.status().as_u16()).map_err(|e| e.to_string())?;
+    // Besides the usual ones, the headers the answer's `Connection` names are its connection's.
+    let named: Vec<String> = got
+        .headers()
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
     let mut headers = HeaderMap::new();
     for (name, v) in got.headers() {
-        if HOP_BY_HOP.contains(&name.as_str()) {
+        if HOP_BY_HOP.contains(&name.as_str()) || named.iter().any(|n| n == name.as_str()) {
             continue;
         }
         if let (Ok(name), Ok(v)) = (
@@ -299,9 +318,9 @@ mod tests {
         assert!(sent("/api/rooms/abcdefghjk/participants/1234/mute"));
         assert!(sent("/api/rooms/abcdefghjk/recording"));
         assert!(sent("/api/rooms/abcdefghjk/clips"));
-        // Not the stage: joins, listening, publishing, playing, files.
+        assert!(sent("/api/rooms/abcdefghjk/join"));
+        // Not the stage: listening, publishing, playing, files.
         for p in [
-            "/api/rooms/abcdefghjk/join",
             "/api/rooms/abcdefghjk/listen",
             "/api/rooms/abcdefghjk/speak",
             "/api/rooms/abcdefghjk/whip",

@@ -57,7 +57,14 @@ pub struct Cluster {
     sent: parking_lot::Mutex<Vec<NodeEntry>>,
     /// Whether the last beat reached the registry.
     up: AtomicBool,
+    /// Rooms' origins as last looked up for a request sent on (see [`Cluster::origin_of`]).
+    origins: parking_lot::Mutex<std::collections::HashMap<RoomId, (Instant, Option<String>)>>,
 }
+
+/// How long a room's origin, looked up for a request sent on, is taken as known.
+const ORIGIN_KNOWN: Duration = Duration::from_secs(2);
+/// Most rooms' origins remembered (past this the memory starts over).
+const ORIGINS_MAX: usize = 10_000;
 
 impl Cluster {
     /// This node (`config`) in `registry`, admitting through `gate`.
@@ -88,7 +95,34 @@ impl Cluster {
             nodes: RwLock::new(Vec::new()),
             sent: parking_lot::Mutex::new(Vec::new()),
             up: AtomicBool::new(true),
+            origins: parking_lot::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// The URL of `room`'s origin (`None`: no origin holds it), looked up in the registry at
+    /// most once per room every 2 s, so requests for made-up rooms cost Redis little.
+    pub async fn origin_of(
+        &self,
+        room: &RoomId,
+        timeout: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        if let Some((at, url)) = self.origins.lock().get(room) {
+            if at.elapsed() < ORIGIN_KNOWN {
+                return Ok(url.clone());
+            }
+        }
+        let (registry, id) = (self.registry.clone(), room.clone());
+        let asked = tokio::task::spawn_blocking(move || registry.room_origin(&id));
+        let url = match tokio::time::timeout(timeout, asked).await {
+            Ok(Ok(r)) => r?,
+            _ => return Err(StoreError::Backend("registry: no answer".into())),
+        };
+        let mut origins = self.origins.lock();
+        if origins.len() >= ORIGINS_MAX {
+            origins.clear();
+        }
+        origins.insert(room.clone(), (Instant::now(), url.clone()));
+        Ok(url)
     }
 
     /// Where a listener goes: the least-loaded node serving listeners (its base URL), then up

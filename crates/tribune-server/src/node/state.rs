@@ -438,15 +438,23 @@ impl AppState {
             .cluster
             .as_ref()
             .filter(|_| self.inner.config.cluster.shared_rooms().is_some())?;
-        let source = Source::Registry {
-            registry: cluster.registry(),
-            keys: self.inner.config.keys.clone(),
-            timeout: self.inner.config.cluster.pull_timeout,
+        let cfg = &self.inner.config;
+        let url = match cluster.origin_of(room, cfg.cluster.pull_timeout).await {
+            Ok(Some(url)) if url.trim_end_matches('/') != cluster.url().trim_end_matches('/') => {
+                url
+            }
+            Ok(_) => return None,
+            Err(e) => {
+                return Some(Err(crate::room::relay::PullError::Unavailable(format!(
+                    "registry: {e}"
+                ))))
+            }
         };
-        match source.resolve(room).await {
-            Ok(up) if up.http_base() == cluster.url().trim_end_matches('/') => None,
-            other => Some(other),
-        }
+        Some(
+            Upstream::new(&url, cfg.keys.clone(), cfg.cluster.pull_timeout).map_err(|e| {
+                crate::room::relay::PullError::Unavailable(format!("the room's origin: {e}"))
+            }),
+        )
     }
 
     /// Whether requests for rooms this node does not run may go to the node that does: an

@@ -1,5 +1,5 @@
-//! One connection to Redis with a deadline on every call: made when first needed, dropped
-//! when it fails (the next call makes a new one).
+//! Connections to Redis (up to four per component, made as calls overlap) with a deadline on
+//! every call: made when first needed, dropped when they fail (the next call makes a new one).
 //!
 //! `redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTER` names a primary through its Sentinels:
 //! each new connection asks them (in order, each within the deadline) where `MASTER` is now
@@ -59,7 +59,9 @@ pub(crate) struct Conn {
     target: Target,
     /// A few connections, made as calls need them: a call takes a free one that is open, else
     /// a free slot (and connects), else waits its turn on one (so calls made at once do not
-    /// queue behind one connection; a component that calls one at a time keeps one).
+    /// queue behind one connection; a component that calls one at a time keeps one). Each is
+    /// dropped when it fails, or answers that it is not the primary or not the slot's owner,
+    /// and made again (through the Sentinels, or learning the slots) by its next call.
     conns: [Mutex<Option<Connection>>; POOL],
     /// Which slot a call that found none free waits on next.
     turn: AtomicUsize,
@@ -247,7 +249,8 @@ impl Conn {
     }
 
     /// Runs `op` once on a connection itself (connecting first if needed); a connection that
-    /// failed is dropped.
+    /// failed is dropped. Everything `op` sends goes on that one connection (a write and its
+    /// `WAIT` must share one).
     fn on_link<T>(
         &self,
         op: &impl Fn(&mut Connection) -> Result<T, RedisError>,
@@ -258,10 +261,16 @@ impl Conn {
             None => slot.insert(self.connect().map_err(Failed::Broken)?),
         };
         op(conn).map_err(|e| {
+            // Also a connection to drop: the slot moved (a new one learns the slots again), or
+            // this server is no longer the primary (a new one asks the Sentinels). The command
+            // did not run there.
+            let elsewhere = e.is_cluster_error()
+                || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
             let broken = e.is_io_error()
                 || e.is_connection_dropped()
                 || e.is_connection_refusal()
-                || e.is_timeout();
+                || e.is_timeout()
+                || elsewhere;
             if broken {
                 *slot = None;
                 Failed::Broken(e)

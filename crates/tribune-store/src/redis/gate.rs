@@ -122,30 +122,12 @@ impl RedisGate {
         number: u64,
         epoch: u64,
     ) -> Result<(Decision, u64), StoreError> {
-        let prefix = &self.conn.cfg.prefix;
-        let (gate, held) = (
-            format!("{prefix}:gate:{{gate}}"),
-            format!("{prefix}:gate:{{gate}}:held"),
-        );
+        let (gate, held) = self.keys();
         let c = &self.config;
         let id = format!("{:016x}", rand_id());
         let fresh = (rand_id() >> 1).max(1).to_string();
-        let connect_hold_ms = (u64::from(c.connect_hold_s) * 1000).min(ADMITTED_HOLD_MS);
         let op_once = |conn: &mut dyn redis::ConnectionLike| {
-            self.script
-                .key(&gate)
-                .key(&held)
-                .arg(listeners)
-                .arg(c.max_listeners)
-                .arg(c.join_rate)
-                .arg(c.join_burst.max(1))
-                .arg(u64::from(c.call_hold_s) * 1000)
-                .arg(connect_hold_ms)
-                .arg(op)
-                .arg(number)
-                .arg(&id)
-                .arg(&fresh)
-                .arg(epoch.to_string())
+            self.invocation(&gate, &held, listeners, op, number, &id, &fresh, epoch)
                 .invoke::<(u64, u64, u64, String)>(conn)
         };
         let (admitted, number, position, epoch) = self
@@ -163,6 +145,59 @@ impl RedisGate {
             }
         };
         Ok((decision, epoch))
+    }
+}
+
+impl RedisGate {
+    /// The line's hash and its held seats (one hash tag: one shard).
+    fn keys(&self) -> (String, String) {
+        let prefix = &self.conn.cfg.prefix;
+        (
+            format!("{prefix}:gate:{{gate}}"),
+            format!("{prefix}:gate:{{gate}}:held"),
+        )
+    }
+
+    /// One decision's script call, its keys and arguments (see [`DECIDE`]).
+    #[allow(clippy::too_many_arguments)]
+    fn invocation<'s>(
+        &'s self,
+        gate: &str,
+        held: &str,
+        listeners: u64,
+        op: &str,
+        number: u64,
+        id: &str,
+        fresh: &str,
+        epoch: u64,
+    ) -> redis::ScriptInvocation<'s> {
+        let c = &self.config;
+        let connect_hold_ms = (u64::from(c.connect_hold_s) * 1000).min(ADMITTED_HOLD_MS);
+        let mut call = self.script.prepare_invoke();
+        call.key(gate)
+            .key(held)
+            .arg(listeners)
+            .arg(c.max_listeners)
+            .arg(c.join_rate)
+            .arg(c.join_burst.max(1))
+            .arg(u64::from(c.call_hold_s) * 1000)
+            .arg(connect_hold_ms)
+            .arg(op)
+            .arg(number)
+            .arg(id)
+            .arg(fresh)
+            .arg(epoch.to_string());
+        call
+    }
+
+    /// A fresh join's script call, for measuring other clients against this gate's own
+    /// (`examples/gate_throughput.rs`); a node decides through [`SharedGate::join`].
+    #[doc(hidden)]
+    pub fn join_invocation(&self, listeners: u64) -> redis::ScriptInvocation<'_> {
+        let (gate, held) = self.keys();
+        let id = format!("{:016x}", rand_id());
+        let fresh = (rand_id() >> 1).max(1).to_string();
+        self.invocation(&gate, &held, listeners, "join", 0, &id, &fresh, 0)
     }
 }
 

@@ -204,17 +204,35 @@ impl RoomStore for RedisStore {
         }
         let lease = Self::origin_key(&self.conn.cfg.prefix, record.id().as_str());
         let owner = self.owner.as_deref().unwrap_or("");
+        let replicas = self.conn.cfg.wait_replicas;
+        // WAIT's own limit is below the connection's read deadline, so its answer comes back.
+        let wait_ms =
+            (self.conn.cfg.timeout.as_millis() * 3 / 4).clamp(1, u128::from(u32::MAX)) as u64;
+        // The script, then (when written and asked for) WAIT on the same connection: WAIT
+        // counts the replicas that have this connection's writes.
         let write = |c: &mut dyn redis::ConnectionLike| {
-            self.put
+            let stored = self
+                .put
                 .key(&key)
                 .key(&lease)
                 .arg(record.rev)
                 .arg(&json)
                 .arg(owner)
-                .invoke::<i64>(c)
+                .invoke::<i64>(c)?;
+            let acked = if stored == -1 && replicas > 0 {
+                Some(
+                    redis::cmd("WAIT")
+                        .arg(replicas)
+                        .arg(wait_ms)
+                        .query::<u64>(c)?,
+                )
+            } else {
+                None
+            };
+            Ok((stored, acked))
         };
-        let stored = match self.conn.call_once(&write) {
-            Ok(stored) => stored,
+        let (stored, acked) = match self.conn.call_once(&write) {
+            Ok(done) => done,
             Err(Failed::Broken(e)) => {
                 // The reply was lost: the write may or may not have happened. Look.
                 let (rev, stored): (Option<u64>, Option<String>) = self.conn.call(|c| {
@@ -227,7 +245,8 @@ impl RoomStore for RedisStore {
                 if rev != Some(record.rev) || stored.as_deref() != Some(json.as_str()) {
                     return Err(self.conn.backend(e));
                 }
-                -1
+                // Written; how many replicas have it cannot be asked on another connection.
+                (-1, (replicas > 0).then_some(0))
             }
             Err(Failed::Refused(e)) => return Err(self.conn.backend(e)),
         };
@@ -242,21 +261,11 @@ impl RoomStore for RedisStore {
         if stored >= 0 {
             return tribune_core::store::check_next(record.id(), stored as u64, record.rev);
         }
-        if self.conn.cfg.wait_replicas > 0 {
-            let timeout_ms = self.conn.cfg.timeout.as_millis().min(u128::from(u32::MAX)) as u64;
-            let acked: u64 = self.conn.call(|c| {
-                redis::cmd("WAIT")
-                    .arg(self.conn.cfg.wait_replicas)
-                    .arg(timeout_ms)
-                    .query(c)
-            })?;
-            if acked < u64::from(self.conn.cfg.wait_replicas) {
-                return Err(StoreError::Backend(format!(
-                    "room {}: written on the primary, but {acked} of {} replicas confirmed it in time",
-                    record.id(),
-                    self.conn.cfg.wait_replicas
-                )));
-            }
+        if let Some(acked) = acked.filter(|&a| a < u64::from(replicas)) {
+            return Err(StoreError::Backend(format!(
+                "room {}: written on the primary, but {acked} of {replicas} replicas confirmed it in time",
+                record.id(),
+            )));
         }
         Ok(())
     }
