@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The cluster's admission gate in Redis: decisions per second one node gets with 16 callers at
-# once (the most a node lets wait on the gate), through the one gate a node holds, through a
-# gate (a connection) per caller, and through redis-rs's async connection manager running the
-# same script, in the same session; ROUNDS rounds (docs/BENCHMARKS.md §11).
+# once (the most a node lets wait on the gate), through the one gate a node holds (one
+# multiplexed connection) and through a gate (a connection) per caller, in the same session;
+# ROUNDS rounds (docs/BENCHMARKS.md §11).
 #
 #   bench/redis-gate.sh                 # 3 rounds, 16 callers, 5 s each way
 #   THREADS=4 SECONDS_EACH=3 ROUNDS=1 bench/redis-gate.sh

@@ -17,6 +17,15 @@ use tribune_store::{RedisConfig, RedisStore};
 /// A `redis-server` of the test's own (killed when dropped).
 type Server = tribune_testkit::Redis;
 
+/// A runtime for the admission gate (its link to Redis is async); it outlives the calls.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// A store with a prefix of its own (a fresh, empty store on a shared server).
 fn store(server: &Server, prefix: &str) -> RedisStore {
     RedisStore::open(RedisConfig {
@@ -366,6 +375,7 @@ fn one_gate_for_two_nodes_admits_to_capacity_and_queues_in_arrival_order() {
     use tribune_core::admission::{Decision, GateConfig, SharedGate};
     use tribune_store::RedisGate;
     let mut server = Server::start();
+    let rt = runtime();
     let cfg = RedisConfig::new(&server.url());
     let gate = GateConfig {
         max_listeners: 10,
@@ -383,7 +393,7 @@ fn one_gate_for_two_nodes_admits_to_capacity_and_queues_in_arrival_order() {
     let mut admitted = 0;
     let mut epochs = std::collections::BTreeSet::new();
     for i in 0..15 {
-        let (d, epoch) = nodes[i % 2].join(0).unwrap();
+        let (d, epoch) = rt.block_on(nodes[i % 2].join(0)).unwrap();
         epochs.insert(epoch);
         match d {
             Decision::Admit => admitted += 1,
@@ -399,7 +409,7 @@ fn one_gate_for_two_nodes_admits_to_capacity_and_queues_in_arrival_order() {
     let epoch = *epochs.first().unwrap();
     // Full: coming back early keeps the place.
     assert!(matches!(
-        nodes[1].rejoin(0, 2, epoch).unwrap().0,
+        rt.block_on(nodes[1].rejoin(0, 2, epoch)).unwrap().0,
         Decision::Queue {
             number: 2,
             position: 3,
@@ -409,17 +419,19 @@ fn one_gate_for_two_nodes_admits_to_capacity_and_queues_in_arrival_order() {
     // The registry now counts the 10 (their seats' holds lapse): still full.
     std::thread::sleep(Duration::from_millis(1_100));
     assert!(matches!(
-        nodes[0].rejoin(10, 0, epoch).unwrap().0,
+        rt.block_on(nodes[0].rejoin(10, 0, epoch)).unwrap().0,
         Decision::Queue { .. }
     ));
     // Five leave: the first five in line are called, in order, on either node.
     for k in 0..5 {
-        let (d, _) = nodes[k % 2].rejoin(5, k as u64, epoch).unwrap();
+        let (d, _) = rt
+            .block_on(nodes[k % 2].rejoin(5, k as u64, epoch))
+            .unwrap();
         assert_eq!(d, Decision::Admit, "{k}");
     }
     // A newcomer waits behind nobody but finds no room.
     assert!(matches!(
-        nodes[0].join(10).unwrap().0,
+        rt.block_on(nodes[0].join(10)).unwrap().0,
         Decision::Queue {
             number: 5,
             position: 1,
@@ -431,17 +443,16 @@ fn one_gate_for_two_nodes_admits_to_capacity_and_queues_in_arrival_order() {
     server.kill();
     server.restart();
     // A decision is tried once (it may have run), so the first on a dead connection fails.
-    let first = |f: &dyn Fn() -> Result<(Decision, u64), tribune_core::StoreError>| {
-        (0..3)
-            .find_map(|_| f().ok())
-            .expect("the gate answers again")
-    };
-    let (d, fresh) = first(&|| nodes[0].join(10));
+    let (d, fresh) = (0..3)
+        .find_map(|_| rt.block_on(nodes[0].join(10)).ok())
+        .expect("the gate answers again");
     assert_ne!(fresh, epoch);
     let Decision::Queue { number: n0, .. } = d else {
         panic!("admitted into a full room: {d:?}")
     };
-    let (d, again) = first(&|| nodes[1].rejoin(10, 0, epoch));
+    let (d, again) = (0..3)
+        .find_map(|_| rt.block_on(nodes[1].rejoin(10, 0, epoch)).ok())
+        .expect("the gate answers again");
     assert_eq!(again, fresh);
     assert!(
         matches!(d, Decision::Queue { number, .. } if number > n0),
@@ -450,7 +461,7 @@ fn one_gate_for_two_nodes_admits_to_capacity_and_queues_in_arrival_order() {
     // Redis away: an error, in time.
     drop(server);
     let started = Instant::now();
-    assert!(nodes[0].join(0).is_err());
+    assert!(rt.block_on(nodes[0].join(0)).is_err());
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
@@ -579,6 +590,20 @@ fn a_sentinel_named_primary_is_followed_through_a_failover() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(registry.nodes().unwrap(), vec![node(2)]);
+    // The admission gate (one multiplexed link) finds the promoted primary too.
+    {
+        use tribune_core::admission::{Decision, GateConfig, SharedGate};
+        let rt = runtime();
+        let gate = tribune_store::RedisGate::new(cfg.clone(), GateConfig::default()).unwrap();
+        let decided = (0..10).find_map(|_| {
+            let d = rt.block_on(gate.join(0)).ok();
+            if d.is_none() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            d
+        });
+        assert!(matches!(decided, Some((Decision::Admit, _))), "{decided:?}");
+    }
     // A Sentinel URL without a primary's name is refused at once.
     assert!(RedisRegistry::lazy(RedisConfig::new("redis+sentinel://127.0.0.1:1/")).is_err());
 }
@@ -648,7 +673,10 @@ fn a_redis_cluster_by_configuration_alone() {
         },
     )
     .unwrap();
-    let decisions: Vec<Decision> = (0..3).map(|_| gate.join(0).unwrap().0).collect();
+    let rt = runtime();
+    let decisions: Vec<Decision> = (0..3)
+        .map(|_| rt.block_on(gate.join(0)).unwrap().0)
+        .collect();
     assert_eq!(decisions[..2], [Decision::Admit, Decision::Admit]);
     assert!(matches!(
         decisions[2],

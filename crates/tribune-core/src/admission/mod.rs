@@ -13,5 +13,5 @@ pub use bucket::TokenBucket;
 pub use gate::{Decision, Gate, GateConfig, GateStats};
 pub use holds::{Holds, MAX_HOLD_S};
 pub use pow::{solve, work_bits, AttackMeter, PowChallenge, PowError, ReplayGuard, MAX_BITS};
-pub use shared::{eta_at_rate, SharedGate};
+pub use shared::{eta_at_rate, Decided, SharedGate};
 pub use ticket::QueueTicket;

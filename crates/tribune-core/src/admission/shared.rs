@@ -13,15 +13,15 @@ pub trait SharedGate: Send + Sync + std::fmt::Debug {
     /// The settings.
     fn config(&self) -> &GateConfig;
     /// A fresh join: the decision, and the epoch of the line (a queue ticket keeps it).
-    fn join(&self, listeners: u64) -> Result<(Decision, u64), StoreError>;
+    fn join(&self, listeners: u64) -> Decided<'_>;
     /// A return with `number` from the line of `epoch` (another epoch's number: a fresh join).
-    fn rejoin(
-        &self,
-        listeners: u64,
-        number: u64,
-        epoch: u64,
-    ) -> Result<(Decision, u64), StoreError>;
+    fn rejoin(&self, listeners: u64, number: u64, epoch: u64) -> Decided<'_>;
 }
+
+/// A decision being made: the gate is asked over the network, so a join awaits it.
+pub type Decided<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(Decision, u64), StoreError>> + Send + 'a>,
+>;
 
 /// Seconds until `position` is called at `rate` admissions a second (at least 1).
 pub fn eta_at_rate(position: u64, rate: u32) -> u64 {

@@ -233,10 +233,12 @@ impl Cluster {
         let gate = self.gate.clone();
         let listeners = self.listeners();
         let calls = self.gate_calls.clone();
-        let asked = tokio::task::spawn_blocking(move || {
+        // A task of its own: a decision this join stops waiting for still ends (and is counted
+        // out) when Redis answers or its deadline passes.
+        let asked = tokio::spawn(async move {
             let r = match number {
-                Some((n, epoch)) => gate.rejoin(listeners, n, epoch),
-                None => gate.join(listeners),
+                Some((n, epoch)) => gate.rejoin(listeners, n, epoch).await,
+                None => gate.join(listeners).await,
             };
             calls.fetch_sub(1, Ordering::AcqRel);
             r

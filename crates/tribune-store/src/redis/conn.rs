@@ -15,6 +15,7 @@
 //! write has the deadline.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::{ConnectionLike, RedisError};
@@ -33,8 +34,8 @@ enum Target {
         /// The monitored primary's name.
         master: String,
     },
-    /// A Redis Cluster, through its seed nodes.
-    Cluster(redis::cluster::ClusterClient),
+    /// A Redis Cluster, through its seed nodes (boxed: the largest by far).
+    Cluster(Box<redis::cluster::ClusterClient>),
 }
 
 /// A connection of any target.
@@ -123,7 +124,7 @@ impl Conn {
                 .retries(0)
                 .build()
                 .map_err(|e| bad(&e))?;
-            Target::Cluster(client)
+            Target::Cluster(Box::new(client))
         } else {
             match cfg.url.strip_prefix("redis+sentinel://") {
                 Some(rest) => {
@@ -153,56 +154,52 @@ impl Conn {
 
     /// The primary's client: the configured one, or the one the Sentinels name now.
     fn primary(&self) -> Result<redis::Client, RedisError> {
-        let (sentinels, master) = match &self.target {
-            Target::Direct(c) => return Ok(c.clone()),
-            Target::Sentinel { sentinels, master } => (sentinels, master),
-            Target::Cluster(_) => {
-                return Err(RedisError::from((
-                    redis::ErrorKind::Client,
-                    "a cluster has no one primary",
-                )))
+        match &self.target {
+            Target::Direct(c) => Ok(c.clone()),
+            Target::Sentinel { sentinels, master } => {
+                ask_sentinels(sentinels, master, self.cfg.timeout)
             }
-        };
-        let mut last = None;
-        for s in sentinels {
-            let asked = self.with_deadline(s).and_then(|mut c| {
-                redis::cmd("SENTINEL")
-                    .arg("get-master-addr-by-name")
-                    .arg(master)
-                    .query::<Option<(String, u16)>>(&mut c)
-            });
-            match asked {
-                Ok(Some((host, port))) => {
-                    let client = redis::Client::open(format!("redis://{host}:{port}"))?;
-                    // A Sentinel's answer can be stale in a failover: the server must agree.
-                    let mut c = self.with_deadline(&client)?;
-                    let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c)?;
-                    if matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master") {
-                        return Ok(client);
-                    }
-                    last = Some(RedisError::from((
-                        redis::ErrorKind::Io,
-                        "the server a Sentinel named is not a primary",
-                    )));
-                }
-                Ok(None) => {
-                    last = Some(RedisError::from((
-                        redis::ErrorKind::Io,
-                        "no Sentinel knows this primary",
-                    )))
-                }
-                Err(e) => last = Some(e),
+            Target::Cluster(_) => Err(RedisError::from((
+                redis::ErrorKind::Client,
+                "a cluster has no one primary",
+            ))),
+        }
+    }
+
+    /// Where a multiplexed (async) link goes: the cluster, or a server found by a blocking
+    /// call (the configured one, or the primary the Sentinels name when it runs).
+    pub(crate) fn made(&self) -> Made {
+        match &self.target {
+            Target::Cluster(c) => Made::Cluster(c.clone()),
+            Target::Direct(c) => {
+                let c = c.clone();
+                Made::One(Box::new(move || Ok(c)))
+            }
+            Target::Sentinel { sentinels, master } => {
+                let (sentinels, master, timeout) =
+                    (sentinels.clone(), master.clone(), self.cfg.timeout);
+                Made::One(Box::new(move || {
+                    ask_sentinels(&sentinels, &master, timeout)
+                }))
             }
         }
-        Err(last.unwrap_or_else(|| RedisError::from((redis::ErrorKind::Io, "no Sentinel"))))
+    }
+
+    /// Whether `e` means the connection should be dropped and made again: it failed or timed
+    /// out, or it reached a server that is not the slot's owner or no longer the primary (the
+    /// command did not run there).
+    pub(crate) fn is_broken(e: &RedisError) -> bool {
+        e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+            || e.is_cluster_error()
+            || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
     }
 
     /// A connection to `client` whose every call has the deadline.
     fn with_deadline(&self, client: &redis::Client) -> Result<redis::Connection, RedisError> {
-        let conn = client.get_connection_with_timeout(self.cfg.timeout)?;
-        conn.set_read_timeout(Some(self.cfg.timeout))?;
-        conn.set_write_timeout(Some(self.cfg.timeout))?;
-        Ok(conn)
+        with_deadline(client, self.cfg.timeout)
     }
 
     fn connect(&self) -> Result<Connection, RedisError> {
@@ -261,17 +258,7 @@ impl Conn {
             None => slot.insert(self.connect().map_err(Failed::Broken)?),
         };
         op(conn).map_err(|e| {
-            // Also a connection to drop: the slot moved (a new one learns the slots again), or
-            // this server is no longer the primary (a new one asks the Sentinels). The command
-            // did not run there.
-            let elsewhere = e.is_cluster_error()
-                || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
-            let broken = e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_connection_refusal()
-                || e.is_timeout()
-                || elsewhere;
-            if broken {
+            if Conn::is_broken(&e) {
                 *slot = None;
                 Failed::Broken(e)
             } else {
@@ -315,6 +302,66 @@ impl Conn {
     pub(crate) fn backend(&self, e: RedisError) -> StoreError {
         StoreError::Backend(format!("redis ({}): {e}", self.cfg.prefix))
     }
+}
+
+/// Where an async link goes (see [`Conn::made`]).
+pub(crate) enum Made {
+    /// A server, found by this (blocking) call.
+    One(Box<dyn FnOnce() -> Result<redis::Client, RedisError> + Send>),
+    /// A cluster.
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+/// A connection to `client` whose every call has `timeout`.
+fn with_deadline(
+    client: &redis::Client,
+    timeout: Duration,
+) -> Result<redis::Connection, RedisError> {
+    let conn = client.get_connection_with_timeout(timeout)?;
+    conn.set_read_timeout(Some(timeout))?;
+    conn.set_write_timeout(Some(timeout))?;
+    Ok(conn)
+}
+
+/// The primary the Sentinels name `master` now: asks each in turn (each within `timeout`)
+/// and checks the server named says it is a primary (a Sentinel's answer can be stale in a
+/// failover).
+fn ask_sentinels(
+    sentinels: &[redis::Client],
+    master: &str,
+    timeout: Duration,
+) -> Result<redis::Client, RedisError> {
+    let mut last = None;
+    for s in sentinels {
+        let asked = with_deadline(s, timeout).and_then(|mut c| {
+            redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(master)
+                .query::<Option<(String, u16)>>(&mut c)
+        });
+        match asked {
+            Ok(Some((host, port))) => {
+                let client = redis::Client::open(format!("redis://{host}:{port}"))?;
+                let mut c = with_deadline(&client, timeout)?;
+                let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c)?;
+                if matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master") {
+                    return Ok(client);
+                }
+                last = Some(RedisError::from((
+                    redis::ErrorKind::Io,
+                    "the server a Sentinel named is not a primary",
+                )));
+            }
+            Ok(None) => {
+                last = Some(RedisError::from((
+                    redis::ErrorKind::Io,
+                    "no Sentinel knows this primary",
+                )))
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| RedisError::from((redis::ErrorKind::Io, "no Sentinel"))))
 }
 
 /// How a call failed.

@@ -11,10 +11,10 @@
 //! admitted listener's seat is held 2 s at most: by then the registry counts it (beats every
 //! second), and holding it longer would count it twice.
 
-use tribune_core::admission::{eta_at_rate, Decision, GateConfig, SharedGate};
+use tribune_core::admission::{eta_at_rate, Decided, Decision, GateConfig, SharedGate};
 use tribune_core::StoreError;
 
-use super::conn::Conn;
+use super::aconn::AsyncConn;
 use super::RedisConfig;
 
 /// ARGV: listeners, max, rate, burst, call hold ms, connect hold ms, op (`join`/`rejoin`),
@@ -86,7 +86,7 @@ const ADMITTED_HOLD_MS: u64 = 2_000;
 
 /// The cluster's admission gate in Redis.
 pub struct RedisGate {
-    conn: Conn,
+    conn: AsyncConn,
     config: GateConfig,
     script: redis::Script,
 }
@@ -94,7 +94,7 @@ pub struct RedisGate {
 impl std::fmt::Debug for RedisGate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisGate")
-            .field("prefix", &self.conn.cfg.prefix)
+            .field("prefix", &self.conn.cfg().prefix)
             .field("config", &self.config)
             .finish()
     }
@@ -109,13 +109,13 @@ impl RedisGate {
             ..cfg
         };
         Ok(RedisGate {
-            conn: Conn::new(cfg)?,
+            conn: AsyncConn::new(cfg)?,
             config,
             script: redis::Script::new(DECIDE),
         })
     }
 
-    fn decide(
+    async fn decide(
         &self,
         listeners: u64,
         op: &str,
@@ -126,13 +126,14 @@ impl RedisGate {
         let c = &self.config;
         let id = format!("{:016x}", rand_id());
         let fresh = (rand_id() >> 1).max(1).to_string();
-        let op_once = |conn: &mut dyn redis::ConnectionLike| {
-            self.invocation(&gate, &held, listeners, op, number, &id, &fresh, epoch)
-                .invoke::<(u64, u64, u64, String)>(conn)
-        };
+        let call = self.invocation(&gate, &held, listeners, op, number, &id, &fresh, epoch);
         let (admitted, number, position, epoch) = self
             .conn
-            .call_once(&op_once)
+            .call_once(|mut link| async move {
+                call.invoke_async::<(u64, u64, u64, String)>(&mut link)
+                    .await
+            })
+            .await
             .map_err(|e| self.conn.backend(e.into()))?;
         let epoch = epoch.parse().unwrap_or(0);
         let decision = if admitted == 1 {
@@ -151,7 +152,7 @@ impl RedisGate {
 impl RedisGate {
     /// The line's hash and its held seats (one hash tag: one shard).
     fn keys(&self) -> (String, String) {
-        let prefix = &self.conn.cfg.prefix;
+        let prefix = &self.conn.cfg().prefix;
         (
             format!("{prefix}:gate:{{gate}}"),
             format!("{prefix}:gate:{{gate}}:held"),
@@ -189,16 +190,6 @@ impl RedisGate {
             .arg(epoch.to_string());
         call
     }
-
-    /// A fresh join's script call, for measuring other clients against this gate's own
-    /// (`examples/gate_throughput.rs`); a node decides through [`SharedGate::join`].
-    #[doc(hidden)]
-    pub fn join_invocation(&self, listeners: u64) -> redis::ScriptInvocation<'_> {
-        let (gate, held) = self.keys();
-        let id = format!("{:016x}", rand_id());
-        let fresh = (rand_id() >> 1).max(1).to_string();
-        self.invocation(&gate, &held, listeners, "join", 0, &id, &fresh, 0)
-    }
 }
 
 /// A seat's id: unique enough among the seats held at once (from the process's randomness).
@@ -218,16 +209,11 @@ impl SharedGate for RedisGate {
         &self.config
     }
 
-    fn join(&self, listeners: u64) -> Result<(Decision, u64), StoreError> {
-        self.decide(listeners, "join", 0, 0)
+    fn join(&self, listeners: u64) -> Decided<'_> {
+        Box::pin(self.decide(listeners, "join", 0, 0))
     }
 
-    fn rejoin(
-        &self,
-        listeners: u64,
-        number: u64,
-        epoch: u64,
-    ) -> Result<(Decision, u64), StoreError> {
-        self.decide(listeners, "rejoin", number, epoch)
+    fn rejoin(&self, listeners: u64, number: u64, epoch: u64) -> Decided<'_> {
+        Box::pin(self.decide(listeners, "rejoin", number, epoch))
     }
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tribune_core::store::sort_records;
 use tribune_core::{RoomId, RoomRecord, RoomStore, StoreError};
 
+mod aconn;
 mod conn;
 mod gate;
 mod registry;
