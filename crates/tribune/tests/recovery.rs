@@ -126,6 +126,21 @@ async fn depths(base: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// Polls the jitter reserves for up to 3 s until there are `speakers` of them and every one
+/// holds its target; returns the last reading. A momentary dip on a loaded machine is corrected
+/// by the buffer within a window or two, while a reserve that never comes back still fails.
+async fn settled_depths(base: &str, speakers: usize) -> Vec<(u64, u64)> {
+    let until = Instant::now() + Duration::from_secs(3);
+    loop {
+        let d = depths(base).await;
+        let settled = d.len() == speakers && d.iter().all(|&(d, t)| d == t);
+        if settled || Instant::now() >= until {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn signal(pid: u32, sig: &str) {
     let ok = std::process::Command::new("kill")
         .args([sig, &pid.to_string()])
@@ -193,7 +208,11 @@ async fn listeners_and_the_stage_recover_within_5_s_of_a_node_stall_and_held_pac
         "before: glass-to-ear {:.1} ms, stage {:.1} ms",
         before.0, before.1
     );
-    assert!(depths(&base).await.iter().all(|&(d, t)| d == t));
+    let d = settled_depths(&base, 2).await;
+    assert!(
+        d.len() == 2 && d.iter().all(|&(d, t)| d == t),
+        "jitter reserves before the stall {d:?}"
+    );
 
     let check = |what: &str, end: Instant| {
         let window = (end + Duration::from_secs(4), end + Duration::from_secs(5));
@@ -227,7 +246,7 @@ async fn listeners_and_the_stage_recover_within_5_s_of_a_node_stall_and_held_pac
     let resumed = Instant::now();
     sleep(5.0).await;
     check("node stalled 2 s", resumed);
-    let d = depths(&base).await;
+    let d = settled_depths(&base, 2).await;
     assert!(
         d.len() == 2 && d.iter().all(|&(d, t)| d == t),
         "jitter reserves {d:?}"
@@ -240,7 +259,7 @@ async fn listeners_and_the_stage_recover_within_5_s_of_a_node_stall_and_held_pac
     let released = Instant::now();
     sleep(5.0).await;
     check("packets held 1 s", released);
-    let d = depths(&base).await;
+    let d = settled_depths(&base, 2).await;
     assert!(
         d.len() == 2 && d.iter().all(|&(d, t)| d == t),
         "jitter reserves {d:?}"
