@@ -67,6 +67,11 @@ impl LiveRoom {
             .map(|_| ())
     }
 
+    /// The ejection revision now: a connection accepted at it is closed by any later kick.
+    pub fn eject_rev(&self) -> u64 {
+        self.roster.lock().eject_rev()
+    }
+
     /// Whether a listener connection that last saw ejection revision `since` must close now:
     /// the close reason, if so.
     pub fn eject_check(&self, listener: ListenerId, since: u64) -> Option<&'static str> {

@@ -79,6 +79,9 @@ pub async fn listen(
     };
     let listener = ListenerId(claims.sub);
     room.admit_listener(listener)?;
+    // Kicks from here on close this connection, even one made before its task starts (the
+    // room's snapshot may already carry it).
+    let since = room.eject_rev();
     // A ticket made within the connect hold was just admitted: its join holds a seat for it.
     let issued_at = claims.exp.saturating_sub(app.config().ticket_ttl.as_secs());
     let hold = u64::from(app.admission().config().gate.connect_hold_s);
@@ -91,7 +94,21 @@ pub async fn listen(
         .max_frame_size(cfg.max_ws_message_bytes);
     let wire = socket.map(|Extension(ConnectionSocket(s))| s);
     let from = q.from.map(Seq);
-    Ok(ws.on_upgrade(move |socket| run(socket, app, room, from, listener, fresh, wire)))
+    let accepted = Accepted {
+        listener,
+        fresh,
+        since,
+    };
+    Ok(ws.on_upgrade(move |socket| run(socket, app, room, from, accepted, wire)))
+}
+
+/// What the handshake established about a listener connection.
+struct Accepted {
+    listener: ListenerId,
+    /// Whether its ticket was just admitted (it holds a seat to release).
+    fresh: bool,
+    /// The ejection revision when it was accepted.
+    since: u64,
 }
 
 async fn run(
@@ -99,10 +116,14 @@ async fn run(
     app: AppState,
     room: Arc<LiveRoom>,
     from: Option<Seq>,
-    listener: ListenerId,
-    fresh: bool,
+    accepted: Accepted,
     wire: Option<Arc<SharedSocket>>,
 ) {
+    let Accepted {
+        listener,
+        fresh,
+        since,
+    } = accepted;
     let _conn = app.connections().track();
     let metrics = app.metrics().clone();
     let presence = room.listener_guard(listener, metrics.clone());
@@ -134,8 +155,9 @@ async fn run(
     let hello = snapshots.borrow_and_update().clone();
     let mut seen = Seen {
         event_rev: hello.event.rev,
-        // Moderation closes this connection (4001) by bumping the ejection revision.
-        eject_rev: hello.eject_rev,
+        // Moderation closes this connection (4001) by bumping the ejection revision; checked
+        // below against the revision it was accepted at.
+        eject_rev: since,
     };
     let mut out = Outbox {
         socket: &mut socket,
