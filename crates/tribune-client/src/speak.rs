@@ -216,7 +216,9 @@ pub async fn speak(api: &Api, opts: SpeakOptions) -> Result<SpeakReport, ClientE
     let mut packet = [0u8; 1500];
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
+    // A duration is a count of frames, not a wall-clock deadline: a task late for its last
+    // tick still sends the whole duration (the ticks catch up in a burst).
+    let budget = opts.duration.map(|d| d.as_millis() / 20);
     let mut report = SpeakReport::default();
     let mut ear = Ear::new(opts.hear)?;
     loop {
@@ -242,7 +244,7 @@ pub async fn speak(api: &Api, opts: SpeakOptions) -> Result<SpeakReport, ClientE
                 }
             },
         }
-        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) || !frames.next(&mut pcm) {
+        if budget.is_some_and(|b| u128::from(report.frames_sent) >= b) || !frames.next(&mut pcm) {
             break;
         }
         let len = encoder
