@@ -13,6 +13,104 @@ use super::{Ingress, LiveRoom, MAX_CAPTURE_AGE_US};
 use crate::metrics::Metrics;
 use crate::room::seats::{Removal, SeatStats};
 
+/// The listen connection a ticket holds.
+#[derive(Debug)]
+pub(super) struct Listening {
+    /// Which connection (a newer one replaces it).
+    conn: u64,
+    /// Told when a newer connection with the same ticket replaces this one.
+    replaced: Arc<Notify>,
+}
+
+impl LiveRoom {
+    /// Counts a listen connection of `listener` in; the guard counts it out when dropped. A
+    /// ticket is one listener: an older connection of the same ticket is told to close (its
+    /// `replaced` notify fires) and this one takes its place.
+    pub fn listener_guard(
+        self: &Arc<Self>,
+        listener: ListenerId,
+        metrics: Arc<Metrics>,
+    ) -> ListenerPresence {
+        let conn = ParticipantId::random().0;
+        let replaced = Arc::new(Notify::new());
+        let previous = self.listening.lock().insert(
+            listener,
+            Listening {
+                conn,
+                replaced: replaced.clone(),
+            },
+        );
+        let replacing = previous.is_some();
+        if let Some(old) = previous {
+            old.replaced.notify_one();
+            metrics.listeners_replaced.inc();
+        }
+        self.listeners.fetch_add(1, Ordering::Relaxed);
+        self.counters.listener_joined();
+        metrics.listeners.inc();
+        self.wake.notify_one();
+        ListenerPresence {
+            replaced,
+            replacing,
+            _guard: PresenceGuard {
+                room: self.clone(),
+                metrics,
+                who: Presence::Listener { listener, conn },
+            },
+        }
+    }
+
+    /// Seats a publishing connection (WebSocket or WHIP) of `participant` in the mixer. The seat
+    /// leaves the mix when dropped, and tells its connection when moderation removes it.
+    ///
+    /// Call `admit_speaker` first (it refuses before any upgrade or SDP work); a participant
+    /// that moderation took off stage in between gets its seat removed at once ("not on stage").
+    /// The seat starts muted if the participant is muted.
+    pub async fn take_seat(
+        self: &Arc<Self>,
+        participant: ParticipantId,
+        role: Role,
+        metrics: Arc<Metrics>,
+    ) -> Option<Seat> {
+        let slot = ParticipantId::random().0;
+        // Registered before the mixer hears of the slot, so it can apply the participant's mute.
+        // Past the participant's seats, the oldest is replaced (its connection closes 4002).
+        let added = self
+            .seats
+            .add(slot, participant, role, self.limits.seats_per_participant);
+        metrics.seats_replaced.add(added.replaced as u64);
+        if self.ingress.send(Ingress::Join(slot)).await.is_err() {
+            self.seats.remove_slot(slot);
+            return None;
+        }
+        self.speakers.fetch_add(1, Ordering::Relaxed);
+        metrics.speakers.inc();
+        // Moderation may have taken the participant off stage since it was admitted: either it
+        // saw this seat (and removed it) or this check sees its change.
+        if self.roster.lock().admit(participant).is_err() {
+            self.seats.remove_participant(participant, "not on stage");
+        }
+        let rate = TokenBucket::new(
+            self.limits.seat_frames_per_s,
+            self.limits.seat_frame_burst,
+            mono_us(),
+        );
+        Some(Seat {
+            slot,
+            participant,
+            role,
+            removed: added.removed,
+            stats: added.stats,
+            rate,
+            presence: PresenceGuard {
+                room: self.clone(),
+                metrics,
+                who: Presence::Speaker(slot),
+            },
+        })
+    }
+}
+
 /// A publishing connection's place in the mix.
 #[derive(Debug)]
 pub struct Seat {
