@@ -1,7 +1,8 @@
 //! A node against one anonymous script: room creation, idle rooms, tickets, WHIP slots, slow
 //! bodies and the smaller holes (cross-site writes, titles, schedules, page headers, WHIP
-//! errors). Each test drives a real node over real loopback sockets the way an attacker would,
-//! and asserts what the node must hold. The stage's own attacks are in `hostile_stage.rs`.
+//! errors, a flood of `/metrics`). Each test drives a real node over real loopback sockets the
+//! way an attacker would, and asserts what the node must hold. The stage's own attacks are in
+//! `hostile_stage.rs`.
 
 mod common;
 
@@ -45,18 +46,7 @@ fn lo(last: u8) -> IpAddr {
 
 /// Waits (at most 10 s) until `metric` reads `want`.
 async fn wait_metric(base: &str, metric: &str, want: u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = common::metric(base, metric).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{metric} stayed at {got}, not {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_metric(base, metric, want, Duration::from_secs(10)).await
 }
 
 #[tokio::test]
@@ -515,5 +505,94 @@ async fn whip_parse_errors_show_no_addresses() {
         .max()
         .unwrap_or(0);
     assert!(digits < 8 && !message.contains("0x"), "{message}");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_takes_reads_only_and_a_flood_of_them_costs_listeners_nothing() {
+    let server = common::start().await;
+    let base = server.url();
+    let url = format!("{base}/metrics");
+    let (room, _) = common::create_room(&base).await;
+    let mut ws = common::open_listener(&server, &room).await;
+    let (frames, _) = common::count_frames(&mut ws, Duration::from_millis(300)).await;
+    assert!(frames > 0, "the room plays");
+    {
+        let http = Client::new();
+        // Writes are refused by method.
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+            let r = http
+                .request(method.clone(), &url)
+                .body("x")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 405, "{method}");
+        }
+        // One that claims 100 MB is answered at once, without waiting for the body.
+        let mut raw = TcpStream::connect(server.addr).await.unwrap();
+        raw.write_all(b"POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(2), raw.read(&mut answer))
+            .await
+            .expect("answered within 2 s")
+            .unwrap();
+        let head = String::from_utf8_lossy(&answer[..n]);
+        assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+        // A long query string is ignored: the same page.
+        let r = http
+            .get(format!("{url}?{}", "a=b&".repeat(1_000)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        assert!(text.contains("tribune_listeners 1"), "{text}");
+    }
+    let open_before = common::metric(&base, "connections_open").await;
+
+    // 16 keep-alive clients ask as fast as they can for 2 s while the listener listens.
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    let flood: Vec<_> = (0..16)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let http = Client::new();
+                let mut answered = 0u64;
+                while tokio::time::Instant::now() < until {
+                    let r = http.get(&url).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    assert!(!r.bytes().await.unwrap().is_empty());
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    let (frames, gaps) = common::count_frames(&mut ws, Duration::from_secs(2)).await;
+    let mut answered = 0;
+    for f in flood {
+        answered += f.await.unwrap();
+    }
+    println!("{answered} /metrics answers in 2 s; the listener had {frames} frames, {gaps} lost");
+    assert!(answered >= 100, "{answered} answers");
+    assert_eq!(gaps, 0, "the listener lost frames to the flood");
+    // 100 frames are due in 2 s; a few may arrive just after the window.
+    assert!(frames >= 90, "the listener had {frames} frames in 2 s");
+    // The flood's connections are all closed with their clients: none is left held.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let open = common::metric(&base, "connections_open").await;
+        if open <= open_before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{open} connections open, {open_before} before the flood"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     server.shutdown().await.unwrap();
 }

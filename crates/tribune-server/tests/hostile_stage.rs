@@ -44,7 +44,7 @@ async fn a_flooding_speaker_cannot_push_out_the_hosts_frames() {
     let (room, host) = common::create_room(&base).await;
     let host_id = common::host_id(&base, &room, &host).await;
     let (attacker_id, attacker) = common::mint(&base, &room, &host, "speaker").await;
-    // The host talks: 4 s of a tone, 50 frames a second.
+    // The host talks: 6 s of a tone, 50 frames a second (the flood takes 3 s of it).
     let api = Api::new(&base).unwrap();
     let talking = {
         let (api, room, host) = (api.clone(), room.clone(), host.clone());
@@ -55,7 +55,7 @@ async fn a_flooding_speaker_cannot_push_out_the_hosts_frames() {
                     room,
                     token: host,
                     source: AudioSource::Tone(440.0),
-                    duration: Some(Duration::from_secs(4)),
+                    duration: Some(Duration::from_secs(6)),
                     bitrate_bps: 48_000,
                     hear: false,
                 },
@@ -81,7 +81,18 @@ async fn a_flooding_speaker_cannot_push_out_the_hosts_frames() {
         ws.send(Message::Binary(msg)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
-    let view = stage(&base, &room, &host).await;
+    // The node counts what it has read; poll (while the host still talks) until the whole
+    // flood and 3 s of the host are in, or 3 s have passed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let view = loop {
+        let view = stage(&base, &room, &host).await;
+        let counted = |id: &str| member(&view, id)["frames_in"].as_u64().unwrap_or(0);
+        let done = counted(&attacker_id) >= 15_000 && counted(&host_id) >= 150;
+        if done || tokio::time::Instant::now() >= deadline {
+            break view;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let report = talking.await.unwrap();
     let flood = member(&view, &attacker_id);
     assert_eq!(flood["frames_in"], 15_000, "{flood}");
@@ -92,7 +103,7 @@ async fn a_flooding_speaker_cannot_push_out_the_hosts_frames() {
     let mine = member(&view, &host_id);
     assert!(mine["frames_in"].as_u64().unwrap() >= 150, "{mine}");
     assert_eq!(mine["frames_dropped"], 0, "the host loses no frame: {mine}");
-    assert_eq!(report.frames_sent, 200);
+    assert_eq!(report.frames_sent, 300);
     // Nothing was dropped for a full queue: the flood never reached it.
     assert_eq!(common::metric(&base, "ingress_dropped_total").await, 0);
     server.shutdown().await.unwrap();

@@ -287,13 +287,15 @@ fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
         capacity: 100,
     };
     a.beat(&node("e1", 5), Duration::from_secs(30)).unwrap();
-    a.beat(&node("e2", 7), Duration::from_millis(300)).unwrap();
+    // Short leases are 1.5 s: long enough for a slow machine between two calls.
+    a.beat(&node("e2", 7), Duration::from_millis(1_500))
+        .unwrap();
     // Another deployment on the same server sees nothing of this one.
     b.beat(&node("x", 1), Duration::from_secs(30)).unwrap();
     assert_eq!(a.nodes().unwrap(), vec![node("e1", 5), node("e2", 7)]);
     // A beat replaces the entry; a node that stops beating is gone after its lease.
     a.beat(&node("e1", 9), Duration::from_secs(30)).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(2_000));
     assert_eq!(a.nodes().unwrap(), vec![node("e1", 9)]);
     a.leave("e1").unwrap();
     assert!(a.nodes().unwrap().is_empty());
@@ -313,7 +315,7 @@ fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
     a.claim_rooms(
         "http://o2:8080",
         std::slice::from_ref(&r2),
-        Duration::from_millis(200),
+        Duration::from_millis(1_500),
     )
     .unwrap();
     assert_eq!(
@@ -325,7 +327,7 @@ fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
         a.claim_rooms(
             "http://o2:8080",
             &[r1.clone(), r2.clone()],
-            Duration::from_millis(200)
+            Duration::from_millis(1_500)
         )
         .unwrap(),
         vec![r1.clone()]
@@ -343,7 +345,7 @@ fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
         Some("http://o1:8080")
     );
     assert_eq!(b.room_origin(&r1).unwrap(), None);
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(2_000));
     // A lease run out: the room has no origin, and the next claim takes it.
     assert_eq!(a.room_origin(&r2).unwrap(), None);
     assert!(a

@@ -749,7 +749,14 @@ async fn the_cli_listener_moves_to_an_alternate_edge() {
         keep_packets: false,
     };
     let listening = tokio::spawn(async move { tribune_client::listen(&client, opts).await });
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_for("the listener on an edge", 10, || {
+        edges
+            .iter()
+            .any(|(a, _)| common::metric(*a, "listeners") == 1)
+    })
+    .await;
+    // A moment of listening before the kill.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let i = edges
         .iter()
         .position(|(a, _)| common::metric(*a, "listeners") == 1)
@@ -771,12 +778,32 @@ async fn the_cli_listener_moves_to_an_alternate_edge() {
     assert!((hz - 440.0).abs() <= 10.0, "{hz} Hz");
 }
 
+/// TCP sockets listening on `port` (any address, IPv4), from `/proc/net/tcp`.
+fn listening_sockets(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let mut cols = l.split_whitespace().skip(1);
+            let (addr, state) = (cols.next(), cols.nth(1));
+            addr.is_some_and(|a| a.ends_with(&local)) && state == Some("0A")
+        })
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_edge_processes_share_one_port() {
     let (oa, ea) = (free_addr(), free_addr());
     let _origin = origin(oa, None);
     let _e1 = edge_with(ea, oa, &["--reuse-port"]);
     let _e2 = edge_with(ea, oa, &["--reuse-port"]);
+    // The port answers as soon as the first process listens: wait for the second's socket.
+    wait_for("both processes listening on the port", 10, || {
+        listening_sockets(ea.port()) == 2
+    })
+    .await;
     let o = api(oa);
     let (room, host) = create_room(&o).await;
     let stop = Arc::new(AtomicBool::new(false));

@@ -125,8 +125,11 @@ fn the_recording_survives_kill_9() {
     let replay = ffmpeg_decode(&format!("http://{addr}/hls/{id}/replay.m3u8"));
     let tone_frames = replay.chunks(960).filter(|f| rms(f) > 0.05).count();
     let tone_s = tone_frames as f64 * 0.020;
+    // Within 2 % over, and 0.3 s under: a stall of the speaking process on a loaded machine is
+    // concealed and then drained by the node's jitter buffer, while a lost segment is 2 s.
+    let spoken = spoken_s as f64;
     assert!(
-        (tone_s - spoken_s as f64).abs() <= spoken_s as f64 * 0.02,
+        tone_s <= spoken * 1.02 && tone_s >= spoken - 0.3,
         "the replay holds {tone_s} s of the {spoken_s} s spoken"
     );
     let first = replay.chunks(960).position(|f| rms(f) > 0.05).unwrap();

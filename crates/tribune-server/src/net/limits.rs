@@ -396,9 +396,9 @@ mod tests {
     #[test]
     fn sweeping_forgets_clients_whose_buckets_refilled() {
         let limiter = JoinLimiter::new(&LimitsConfig {
-            join_rate_per_ip: 10,
+            join_rate_per_ip: 2,
             join_burst_per_ip: 1000,
-            join_rate_per_subnet: 10,
+            join_rate_per_subnet: 2,
             join_burst_per_subnet: 1000,
             ..LimitsConfig::default()
         });
@@ -410,9 +410,10 @@ mod tests {
         // A sweep right away keeps them: their buckets are not full yet.
         limiter.sweep();
         assert_eq!(limiter.tracked(), 200);
-        // The one token each used refills in 100 ms; governor forgets a key one emission
-        // interval after that (its state is then the same as a fresh one's).
-        std::thread::sleep(Duration::from_millis(300));
+        // The one token each used refills in 500 ms (slow enough that the sweep above comes
+        // first on a loaded machine); governor forgets a key one emission interval after that
+        // (its state is then the same as a fresh one's).
+        std::thread::sleep(Duration::from_millis(1_200));
         limiter.sweep();
         assert_eq!(limiter.tracked(), 0);
     }

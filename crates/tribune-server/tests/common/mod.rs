@@ -113,6 +113,24 @@ pub async fn metric(base: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("metric {name} missing"))
 }
 
+/// Waits up to `within` until the metric `name` reads `want` (a gauge another task updates);
+/// fails with the last reading.
+#[allow(dead_code)]
+pub async fn wait_metric(base: &str, name: &str, want: u64, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = metric(base, name).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} stayed at {got}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The next JSON event on a listener (audio is skipped).
 pub async fn next_event(ws: &mut Ws) -> Value {
     wait_event(ws, |_| true).await
