@@ -395,3 +395,31 @@ async fn options_and_patch_follow_whep_and_unconnected_sessions_expire() {
     assert!(common::metric(&base, "whip_connect_timeouts_total").await >= 2);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webrtc_listener_removed_right_after_its_answer_is_closed() {
+    let server = common::start().await;
+    let http = Client::new();
+    let base = server.url();
+    let (room, host) = common::create_room(&base).await;
+    let url = format!("{base}/api/rooms/{room}/whep");
+    for _ in 0..5 {
+        let (lid, ticket, _) = common::join(&base, &room).await;
+        let resp = post(&http, &url, Some(&ticket), "application/sdp", &offer()).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        // Straight after the answer, before the session's task may have started: it counts.
+        let (s, v) = common::post(
+            &base,
+            &format!("/api/rooms/{room}/listeners/{lid}/remove"),
+            &host,
+            json!({}),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        wait_for("closed on removal", async || {
+            listener_sessions(&base).await == 0
+        })
+        .await;
+    }
+    server.shutdown().await.unwrap();
+}

@@ -108,6 +108,8 @@ impl WhipHub {
         if let Player::Listener(l) = player {
             room.admit_listener(l)?;
         }
+        // A kick from here on ends this session, even one made before its task starts.
+        let eject_since = room.eject_rev();
         // Dropping the peer (a refusal below, or this request cancelled) removes its route.
         let (peer, answer) = self.open_peer(offer_text, Flow::Play)?;
         let id = peer.id.clone();
@@ -144,6 +146,7 @@ impl WhipHub {
             peer,
             registered,
             snapshots: room.subscribe_snapshots(),
+            eject_since,
             claims: claims.clone(),
             room,
             player,
@@ -213,6 +216,8 @@ struct PlayTask {
     registered: Registered,
     room: Arc<LiveRoom>,
     snapshots: watch::Receiver<Snapshot>,
+    /// The ejection revision when the session was accepted.
+    eject_since: u64,
     claims: Claims,
     player: Player,
     ear: StageEar,
@@ -269,6 +274,11 @@ impl PlayTask {
             }
             snap.eject_rev
         };
+        // Moderation since the session was accepted, which the snapshot read just now may
+        // already carry (and the loop below would then never see move).
+        if let Some(why) = self.still_welcome(self.eject_since) {
+            return why;
+        }
         let replaced = self.presence.as_ref().map(|p| p.replaced.clone());
         loop {
             let deadline = match self.peer.poll().await {
