@@ -1,0 +1,99 @@
+//! What one origin's look for rooms without an origin costs as the stored rooms grow: the look
+//! every origin makes every 2–2.5 s (the ids in the index set, then the origin lease of each
+//! room it does not run, pipelined), timed on the caller and as Redis's own CPU time, for 1 000,
+//! 10 000 and 100 000 stored rooms of which 1 % have no origin. Against a `redis-server` of its
+//! own on a Unix socket. Prints one JSON line per size. `bench/orphan-look.sh` runs it.
+//!
+//! `cargo run --release -p tribune-store --example orphan_look -- [looks per size]`
+
+use std::time::{Duration, Instant};
+
+use tribune_core::registry::NodeRegistry;
+use tribune_core::{RoomId, RoomStore};
+use tribune_store::{RedisConfig, RedisRegistry, RedisStore};
+
+const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
+
+fn main() {
+    let looks: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20);
+    let redis = tribune_testkit::Redis::start();
+    for (i, &rooms) in SIZES.iter().enumerate() {
+        let prefix = format!("look{i}");
+        let cfg = RedisConfig {
+            prefix: prefix.clone(),
+            ..RedisConfig::new(&redis.url())
+        };
+        fill(&redis.url(), &prefix, rooms);
+        let store = RedisStore::open(cfg.clone()).expect("store");
+        let registry = RedisRegistry::open(cfg).expect("registry");
+        let cpu_before = redis_cpu_ms(&redis);
+        let mut took = Vec::with_capacity(looks);
+        let mut orphans = 0;
+        for _ in 0..looks {
+            let started = Instant::now();
+            orphans = look(&store, &registry);
+            took.push(started.elapsed());
+        }
+        let redis_ms = (redis_cpu_ms(&redis) - cpu_before) / looks as f64;
+        took.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "{{\"rooms\":{rooms},\"orphans\":{orphans},\"looks\":{looks},\
+             \"look_ms_p50\":{:.2},\"look_ms_max\":{:.2},\"redis_cpu_ms_per_look\":{:.2},\
+             \"redis_cpu_share_per_origin\":{:.4}}}",
+            ms(took[looks / 2]),
+            ms(took[looks - 1]),
+            redis_ms,
+            // One look every 2.25 s on average.
+            redis_ms / 2_250.0,
+        );
+        assert_eq!(orphans, rooms / 100, "the look found the orphans");
+    }
+}
+
+/// The look as an origin makes it (running no room itself): how many rooms have no origin.
+fn look(store: &RedisStore, registry: &RedisRegistry) -> usize {
+    let ids = RoomStore::ids(store).expect("ids");
+    let origins = registry.room_origins(&ids).expect("origins");
+    origins.iter().filter(|o| o.is_none()).count()
+}
+
+/// `rooms` ids in the index set; every one but each hundredth with an origin lease.
+fn fill(url: &str, prefix: &str, rooms: usize) {
+    let client = redis::Client::open(url).expect("client");
+    let mut conn = client.get_connection().expect("connection");
+    let ids: Vec<RoomId> = (0..rooms).map(|_| RoomId::random()).collect();
+    for (n, chunk) in ids.chunks(5_000).enumerate() {
+        let mut pipe = redis::pipe();
+        for (k, id) in chunk.iter().enumerate() {
+            pipe.cmd("SADD")
+                .arg(format!("{prefix}:rooms:{{index}}"))
+                .arg(id.as_str())
+                .ignore();
+            if (n * 5_000 + k) % 100 != 0 {
+                pipe.cmd("SET")
+                    .arg(format!("{prefix}:room:{{{}}}:origin", id.as_str()))
+                    .arg("http://10.0.0.1:8080")
+                    .arg("PX")
+                    .arg(600_000)
+                    .ignore();
+            }
+        }
+        let () = pipe.query(&mut conn).expect("fill");
+    }
+}
+
+/// Redis's user and system CPU time so far, in ms.
+fn redis_cpu_ms(redis: &tribune_testkit::Redis) -> f64 {
+    let info = redis.cli(&["INFO", "cpu"]);
+    let field = |name: &str| -> f64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    (field("used_cpu_user") + field("used_cpu_sys")) * 1000.0
+}
