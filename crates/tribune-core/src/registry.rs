@@ -77,6 +77,16 @@ pub trait NodeRegistry: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<RoomId>, StoreError>;
     /// The URL of each room's origin, where one holds its lease (in the order asked).
     fn room_origins(&self, rooms: &[RoomId]) -> Result<Vec<Option<String>>, StoreError>;
+    /// Rooms whose origin lease, as last claimed, has run out (the oldest first, at most
+    /// `limit`): the ones worth checking for an origin. `None` from a backend that keeps no such
+    /// index (then every stored room is checked).
+    fn lapsed_rooms(&self, _limit: usize) -> Result<Option<Vec<RoomId>>, StoreError> {
+        Ok(None)
+    }
+    /// Takes `rooms` out of the index of leases (they ended, or are gone).
+    fn unindex_rooms(&self, _rooms: &[RoomId]) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The URL of `room`'s origin, if one holds its lease.
     fn room_origin(&self, room: &RoomId) -> Result<Option<String>, StoreError> {
         Ok(self

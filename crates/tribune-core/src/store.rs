@@ -120,6 +120,17 @@ pub trait RoomStore: Send + Sync {
     fn ids(&self) -> Result<Vec<RoomId>, StoreError> {
         Ok(self.list()?.into_iter().map(|r| r.info.id).collect())
     }
+
+    /// Which of `rooms` the store does not list (their records were lost, as with a Redis
+    /// restarted empty). A backend may answer without listing every room.
+    fn unlisted(&self, rooms: &[RoomId]) -> Result<Vec<RoomId>, StoreError> {
+        let listed: std::collections::HashSet<RoomId> = self.ids()?.into_iter().collect();
+        Ok(rooms
+            .iter()
+            .filter(|r| !listed.contains(*r))
+            .cloned()
+            .collect())
+    }
 }
 
 /// The revision check every backend applies in [`RoomStore::put`].

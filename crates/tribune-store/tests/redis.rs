@@ -345,9 +345,14 @@ fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
         Some("http://o1:8080")
     );
     assert_eq!(b.room_origin(&r1).unwrap(), None);
+    // The lease index: no lease has run out yet.
+    assert_eq!(a.lapsed_rooms(10).unwrap(), Some(vec![]));
     std::thread::sleep(Duration::from_millis(2_000));
-    // A lease run out: the room has no origin, and the next claim takes it.
+    // A lease run out: the room has no origin, the index names it (and only it), and the next
+    // claim takes it.
     assert_eq!(a.room_origin(&r2).unwrap(), None);
+    assert_eq!(a.lapsed_rooms(10).unwrap(), Some(vec![r2.clone()]));
+    assert_eq!(b.lapsed_rooms(10).unwrap(), Some(vec![]));
     assert!(a
         .claim_rooms(
             "http://o1:8080",
@@ -360,6 +365,19 @@ fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
         a.room_origin(&r2).unwrap().as_deref(),
         Some("http://o1:8080")
     );
+    assert_eq!(a.lapsed_rooms(10).unwrap(), Some(vec![]));
+    // A room whose short lease ran out is named; taken out of the index, it is not.
+    let r3 = tribune_core::RoomId::parse("2345678922").unwrap();
+    a.claim_rooms(
+        "http://o1:8080",
+        std::slice::from_ref(&r3),
+        Duration::from_millis(1),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(a.lapsed_rooms(10).unwrap(), Some(vec![r3.clone()]));
+    a.unindex_rooms(std::slice::from_ref(&r3)).unwrap();
+    assert_eq!(a.lapsed_rooms(10).unwrap(), Some(vec![]));
     assert_eq!(b.nodes().unwrap(), vec![node("x", 1)]);
     // Redis away: an error within the deadline, never a hang; back: it works again.
     server.kill();
@@ -661,6 +679,17 @@ fn a_redis_cluster_by_configuration_alone() {
             Some("http://o2:8080".to_owned())
         ]
     );
+    // The lease index lives on one shard; every claim above was indexed there.
+    assert_eq!(reg.lapsed_rooms(10).unwrap(), Some(vec![]));
+    // A refused claim is not indexed; a short lease taken is, and runs out.
+    let short = [
+        rooms[2].clone(),
+        tribune_core::RoomId::parse("ffffffffff").unwrap(),
+    ];
+    reg.claim_rooms("http://o3:8080", &short, Duration::from_millis(1))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(reg.lapsed_rooms(10).unwrap(), Some(short[1..].to_vec()));
     reg.leave("e1").unwrap();
     assert!(reg.nodes().unwrap().is_empty());
     // The gate: one script per decision, on the gate's shard.

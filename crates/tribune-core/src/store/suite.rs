@@ -145,6 +145,15 @@ pub fn many_rooms(store: &dyn RoomStore) {
     let got = store.list().expect("list");
     assert_eq!(got.len(), 200);
     assert!(got == want, "list order differs");
+    // Which of some rooms the store does not list: the ones never stored or removed.
+    let never = RoomId::parse("neverstrd2").expect("id");
+    let removed = want[7].id().clone();
+    assert!(store.remove(&removed).expect("remove"));
+    let asked = [want[3].id().clone(), never.clone(), removed.clone()];
+    assert_eq!(
+        store.unlisted(&asked).expect("unlisted"),
+        vec![never, removed]
+    );
 }
 
 /// A roster restored from a stored record behaves as the one recorded.

@@ -20,6 +20,12 @@ const ADOPT_MAX: usize = 32;
 const START_CHUNK: usize = 100;
 /// Most ended rooms remembered as not worth reading again (past this the memory starts over).
 const ENDED_MAX: usize = 10_000;
+/// Every this many looks, two in a row read every stored room (rooms never claimed: imported,
+/// or whose origin died before its first claim); the others read only the rooms whose lease
+/// ran out, as the registry indexes them (about 54 s between full looks).
+const FULL_EVERY: u64 = 24;
+/// Most rooms with a lapsed lease one look reads.
+const LAPSED_MAX: usize = 1_024;
 
 /// Brings back the rooms of `records` this node runs and answers how many: all of them on a
 /// node with its own store; with a shared one, those whose lease names this origin (claimed a
@@ -72,6 +78,10 @@ pub async fn restore_at_start(app: &AppState, records: Vec<RoomRecord>) -> std::
 /// on from its record (its id, roster and blocks, its numbers past the old origin's); edges
 /// pulling it find it here at their next reconnect. Also writes again the record of a room
 /// running here that the store lost, and forgets ids with no record and rooms long ended.
+///
+/// Most looks read only the rooms whose lease ran out, as the registry indexes them, so a
+/// look's cost follows the rooms in trouble rather than every stored room; two looks in a row
+/// every [`FULL_EVERY`] read them all (rooms never claimed). See docs/BENCHMARKS.md §11.
 pub async fn adopt_orphans(app: AppState) {
     let Some(cluster) = app.cluster().cloned() else {
         return;
@@ -81,21 +91,26 @@ pub async fn adopt_orphans(app: AppState) {
     let mut ended: HashSet<RoomId> = HashSet::new();
     // Ids listed without a record at the last look (a first write that failed, a removal).
     let mut empty: HashSet<RoomId> = HashSet::new();
-    loop {
+    for n in 0u64.. {
         let wait = LOOK_EVERY + Duration::from_millis(rand::random::<u64>() % 500);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
-        let here: HashSet<RoomId> = app.rooms().into_iter().map(|r| r.id.clone()).collect();
+        let here: Vec<RoomId> = app.rooms().into_iter().map(|r| r.id.clone()).collect();
         let (store, registry) = (app.store().clone(), cluster.registry());
-        let (skip, known) = (here, ended.clone());
+        let known = ended.clone();
+        let full = n % FULL_EVERY < 2;
         let looked = tokio::task::spawn_blocking(move || {
-            let stored = store.ids()?;
-            let ids: Vec<RoomId> = stored
-                .iter()
-                .filter(|id| !skip.contains(*id) && !known.contains(*id))
-                .cloned()
+            let unlisted = store.unlisted(&here)?;
+            let candidates = match registry.lapsed_rooms(LAPSED_MAX)? {
+                Some(lapsed) if !full => lapsed,
+                _ => store.ids()?,
+            };
+            let skip: HashSet<RoomId> = here.into_iter().collect();
+            let ids: Vec<RoomId> = candidates
+                .into_iter()
+                .filter(|id| !skip.contains(id) && !known.contains(id))
                 .collect();
             let origins = registry.room_origins(&ids)?;
             let orphans = ids
@@ -104,9 +119,9 @@ pub async fn adopt_orphans(app: AppState) {
                 .filter(|(_, o)| o.is_none())
                 .map(|(id, _)| id)
                 .collect::<HashSet<RoomId>>();
-            Ok::<_, tribune_core::StoreError>((stored.into_iter().collect::<HashSet<_>>(), orphans))
+            Ok::<_, tribune_core::StoreError>((unlisted, orphans))
         });
-        let (stored, orphans) = match tokio::time::timeout(LOOK_EVERY, looked).await {
+        let (unlisted, orphans) = match tokio::time::timeout(LOOK_EVERY, looked).await {
             Ok(Ok(Ok(o))) => o,
             Ok(Ok(Err(e))) => {
                 tracing::debug!("rooms without an origin not looked for: {e}");
@@ -114,14 +129,29 @@ pub async fn adopt_orphans(app: AppState) {
             }
             _ => continue,
         };
-        rewrite_missing(&app, &stored);
+        rewrite_missing(&app, &unlisted);
         let mut adopt: Vec<RoomId> = orphans.intersection(&seen).cloned().collect();
         seen = orphans;
         adopt.truncate(ADOPT_MAX);
+        // An id is forgotten when two examinations in a row found no record; ids not examined
+        // this look (a lapsed-lease look passes over those never claimed) keep their mark.
+        let was_empty: HashSet<RoomId> = adopt
+            .iter()
+            .filter(|id| empty.contains(*id))
+            .cloned()
+            .collect();
+        empty.retain(|id| !adopt.contains(id));
+        if empty.len() >= ENDED_MAX {
+            empty.clear();
+        }
         let mut now_empty = HashSet::new();
         for id in adopt {
             match adopt_one(&app, &cluster, &id).await {
                 Adopted::Ended { at } => {
+                    // Nobody runs an ended room: out of the lease index, so lapsed-lease looks
+                    // do not read it again (a full look by an origin that has not read it, or
+                    // has forgotten it, still finds it).
+                    unindex(&cluster, &id).await;
                     let keep = app.config().rooms.ended_keep.as_secs();
                     let now = tribune_core::unix_micros() / 1_000_000;
                     if at.is_some_and(|at| at.saturating_add(keep) <= now) {
@@ -135,14 +165,14 @@ pub async fn adopt_orphans(app: AppState) {
                         ended.insert(id);
                     }
                 }
-                Adopted::NoRecord if empty.contains(&id) => forget(&app, &id).await,
+                Adopted::NoRecord if was_empty.contains(&id) => forget(&app, &id).await,
                 Adopted::NoRecord => {
                     now_empty.insert(id);
                 }
                 Adopted::Yes | Adopted::No => {}
             }
         }
-        empty = now_empty;
+        empty.extend(now_empty);
     }
 }
 
@@ -204,21 +234,33 @@ async fn adopt_one(app: &AppState, cluster: &super::cluster::Cluster, id: &RoomI
     }
 }
 
-/// Takes a room nobody runs out of the store (record and index).
+/// Takes a room nobody runs out of the store (record and index) and out of the lease index.
 async fn forget(app: &AppState, id: &RoomId) {
     let (store, id) = (app.store().clone(), id.clone());
-    let gone = tokio::task::spawn_blocking(move || store.remove(&id)).await;
+    let gone = {
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || store.remove(&id)).await
+    };
     if let Ok(Err(e)) = gone {
         tracing::debug!("stale room not removed from the store: {e}");
     }
+    if let Some(cluster) = app.cluster() {
+        unindex(cluster, &id).await;
+    }
+}
+
+/// Takes `id` out of the registry's lease index (a hint: a failure costs only a re-read).
+async fn unindex(cluster: &super::cluster::Cluster, id: &RoomId) {
+    let (registry, id) = (cluster.registry(), id.clone());
+    let _ = tokio::task::spawn_blocking(move || registry.unindex_rooms(&[id])).await;
 }
 
 /// Writes again the record of every room running here that the store no longer lists (a Redis
 /// restarted without its data): the room's next write would, but a room with no change for
 /// hours would not come back after this origin's own restart.
-fn rewrite_missing(app: &AppState, stored: &HashSet<RoomId>) {
+fn rewrite_missing(app: &AppState, unlisted: &[RoomId]) {
     for room in app.rooms() {
-        if stored.contains(&room.id) || room.is_relayed() || room.unsaved() {
+        if !unlisted.contains(&room.id) || room.is_relayed() || room.unsaved() {
             continue;
         }
         if room.state().0 == RoomState::Ended {

@@ -192,6 +192,30 @@ impl RoomStore for RedisStore {
             .collect())
     }
 
+    fn unlisted(&self, rooms: &[RoomId]) -> Result<Vec<RoomId>, StoreError> {
+        // Asked of the index set per room, not by listing it: a node asks about its own rooms.
+        let index = self.index();
+        let mut out = Vec::new();
+        for chunk in rooms.chunks(1_000) {
+            let listed: Vec<bool> = self.conn.call(|c| {
+                let mut cmd = redis::cmd("SMISMEMBER");
+                cmd.arg(&index);
+                for r in chunk {
+                    cmd.arg(r.as_str());
+                }
+                cmd.query(c)
+            })?;
+            out.extend(
+                chunk
+                    .iter()
+                    .zip(listed)
+                    .filter(|(_, l)| !l)
+                    .map(|(r, _)| r.clone()),
+            );
+        }
+        Ok(out)
+    }
+
     fn put(&self, record: &RoomRecord) -> Result<(), StoreError> {
         let json = serde_json::to_string(record)
             .map_err(|e| StoreError::Backend(format!("encoding room {}: {e}", record.id())))?;

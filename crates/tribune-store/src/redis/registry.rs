@@ -4,7 +4,10 @@
 //! whose lease ran out. One hash tag: one shard in a Redis Cluster, and no key scan (a shared
 //! server's other keys cost a listing nothing). Each origin also names itself as the origin of
 //! the rooms it runs (`PREFIX:room:{ID}:origin`, a lease renewed with its beat), so an edge
-//! finds any room's origin.
+//! finds any room's origin. The rooms' leases are also indexed in a sorted set
+//! (`PREFIX:rooms:{leases}`, room id → when its lease runs out, in ms since the Unix epoch on
+//! the claiming origin's clock), so a look for rooms without an origin reads only the ones whose
+//! lease ran out, not every stored room. The index is a hint: a room's own lease key decides.
 
 use std::time::Duration;
 
@@ -81,6 +84,11 @@ impl RedisRegistry {
         super::RedisStore::origin_key(&self.conn.cfg.prefix, room.as_str())
     }
 
+    /// The sorted set indexing the rooms' leases by when they run out.
+    fn lease_index(&self) -> String {
+        format!("{}:rooms:{{leases}}", self.conn.cfg.prefix)
+    }
+
     /// The entries' hash and the leases' sorted set.
     fn keys(&self) -> (String, String) {
         let prefix = &self.conn.cfg.prefix;
@@ -139,12 +147,60 @@ impl NodeRegistry for RedisRegistry {
             })
             .collect();
         let won: Vec<u8> = self.conn.each(&claims)?;
-        Ok(rooms
-            .iter()
-            .zip(won)
-            .filter(|(_, w)| *w == 0)
-            .map(|(r, _)| r.clone())
-            .collect())
+        let (held, mine): (Vec<_>, Vec<_>) = rooms.iter().zip(won).partition(|(_, w)| *w == 0);
+        // Indexed by when the lease runs out (after the claims: a failure here leaves a room
+        // claimed but found only by a full look, never one indexed but not claimed).
+        let until = tribune_core::unix_micros() / 1_000 + ms;
+        let index = self.lease_index();
+        let adds: Vec<redis::Cmd> = mine
+            .chunks(1_000)
+            .map(|chunk| {
+                let mut c = redis::cmd("ZADD");
+                c.arg(&index);
+                for (r, _) in chunk {
+                    c.arg(until).arg(r.as_str());
+                }
+                c
+            })
+            .collect();
+        // The claims stand whatever becomes of the hint: a room left out is found by a full look.
+        let _ = self.conn.each::<()>(&adds);
+        Ok(held.into_iter().map(|(r, _)| r.clone()).collect())
+    }
+
+    fn lapsed_rooms(&self, limit: usize) -> Result<Option<Vec<RoomId>>, StoreError> {
+        let now = tribune_core::unix_micros() / 1_000;
+        let index = self.lease_index();
+        let ids: Vec<String> = self.conn.call(|c| {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(&index)
+                .arg("-inf")
+                .arg(now)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .query(c)
+        })?;
+        Ok(Some(
+            ids.iter().filter_map(|id| RoomId::parse(id)).collect(),
+        ))
+    }
+
+    fn unindex_rooms(&self, rooms: &[RoomId]) -> Result<(), StoreError> {
+        let index = self.lease_index();
+        let rems: Vec<redis::Cmd> = rooms
+            .chunks(1_000)
+            .map(|chunk| {
+                let mut c = redis::cmd("ZREM");
+                c.arg(&index);
+                for r in chunk {
+                    c.arg(r.as_str());
+                }
+                c
+            })
+            .collect();
+        self.conn.each::<()>(&rems)?;
+        Ok(())
     }
 
     fn room_origins(&self, rooms: &[RoomId]) -> Result<Vec<Option<String>>, StoreError> {
