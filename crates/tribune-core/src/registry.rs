@@ -77,7 +77,13 @@ pub trait NodeRegistry: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<RoomId>, StoreError>;
     /// The URL of each room's origin, where one holds its lease (in the order asked).
     fn room_origins(&self, rooms: &[RoomId]) -> Result<Vec<Option<String>>, StoreError>;
-    /// Rooms whose origin lease, as last claimed, has run out (the oldest first, at most
+    /// Notes in the index of leases that `rooms`' leases (claimed by this node) run out `lease`
+    /// from now, on the backend's clock. A hint for [`NodeRegistry::lapsed_rooms`], written
+    /// apart from the claims so a slow index never delays one.
+    fn index_leases(&self, _rooms: &[RoomId], _lease: Duration) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Rooms whose origin lease, as last indexed, has run out (the oldest first, at most
     /// `limit`): the ones worth checking for an origin. `None` from a backend that keeps no such
     /// index (then every stored room is checked).
     fn lapsed_rooms(&self, _limit: usize) -> Result<Option<Vec<RoomId>>, StoreError> {

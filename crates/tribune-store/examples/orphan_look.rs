@@ -3,7 +3,8 @@
 //! 1 % have no origin: a full look (the ids in the index set, then the origin lease of each,
 //! pipelined) and a lapsed-lease look (the rooms the lease index says ran out, then their
 //! leases). An origin makes one look every 2–2.5 s, two full ones in every 24. Against a
-//! `redis-server` of its own on a Unix socket. Prints one JSON line per size and kind.
+//! `redis-server` of its own on a Unix socket. Also what noting every room's lease in the index
+//! costs (each origin does it for its rooms every 4 s). Prints JSON lines per size and kind.
 //! `bench/orphan-look.sh` runs it.
 //!
 //! `cargo run --release -p tribune-store --example orphan_look -- [looks per size]`
@@ -54,6 +55,38 @@ fn main() {
             );
             assert_eq!(orphans, rooms / 100, "the look found the orphans");
         }
+        // The write side: the origins running these rooms note their leases in the index every
+        // 4 s (here all of them through one registry, as if one origin ran every room).
+        let all = RoomStore::ids(&store).expect("ids");
+        let origins = registry.room_origins(&all).expect("origins");
+        let ids: Vec<RoomId> = all
+            .into_iter()
+            .zip(origins)
+            .filter(|(_, o)| o.is_some())
+            .map(|(id, _)| id)
+            .collect();
+        let cpu_before = redis_cpu_ms(&redis);
+        let mut took = Vec::with_capacity(looks);
+        for _ in 0..looks {
+            let started = Instant::now();
+            registry
+                .index_leases(&ids, Duration::from_secs(600))
+                .expect("index");
+            took.push(started.elapsed());
+        }
+        let index_ms = (redis_cpu_ms(&redis) - cpu_before) / looks as f64;
+        took.sort();
+        println!(
+            "{{\"rooms\":{rooms},\"index_write_ms_p50\":{:.2},\"redis_cpu_ms_per_index_write\":{index_ms:.3},\
+             \"redis_share_of_index_writes\":{:.5}}}",
+            took[looks / 2].as_secs_f64() * 1000.0,
+            index_ms / 4_000.0,
+        );
+        assert_eq!(
+            look(&store, &registry, false),
+            rooms / 100,
+            "still the same orphans"
+        );
         // An origin's share of Redis's one core: 2 full and 22 lapsed looks per 24 × 2.25 s.
         let share = (2.0 * per_look[0] + 22.0 * per_look[1]) / (24.0 * 2_250.0);
         let full_only = per_look[0] / 2_250.0;

@@ -322,6 +322,11 @@ fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
         a.room_origins(&[r1.clone(), r2.clone()]).unwrap(),
         vec![Some("http://o1:8080".into()), Some("http://o2:8080".into())]
     );
+    // The lease index, as the claimers note it (on Redis's clock).
+    a.index_leases(std::slice::from_ref(&r1), Duration::from_secs(30))
+        .unwrap();
+    a.index_leases(std::slice::from_ref(&r2), Duration::from_millis(1_500))
+        .unwrap();
     // One room, one origin: o2 cannot take r1 while o1 holds it, and o1 renews it freely.
     assert_eq!(
         a.claim_rooms(
@@ -345,7 +350,7 @@ fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
         Some("http://o1:8080")
     );
     assert_eq!(b.room_origin(&r1).unwrap(), None);
-    // The lease index: no lease has run out yet.
+    // No lease has run out yet.
     assert_eq!(a.lapsed_rooms(10).unwrap(), Some(vec![]));
     std::thread::sleep(Duration::from_millis(2_000));
     // A lease run out: the room has no origin, the index names it (and only it), and the next
@@ -365,9 +370,20 @@ fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
         a.room_origin(&r2).unwrap().as_deref(),
         Some("http://o1:8080")
     );
+    a.index_leases(std::slice::from_ref(&r2), Duration::from_secs(30))
+        .unwrap();
     assert_eq!(a.lapsed_rooms(10).unwrap(), Some(vec![]));
-    // A room whose short lease ran out is named; taken out of the index, it is not.
+    // A room whose short lease ran out is named (an id that is not a room's is dropped);
+    // taken out of the index, it is not.
     let r3 = tribune_core::RoomId::parse("2345678922").unwrap();
+    a.index_leases(std::slice::from_ref(&r3), Duration::from_millis(1))
+        .unwrap();
+    let () = redis::cmd("ZADD")
+        .arg("tribune:rooms:{leases}")
+        .arg(0)
+        .arg("not/a room")
+        .query(&mut raw(&server))
+        .unwrap();
     a.claim_rooms(
         "http://o1:8080",
         std::slice::from_ref(&r3),
@@ -376,6 +392,12 @@ fn the_registry_lists_live_nodes_and_forgets_silent_ones() {
     .unwrap();
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(a.lapsed_rooms(10).unwrap(), Some(vec![r3.clone()]));
+    let junk: Option<f64> = redis::cmd("ZSCORE")
+        .arg("tribune:rooms:{leases}")
+        .arg("not/a room")
+        .query(&mut raw(&server))
+        .unwrap();
+    assert_eq!(junk, None, "not a room id: taken out of the index");
     a.unindex_rooms(std::slice::from_ref(&r3)).unwrap();
     assert_eq!(a.lapsed_rooms(10).unwrap(), Some(vec![]));
     assert_eq!(b.nodes().unwrap(), vec![node("x", 1)]);
@@ -679,17 +701,13 @@ fn a_redis_cluster_by_configuration_alone() {
             Some("http://o2:8080".to_owned())
         ]
     );
-    // The lease index lives on one shard; every claim above was indexed there.
+    // The lease index lives on one shard, written on its clock.
+    reg.index_leases(&rooms, Duration::from_secs(30)).unwrap();
     assert_eq!(reg.lapsed_rooms(10).unwrap(), Some(vec![]));
-    // A refused claim is not indexed; a short lease taken is, and runs out.
-    let short = [
-        rooms[2].clone(),
-        tribune_core::RoomId::parse("ffffffffff").unwrap(),
-    ];
-    reg.claim_rooms("http://o3:8080", &short, Duration::from_millis(1))
-        .unwrap();
+    let short = [tribune_core::RoomId::parse("ffffffffff").unwrap()];
+    reg.index_leases(&short, Duration::from_millis(1)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(reg.lapsed_rooms(10).unwrap(), Some(short[1..].to_vec()));
+    assert_eq!(reg.lapsed_rooms(10).unwrap(), Some(short.to_vec()));
     reg.leave("e1").unwrap();
     assert!(reg.nodes().unwrap().is_empty());
     // The gate: one script per decision, on the gate's shard.

@@ -35,8 +35,10 @@ const GATE_AWAY: Duration = Duration::from_secs(2);
 const GATE_CALLS_MAX: usize = 16;
 
 /// What a beat read: the nodes alive, and the rooms this node ran that another origin holds.
-type Beat =
-    tokio::task::JoinHandle<Result<(Vec<NodeEntry>, Vec<RoomId>), tribune_core::StoreError>>;
+/// A beat's answer: the nodes alive, the rooms held elsewhere, and the rooms claimed.
+type Beat = tokio::task::JoinHandle<
+    Result<(Vec<NodeEntry>, Vec<RoomId>, Vec<RoomId>), tribune_core::StoreError>,
+>;
 
 /// This node's place in the registry.
 #[derive(Debug)]
@@ -59,12 +61,18 @@ pub struct Cluster {
     up: AtomicBool,
     /// Rooms' origins as last looked up for a request sent on (see [`Cluster::origin_of`]).
     origins: parking_lot::Mutex<std::collections::HashMap<RoomId, (Instant, Option<String>)>>,
+    /// Whether a write to the registry's lease index is under way (one at a time).
+    indexing: Arc<AtomicBool>,
 }
 
 /// How long a room's origin, looked up for a request sent on, is taken as known.
 const ORIGIN_KNOWN: Duration = Duration::from_secs(2);
 /// Most rooms' origins remembered (past this the memory starts over).
 const ORIGINS_MAX: usize = 10_000;
+/// Beats between two writes of this node's rooms to the lease index: each notes a lease of
+/// [`ROOM_LEASE`], so an entry is rewritten well before it looks run out (5× fewer writes than
+/// one a beat).
+const INDEX_EVERY: u64 = 4;
 
 impl Cluster {
     /// This node (`config`) in `registry`, admitting through `gate`.
@@ -96,6 +104,7 @@ impl Cluster {
             sent: parking_lot::Mutex::new(Vec::new()),
             up: AtomicBool::new(true),
             origins: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            indexing: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -162,9 +171,29 @@ impl Cluster {
     pub fn claim(&self, room: RoomId) {
         let (registry, url) = (self.registry.clone(), self.me.url.clone());
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = registry.claim_rooms(&url, &[room], ROOM_LEASE) {
-                tracing::debug!("room origin not named yet: {e}");
+            match registry.claim_rooms(&url, std::slice::from_ref(&room), ROOM_LEASE) {
+                Ok(held) if held.is_empty() => {
+                    let _ = registry.index_leases(&[room], ROOM_LEASE);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!("room origin not named yet: {e}"),
             }
+        });
+    }
+
+    /// Notes `rooms` (claimed by this node) in the registry's lease index, apart from the
+    /// claims and their deadlines: a slow index never delays a claim. One write at a time; one
+    /// skipped is made good by a later beat.
+    fn index(&self, rooms: Vec<RoomId>) {
+        if rooms.is_empty() || self.indexing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (registry, busy) = (self.registry.clone(), self.indexing.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = registry.index_leases(&rooms, ROOM_LEASE) {
+                tracing::debug!("rooms' leases not indexed: {e}");
+            }
+            busy.store(false, Ordering::Release);
         });
     }
 
@@ -172,10 +201,18 @@ impl Cluster {
     /// elsewhere (an error: the registry could not be reached in time).
     pub async fn claim_now(&self, rooms: Vec<RoomId>) -> Result<Vec<RoomId>, StoreError> {
         let (registry, url) = (self.registry.clone(), self.me.url.clone());
-        let asked =
-            tokio::task::spawn_blocking(move || registry.claim_rooms(&url, &rooms, ROOM_LEASE));
+        let asked = tokio::task::spawn_blocking(move || {
+            registry
+                .claim_rooms(&url, &rooms, ROOM_LEASE)
+                .map(|held| (held, rooms))
+        });
         match tokio::time::timeout(LEASE, asked).await {
-            Ok(Ok(r)) => r,
+            Ok(Ok(Ok((held, rooms)))) => {
+                let mine = rooms.into_iter().filter(|r| !held.contains(r)).collect();
+                self.index(mine);
+                Ok(held)
+            }
+            Ok(Ok(Err(e))) => Err(e),
             _ => Err(StoreError::Backend("registry: no answer".into())),
         }
     }
@@ -282,7 +319,7 @@ impl Cluster {
         let mut tick = tokio::time::interval(BEAT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pending: Option<Beat> = None;
-        loop {
+        for n in 0u64.. {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => break,
@@ -298,7 +335,7 @@ impl Cluster {
                 None => tokio::task::spawn_blocking(move || {
                     registry.beat(&me, LEASE)?;
                     let lost = registry.claim_rooms(&me.url, &rooms, ROOM_LEASE)?;
-                    Ok((registry.nodes()?, lost))
+                    Ok((registry.nodes()?, lost, rooms))
                 }),
             };
             let read = match tokio::time::timeout(LEASE, &mut beat).await {
@@ -309,7 +346,10 @@ impl Cluster {
                 }
             };
             match read {
-                Ok(Ok(Ok((nodes, gone)))) => {
+                Ok(Ok(Ok((nodes, gone, claimed)))) => {
+                    if n % INDEX_EVERY == 0 {
+                        self.index(claimed.into_iter().filter(|r| !gone.contains(r)).collect());
+                    }
                     if !gone.is_empty() {
                         tracing::error!(
                             rooms = ?gone,

@@ -4,10 +4,11 @@
 //! of the rooms another origin took from it. Writes to a room's record are fenced by its lease
 //! (`RedisStore::fenced_by`), so an origin that lost a room cannot overwrite it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use tribune_core::{RoomId, RoomRecord, RoomState};
+use tribune_core::registry::NodeRegistry;
+use tribune_core::{RoomId, RoomRecord, RoomState, RoomStore, StoreError};
 
 use super::state::AppState;
 
@@ -89,8 +90,9 @@ pub async fn adopt_orphans(app: AppState) {
     let mut shutdown = app.shutdown();
     let mut seen: HashSet<RoomId> = HashSet::new();
     let mut ended: HashSet<RoomId> = HashSet::new();
-    // Ids listed without a record at the last look (a first write that failed, a removal).
-    let mut empty: HashSet<RoomId> = HashSet::new();
+    // Ids found without a record, and at which look (a first write that failed, a removal).
+    let mut empty: HashMap<RoomId, u64> = HashMap::new();
+    let mut failing = false;
     for n in 0u64.. {
         let wait = LOOK_EVERY + Duration::from_millis(rand::random::<u64>() % 500);
         tokio::select! {
@@ -101,57 +103,43 @@ pub async fn adopt_orphans(app: AppState) {
         let (store, registry) = (app.store().clone(), cluster.registry());
         let known = ended.clone();
         let full = n % FULL_EVERY < 2;
-        let looked = tokio::task::spawn_blocking(move || {
-            let unlisted = store.unlisted(&here)?;
-            let candidates = match registry.lapsed_rooms(LAPSED_MAX)? {
-                Some(lapsed) if !full => lapsed,
-                _ => store.ids()?,
-            };
-            let skip: HashSet<RoomId> = here.into_iter().collect();
-            let ids: Vec<RoomId> = candidates
-                .into_iter()
-                .filter(|id| !skip.contains(id) && !known.contains(id))
-                .collect();
-            let origins = registry.room_origins(&ids)?;
-            let orphans = ids
-                .into_iter()
-                .zip(origins)
-                .filter(|(_, o)| o.is_none())
-                .map(|(id, _)| id)
-                .collect::<HashSet<RoomId>>();
-            Ok::<_, tribune_core::StoreError>((unlisted, orphans))
-        });
-        let (unlisted, orphans) = match tokio::time::timeout(LOOK_EVERY, looked).await {
-            Ok(Ok(Ok(o))) => o,
-            Ok(Ok(Err(e))) => {
-                tracing::debug!("rooms without an origin not looked for: {e}");
+        let looked =
+            tokio::task::spawn_blocking(move || look(&*store, &*registry, here, &known, full));
+        let Looked { unlisted, orphans } = match tokio::time::timeout(LOOK_EVERY, looked).await {
+            Ok(Ok(Ok(looked))) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("looking for rooms without an origin again");
+                }
+                looked
+            }
+            other => {
+                if !std::mem::replace(&mut failing, true) {
+                    let why = match other {
+                        Ok(Ok(Err(e))) => e.to_string(),
+                        _ => "no answer in time".into(),
+                    };
+                    tracing::warn!(
+                        "rooms without an origin not looked for ({why}): no takeover until \
+                         the store and the registry answer again"
+                    );
+                }
                 continue;
             }
-            _ => continue,
         };
         rewrite_missing(&app, &unlisted);
         let mut adopt: Vec<RoomId> = orphans.intersection(&seen).cloned().collect();
         seen = orphans;
         adopt.truncate(ADOPT_MAX);
-        // An id is forgotten when two examinations in a row found no record; ids not examined
-        // this look (a lapsed-lease look passes over those never claimed) keep their mark.
-        let was_empty: HashSet<RoomId> = adopt
-            .iter()
-            .filter(|id| empty.contains(*id))
-            .cloned()
-            .collect();
-        empty.retain(|id| !adopt.contains(id));
-        if empty.len() >= ENDED_MAX {
-            empty.clear();
-        }
-        let mut now_empty = HashSet::new();
+        // An id is forgotten when two examinations close together (within two full looks)
+        // found no record; a lapsed-lease look passes over ids never claimed, so a mark waits.
+        empty.retain(|_, at| n - *at <= FULL_EVERY + 2);
         for id in adopt {
             match adopt_one(&app, &cluster, &id).await {
                 Adopted::Ended { at } => {
                     // Nobody runs an ended room: out of the lease index, so lapsed-lease looks
                     // do not read it again (a full look by an origin that has not read it, or
                     // has forgotten it, still finds it).
-                    unindex(&cluster, &id).await;
+                    unindex(&cluster, vec![id.clone()]).await;
                     let keep = app.config().rooms.ended_keep.as_secs();
                     let now = tribune_core::unix_micros() / 1_000_000;
                     if at.is_some_and(|at| at.saturating_add(keep) <= now) {
@@ -165,15 +153,84 @@ pub async fn adopt_orphans(app: AppState) {
                         ended.insert(id);
                     }
                 }
-                Adopted::NoRecord if was_empty.contains(&id) => forget(&app, &id).await,
+                Adopted::NoRecord if empty.remove(&id).is_some() => forget(&app, &id).await,
                 Adopted::NoRecord => {
-                    now_empty.insert(id);
+                    if empty.len() >= ENDED_MAX {
+                        empty.clear();
+                    }
+                    empty.insert(id, n);
                 }
-                Adopted::Yes | Adopted::No => {}
+                // Not taken here (unreadable, not restored, or another origin was quicker): out
+                // of the lease index, so it does not hold the head of every look; whoever
+                // holds it indexes it again, and full looks still find it.
+                Adopted::No => unindex(&cluster, vec![id]).await,
+                Adopted::Yes => {}
             }
         }
-        empty.extend(now_empty);
     }
+}
+
+/// What one look found.
+struct Looked {
+    /// Rooms running here that the store does not list (their records were lost).
+    unlisted: HashSet<RoomId>,
+    /// Rooms no origin holds.
+    orphans: HashSet<RoomId>,
+}
+
+/// One look (blocking calls): the rooms whose lease ran out as the registry indexes them, or
+/// every stored room when `full` (or when the index cannot answer), less the rooms running
+/// `here` and those `known` to have ended; which of them no origin holds.
+fn look(
+    store: &dyn RoomStore,
+    registry: &dyn NodeRegistry,
+    here: Vec<RoomId>,
+    known: &HashSet<RoomId>,
+    full: bool,
+) -> Result<Looked, StoreError> {
+    let unlisted = match store.unlisted(&here) {
+        Ok(u) => u.into_iter().collect(),
+        Err(e) => {
+            tracing::debug!("rooms running here not checked in the store: {e}");
+            HashSet::new()
+        }
+    };
+    let lapsed = if full {
+        None
+    } else {
+        registry.lapsed_rooms(LAPSED_MAX).unwrap_or_else(|e| {
+            tracing::debug!("the lease index did not answer, reading every room: {e}");
+            None
+        })
+    };
+    let candidates = match lapsed {
+        Some(lapsed) => {
+            // Ended rooms this origin already read: out of the index, not read again.
+            let stale: Vec<RoomId> = lapsed
+                .iter()
+                .filter(|id| known.contains(*id))
+                .cloned()
+                .collect();
+            if !stale.is_empty() {
+                let _ = registry.unindex_rooms(&stale);
+            }
+            lapsed
+        }
+        None => store.ids()?,
+    };
+    let skip: HashSet<RoomId> = here.into_iter().collect();
+    let ids: Vec<RoomId> = candidates
+        .into_iter()
+        .filter(|id| !skip.contains(id) && !known.contains(id))
+        .collect();
+    let origins = registry.room_origins(&ids)?;
+    let orphans = ids
+        .into_iter()
+        .zip(origins)
+        .filter(|(_, o)| o.is_none())
+        .map(|(id, _)| id)
+        .collect();
+    Ok(Looked { unlisted, orphans })
 }
 
 /// What became of a room found without an origin.
@@ -245,20 +302,20 @@ async fn forget(app: &AppState, id: &RoomId) {
         tracing::debug!("stale room not removed from the store: {e}");
     }
     if let Some(cluster) = app.cluster() {
-        unindex(cluster, &id).await;
+        unindex(cluster, vec![id]).await;
     }
 }
 
-/// Takes `id` out of the registry's lease index (a hint: a failure costs only a re-read).
-async fn unindex(cluster: &super::cluster::Cluster, id: &RoomId) {
-    let (registry, id) = (cluster.registry(), id.clone());
-    let _ = tokio::task::spawn_blocking(move || registry.unindex_rooms(&[id])).await;
+/// Takes `rooms` out of the registry's lease index (a hint: a failure costs only a re-read).
+async fn unindex(cluster: &super::cluster::Cluster, rooms: Vec<RoomId>) {
+    let registry = cluster.registry();
+    let _ = tokio::task::spawn_blocking(move || registry.unindex_rooms(&rooms)).await;
 }
 
 /// Writes again the record of every room running here that the store no longer lists (a Redis
 /// restarted without its data): the room's next write would, but a room with no change for
 /// hours would not come back after this origin's own restart.
-fn rewrite_missing(app: &AppState, unlisted: &[RoomId]) {
+fn rewrite_missing(app: &AppState, unlisted: &HashSet<RoomId>) {
     for room in app.rooms() {
         if !unlisted.contains(&room.id) || room.is_relayed() || room.unsaved() {
             continue;

@@ -193,27 +193,24 @@ impl RoomStore for RedisStore {
     }
 
     fn unlisted(&self, rooms: &[RoomId]) -> Result<Vec<RoomId>, StoreError> {
-        // Asked of the index set per room, not by listing it: a node asks about its own rooms.
+        // Asked of the index set per room (one pipeline), not by listing it: a node asks about
+        // its own rooms. SISMEMBER, not SMISMEMBER: every Redis version has it.
         let index = self.index();
-        let mut out = Vec::new();
-        for chunk in rooms.chunks(1_000) {
-            let listed: Vec<bool> = self.conn.call(|c| {
-                let mut cmd = redis::cmd("SMISMEMBER");
-                cmd.arg(&index);
-                for r in chunk {
-                    cmd.arg(r.as_str());
-                }
-                cmd.query(c)
-            })?;
-            out.extend(
-                chunk
-                    .iter()
-                    .zip(listed)
-                    .filter(|(_, l)| !l)
-                    .map(|(r, _)| r.clone()),
-            );
-        }
-        Ok(out)
+        let asks: Vec<redis::Cmd> = rooms
+            .iter()
+            .map(|r| {
+                let mut c = redis::cmd("SISMEMBER");
+                c.arg(&index).arg(r.as_str());
+                c
+            })
+            .collect();
+        let listed: Vec<bool> = self.conn.each(&asks)?;
+        Ok(rooms
+            .iter()
+            .zip(listed)
+            .filter(|(_, l)| !l)
+            .map(|(r, _)| r.clone())
+            .collect())
     }
 
     fn put(&self, record: &RoomRecord) -> Result<(), StoreError> {

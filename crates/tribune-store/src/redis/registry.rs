@@ -5,9 +5,9 @@
 //! server's other keys cost a listing nothing). Each origin also names itself as the origin of
 //! the rooms it runs (`PREFIX:room:{ID}:origin`, a lease renewed with its beat), so an edge
 //! finds any room's origin. The rooms' leases are also indexed in a sorted set
-//! (`PREFIX:rooms:{leases}`, room id → when its lease runs out, in ms since the Unix epoch on
-//! the claiming origin's clock), so a look for rooms without an origin reads only the ones whose
-//! lease ran out, not every stored room. The index is a hint: a room's own lease key decides.
+//! (`PREFIX:rooms:{leases}`, room id → when its lease runs out, on the Redis server's clock),
+//! so a look for rooms without an origin reads only the ones whose lease ran out, not every
+//! stored room. The index is a hint: a room's own lease key decides.
 
 use std::time::Duration;
 
@@ -45,11 +45,28 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 "#;
 
+/// Notes in the lease index `KEYS[1]` that rooms `ARGV[2..]` run out `ARGV[1]` ms from now.
+const INDEX: &str = r#"
+local t = redis.call('TIME')
+local untl = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], untl, ARGV[i]) end
+return #ARGV - 1
+"#;
+
+/// The rooms in the lease index `KEYS[1]` whose lease ran out, the oldest first, at most
+/// `ARGV[1]`.
+const LAPSED: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+"#;
+
 /// The node registry in Redis.
 pub struct RedisRegistry {
     conn: Conn,
     beat: redis::Script,
     list: redis::Script,
+    lapsed: redis::Script,
 }
 
 impl std::fmt::Debug for RedisRegistry {
@@ -75,6 +92,7 @@ impl RedisRegistry {
         RedisRegistry {
             conn,
             beat: redis::Script::new(BEAT),
+            lapsed: redis::Script::new(LAPSED),
             list: redis::Script::new(LIST),
         }
     }
@@ -147,43 +165,52 @@ impl NodeRegistry for RedisRegistry {
             })
             .collect();
         let won: Vec<u8> = self.conn.each(&claims)?;
-        let (held, mine): (Vec<_>, Vec<_>) = rooms.iter().zip(won).partition(|(_, w)| *w == 0);
-        // Indexed by when the lease runs out (after the claims: a failure here leaves a room
-        // claimed but found only by a full look, never one indexed but not claimed).
-        let until = tribune_core::unix_micros() / 1_000 + ms;
+        Ok(rooms
+            .iter()
+            .zip(won)
+            .filter(|(_, w)| *w == 0)
+            .map(|(r, _)| r.clone())
+            .collect())
+    }
+
+    fn index_leases(&self, rooms: &[RoomId], lease: Duration) -> Result<(), StoreError> {
+        let ms = lease.as_millis().clamp(1, u128::from(u32::MAX)) as u64;
         let index = self.lease_index();
-        let adds: Vec<redis::Cmd> = mine
+        // One script per chunk (Redis's clock, one key: any shard of a cluster).
+        let writes: Vec<redis::Cmd> = rooms
             .chunks(1_000)
             .map(|chunk| {
-                let mut c = redis::cmd("ZADD");
-                c.arg(&index);
-                for (r, _) in chunk {
-                    c.arg(until).arg(r.as_str());
+                let mut c = redis::cmd("EVAL");
+                c.arg(INDEX).arg(1).arg(&index).arg(ms);
+                for r in chunk {
+                    c.arg(r.as_str());
                 }
                 c
             })
             .collect();
-        // The claims stand whatever becomes of the hint: a room left out is found by a full look.
-        let _ = self.conn.each::<()>(&adds);
-        Ok(held.into_iter().map(|(r, _)| r.clone()).collect())
+        self.conn.each::<()>(&writes)?;
+        Ok(())
     }
 
     fn lapsed_rooms(&self, limit: usize) -> Result<Option<Vec<RoomId>>, StoreError> {
-        let now = tribune_core::unix_micros() / 1_000;
         let index = self.lease_index();
-        let ids: Vec<String> = self.conn.call(|c| {
-            redis::cmd("ZRANGEBYSCORE")
-                .arg(&index)
-                .arg("-inf")
-                .arg(now)
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit)
-                .query(c)
-        })?;
-        Ok(Some(
-            ids.iter().filter_map(|id| RoomId::parse(id)).collect(),
-        ))
+        let ids: Vec<String> = self
+            .conn
+            .call(|c| self.lapsed.key(&index).arg(limit).invoke(c))?;
+        let (rooms, junk): (Vec<_>, Vec<_>) = ids
+            .iter()
+            .map(|id| (id, RoomId::parse(id)))
+            .partition(|(_, r)| r.is_some());
+        if !junk.is_empty() {
+            // Not a room id (another version's, damage): out, or it would stay at the head.
+            let mut rem = redis::cmd("ZREM");
+            rem.arg(&index);
+            for (id, _) in junk {
+                rem.arg(id.as_str());
+            }
+            let _ = self.conn.each::<()>(&[rem]);
+        }
+        Ok(Some(rooms.into_iter().filter_map(|(_, r)| r).collect()))
     }
 
     fn unindex_rooms(&self, rooms: &[RoomId]) -> Result<(), StoreError> {
