@@ -136,10 +136,6 @@ pub async fn adopt_orphans(app: AppState) {
         for id in adopt {
             match adopt_one(&app, &cluster, &id).await {
                 Adopted::Ended { at } => {
-                    // Nobody runs an ended room: out of the lease index, so lapsed-lease looks
-                    // do not read it again (a full look by an origin that has not read it, or
-                    // has forgotten it, still finds it).
-                    unindex(&cluster, vec![id.clone()]).await;
                     let keep = app.config().rooms.ended_keep.as_secs();
                     let now = tribune_core::unix_micros() / 1_000_000;
                     if at.is_some_and(|at| at.saturating_add(keep) <= now) {
@@ -147,6 +143,10 @@ pub async fn adopt_orphans(app: AppState) {
                         // would ever remove it.
                         forget(&app, &id).await;
                     } else {
+                        // Nobody runs an ended room: out of the lease index, so lapsed-lease
+                        // looks do not read it again (a full look by an origin that has not
+                        // read it, or has forgotten it, still finds it).
+                        unindex(&cluster, vec![id.clone()]).await;
                         if ended.len() >= ENDED_MAX {
                             ended.clear();
                         }

@@ -102,6 +102,21 @@ impl RedisRegistry {
         super::RedisStore::origin_key(&self.conn.cfg.prefix, room.as_str())
     }
 
+    /// Takes `members` out of the lease index.
+    fn unindex<'a>(&self, members: impl IntoIterator<Item = &'a str>) -> Result<(), StoreError> {
+        let index = self.lease_index();
+        let rems = per_chunk(
+            || {
+                let mut c = redis::cmd("ZREM");
+                c.arg(&index);
+                c
+            },
+            members,
+        );
+        self.conn.each::<()>(&rems)?;
+        Ok(())
+    }
+
     /// The sorted set indexing the rooms' leases by when they run out.
     fn lease_index(&self) -> String {
         format!("{}:rooms:{{leases}}", self.conn.cfg.prefix)
@@ -177,17 +192,14 @@ impl NodeRegistry for RedisRegistry {
         let ms = lease.as_millis().clamp(1, u128::from(u32::MAX)) as u64;
         let index = self.lease_index();
         // One script per chunk (Redis's clock, one key: any shard of a cluster).
-        let writes: Vec<redis::Cmd> = rooms
-            .chunks(1_000)
-            .map(|chunk| {
+        let writes = per_chunk(
+            || {
                 let mut c = redis::cmd("EVAL");
                 c.arg(INDEX).arg(1).arg(&index).arg(ms);
-                for r in chunk {
-                    c.arg(r.as_str());
-                }
                 c
-            })
-            .collect();
+            },
+            rooms.iter().map(RoomId::as_str),
+        );
         self.conn.each::<()>(&writes)?;
         Ok(())
     }
@@ -197,37 +209,20 @@ impl NodeRegistry for RedisRegistry {
         let ids: Vec<String> = self
             .conn
             .call(|c| self.lapsed.key(&index).arg(limit).invoke(c))?;
-        let (rooms, junk): (Vec<_>, Vec<_>) = ids
-            .iter()
-            .map(|id| (id, RoomId::parse(id)))
-            .partition(|(_, r)| r.is_some());
-        if !junk.is_empty() {
-            // Not a room id (another version's, damage): out, or it would stay at the head.
-            let mut rem = redis::cmd("ZREM");
-            rem.arg(&index);
-            for (id, _) in junk {
-                rem.arg(id.as_str());
+        let (mut rooms, mut junk) = (Vec::new(), Vec::new());
+        for id in &ids {
+            match RoomId::parse(id) {
+                Some(room) => rooms.push(room),
+                None => junk.push(id.as_str()),
             }
-            let _ = self.conn.each::<()>(&[rem]);
         }
-        Ok(Some(rooms.into_iter().filter_map(|(_, r)| r).collect()))
+        // Not a room id (another version's, damage): out, or it would stay at the head.
+        let _ = self.unindex(junk);
+        Ok(Some(rooms))
     }
 
     fn unindex_rooms(&self, rooms: &[RoomId]) -> Result<(), StoreError> {
-        let index = self.lease_index();
-        let rems: Vec<redis::Cmd> = rooms
-            .chunks(1_000)
-            .map(|chunk| {
-                let mut c = redis::cmd("ZREM");
-                c.arg(&index);
-                for r in chunk {
-                    c.arg(r.as_str());
-                }
-                c
-            })
-            .collect();
-        self.conn.each::<()>(&rems)?;
-        Ok(())
+        self.unindex(rooms.iter().map(RoomId::as_str))
     }
 
     fn room_origins(&self, rooms: &[RoomId]) -> Result<Vec<Option<String>>, StoreError> {
@@ -251,4 +246,23 @@ impl NodeRegistry for RedisRegistry {
         self.conn.each::<()>(&[hdel, zrem])?;
         Ok(())
     }
+}
+
+/// One command per 1 000 of `members`, each `head()` followed by its members (`each` sends
+/// them as one pipeline; none when there are no members).
+fn per_chunk<'a>(
+    head: impl Fn() -> redis::Cmd,
+    members: impl IntoIterator<Item = &'a str>,
+) -> Vec<redis::Cmd> {
+    let members: Vec<&str> = members.into_iter().collect();
+    members
+        .chunks(1_000)
+        .map(|chunk| {
+            let mut c = head();
+            for m in chunk {
+                c.arg(*m);
+            }
+            c
+        })
+        .collect()
 }
